@@ -1,0 +1,124 @@
+"""The command line of every framework's train.py: one definition, so flags and defaults match."""
+import argparse
+import math
+from pathlib import Path
+
+from .config import ACTIVATIONS, DEVICES, OPTIMIZERS, POOLINGS, SCHEDULERS, Config
+from .data import TRAIN_SIZE, default_data_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUT_DIR = ROOT / "runs"
+# What a resumed run may change; every other option comes from the run's config.json.
+RESUME_OVERRIDES = ("epochs", "device", "no_progress", "data_dir")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line, not argparse's usage block: the user sees at once what to fix."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    def _get_help_string(self, action):
+        """State every default, except empty ones ("(default: )" helps nobody)."""
+        if action.default is None or action.default is False or action.default == "":
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _number(kind, low, low_ok):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if not math.isfinite(value) or value < low or (value == low and not low_ok):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if low_ok else '>'} {low}, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_int, non_negative_int = _number(int, 0, False), _number(int, 0, True)
+positive_float, non_negative_float = _number(float, 0.0, False), _number(float, 0.0, True)
+
+
+def build_parser(framework, description=None, with_defaults=True):
+    parser = Parser(
+        prog=f"train_{framework}/train.py", description=description,
+        formatter_class=_HelpFormatter,
+        argument_default=None if with_defaults else argparse.SUPPRESS)
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--pooling", choices=POOLINGS, help="subsampling in S2 and S4")
+    model.add_argument("--activation", choices=ACTIVATIONS, help="non-linearity after C1, C3, C5 and F6")
+
+    train = parser.add_argument_group("training")
+    train.add_argument("--epochs", type=positive_int, metavar="N", help="passes over the training split")
+    train.add_argument("--batch-size", type=positive_int, metavar="N", help="images per optimizer step")
+    train.add_argument("--lr", type=positive_float, help="peak learning rate")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, help="adam, or sgd with --momentum")
+    train.add_argument("--momentum", type=non_negative_float, metavar="M", help="momentum of sgd (ignored by adam)")
+    train.add_argument("--weight-decay", type=non_negative_float, metavar="WD",
+                       help="L2 penalty added to the gradient (coupled, as torch.optim.Adam)")
+    train.add_argument("--scheduler", choices=SCHEDULERS, help="learning-rate schedule over all steps")
+    train.add_argument("--seed", type=non_negative_int, help="seeds weights, batch order and the framework")
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--val-size", type=non_negative_int, metavar="N",
+                      help=f"images held out of the {TRAIN_SIZE:,} training images for validation (0: none)")
+    data.add_argument("--data-dir", metavar="DIR", help="MNIST cache folder (or set LENET5_DATA_DIR)")
+    data.add_argument("--limit-train", type=non_negative_int, metavar="N",
+                      help="train on the first N images only, for a quick smoke run (0: all)")
+    data.add_argument("--limit-test", type=non_negative_int, metavar="N",
+                      help="test on the first N test images only (0: all 10,000)")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--output-dir", metavar="DIR", help="parent folder of run folders")
+    run.add_argument("--run-name", metavar="NAME",
+                     help="run folder name (default: framework-pooling-activation-seed-time); never overwritten")
+    run.add_argument("--resume", metavar="PATH", help="continue the run in this run folder (or its checkpoint file)")
+    run.add_argument("--device", choices=DEVICES, help="auto: a GPU if the framework sees one, else the CPU")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars (the per-epoch lines remain)")
+
+    if with_defaults:
+        defaults = Config(framework=framework).to_dict()
+        defaults.update(data_dir=str(default_data_dir()), output_dir=str(DEFAULT_OUTPUT_DIR))
+        del defaults["framework"]
+        parser.set_defaults(**defaults)
+    return parser
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def parse_args(framework, argv=None, description=None):
+    """Parse a train.py command line into a Config; with --resume, the run's own config."""
+    parser = build_parser(framework, description)
+    cfg = Config(framework=framework, **vars(parser.parse_args(argv)))
+    if cfg.val_size >= TRAIN_SIZE:
+        parser.error(f"argument --val-size: must be < {TRAIN_SIZE} (the training set), got {cfg.val_size}")
+    if not cfg.resume:
+        return cfg
+
+    run_dir = Path(cfg.resume).expanduser().resolve()
+    if run_dir.is_file():
+        run_dir = run_dir.parent
+    if not (run_dir / "config.json").is_file():
+        parser.error(f"--resume {cfg.resume}: not a run folder (no config.json there)")
+    try:
+        saved = Config.load(run_dir / "config.json")
+    except (ValueError, TypeError) as error:
+        parser.error(f"--resume {cfg.resume}: unreadable config.json ({error})")
+    if saved.framework != framework:
+        parser.error(f"--resume {cfg.resume}: that run was trained with {saved.framework}, not {framework}")
+    given = vars(build_parser(framework, with_defaults=False).parse_args(argv))
+    for name, value in given.items():
+        if name in RESUME_OVERRIDES:
+            setattr(saved, name, value)
+        elif name != "resume" and value != getattr(saved, name):
+            parser.error(f"{_flag(name)} {value} differs from the resumed run's {getattr(saved, name)}; "
+                         f"a resumed run keeps its options except {', '.join(map(_flag, RESUME_OVERRIDES))}")
+    saved.resume = str(run_dir)
+    return saved

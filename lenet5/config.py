@@ -1,0 +1,81 @@
+"""The options every framework's train.py shares: names, valid choices, defaults, and the LR schedule.
+
+The defaults are the recipe chosen on the validation split (see README, "Choosing the default
+recipe"); the test set played no part in choosing them.
+"""
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+
+FRAMEWORKS = ("pytorch", "tensorflow", "mxnet")
+POOLINGS = ("max", "avg")
+ACTIVATIONS = ("relu", "leakyrelu", "tanh", "sigmoid")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULERS = ("none", "cosine")
+DEVICES = ("auto", "cpu", "gpu")
+LEAKY_SLOPE = 0.01  # negative slope of leakyrelu, as PyTorch's default
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # stated once: Keras' default epsilon differs (1e-7)
+
+
+def check_choice(kind, name, valid):
+    """Return `name` if it is one of `valid`, else raise ValueError listing the valid ones."""
+    if name not in valid:
+        raise ValueError(f"unknown {kind} {name!r}; choose one of: {', '.join(valid)}")
+    return name
+
+
+@dataclass
+class Config:
+    framework: str = "pytorch"
+    # model
+    pooling: str = "max"
+    activation: str = "relu"
+    # training
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 2e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    scheduler: str = "cosine"
+    seed: int = 0
+    # data
+    val_size: int = 5000
+    data_dir: str = ""
+    limit_train: int = 0
+    limit_test: int = 0
+    # run
+    output_dir: str = ""
+    run_name: str = ""
+    resume: str = ""
+    device: str = "auto"
+    no_progress: bool = False
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def load(cls, path):
+        with open(path) as f:
+            return cls.from_dict(json.load(f))
+
+
+def lr_at(cfg, step, total_steps):
+    """Learning rate for optimizer step `step` (0-based) of `total_steps`: one schedule for all
+    three frameworks, applied by each train.py before every step."""
+    if cfg.scheduler == "cosine":
+        return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * step / max(total_steps, 1)))
+    return cfg.lr
+
+
+def expected_num_params(num_classes=10):
+    """Weights and biases of LeNet-5, counted from the paper's layer sizes: 61,706 for 10 classes.
+    Each framework's model is tested against this count."""
+    convs = [(1, 6), (6, 16), (16, 120)]  # C1, C3, C5: (in, out) channels, 5x5 kernels
+    dense = [(120, 84), (84, num_classes)]  # F6, output
+    return sum(o * (i * 25 + 1) for i, o in convs) + sum(o * (i + 1) for i, o in dense)

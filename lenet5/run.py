@@ -1,0 +1,107 @@
+"""Run folders: config.json, metrics.csv, result.json, the per-epoch line and progress bars.
+
+A run folder holds everything one training run made: the resolved options (config.json), one
+metrics row per epoch (metrics.csv), the final result (result.json) and the framework's own
+checkpoint files, which each train.py writes through `run.path(...)`.
+"""
+import csv
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .files import atomic_path, write_json
+
+METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+
+
+class RunError(Exception):
+    """The run folder cannot be used; the message says why."""
+
+
+def _new_run_dir(cfg):
+    parent = Path(cfg.output_dir).expanduser().resolve()
+    name = cfg.run_name or (f"{cfg.framework}-{cfg.pooling}-{cfg.activation}-seed{cfg.seed}-"
+                            f"{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, 100):
+            path = parent / (name if attempt == 1 else f"{name}-{attempt}")
+            try:
+                path.mkdir()  # exclusive: two runs never share a folder
+                return path
+            except FileExistsError:
+                if cfg.run_name:
+                    raise RunError(f"run folder {path} already exists; choose another --run-name, "
+                                   f"or continue it with --resume {path}") from None
+    except OSError as error:  # not allowed, not a folder, disk full...
+        raise RunError(f"cannot create a run folder in {parent} ({error.strerror}); "
+                       "choose another --output-dir") from None
+    raise RunError(f"too many runs named {name} in {parent}")
+
+
+class Run:
+    """One training run's folder and log. `cfg.resume` names an existing folder to continue."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.dir = Path(cfg.resume) if cfg.resume else _new_run_dir(cfg)
+        self.history = []  # one dict per finished epoch, as in metrics.csv
+        write_json(self.dir / "config.json", cfg.to_dict())
+
+    def path(self, name):
+        return self.dir / name
+
+    def progress(self, iterable, total, desc):
+        return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True,
+                    disable=self.cfg.no_progress)
+
+    def restore(self, history):
+        """Continue after a checkpoint: its history replaces metrics.csv, dropping epochs the
+        checkpoint does not contain (a crash after the row but before the checkpoint)."""
+        self.history = [dict(row) for row in history]
+        with atomic_path(self.path("metrics.csv")) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, METRICS)
+            writer.writeheader()
+            writer.writerows(self.history)
+
+    def log_epoch(self, epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds):
+        """Append one row to metrics.csv and print the per-epoch line."""
+        row = dict(epoch=epoch, train_loss=float(train_loss), train_acc=float(train_acc),
+                   val_loss=float(val_loss), val_acc=float(val_acc), lr=float(lr), seconds=float(seconds))
+        self.history.append(row)
+        new = not self.path("metrics.csv").exists()
+        with open(self.path("metrics.csv"), "a", newline="") as f:
+            writer = csv.DictWriter(f, METRICS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        val = f"val loss {val_loss:.4f} acc {val_acc:6.2%}" if not np.isnan(val_acc) else "no validation"
+        tqdm.write(f"epoch {epoch:>3}/{self.cfg.epochs} | train loss {train_loss:.4f} acc {train_acc:6.2%} | "
+                   f"{val} | lr {lr:.2e} | {seconds:.1f} s", file=sys.stdout)
+
+    def finish(self, test_loss, test_acc, num_params, framework_version, device):
+        """Write result.json and print the test accuracy."""
+        train_seconds = sum(row["seconds"] for row in self.history)
+        result = {
+            "framework": self.cfg.framework,
+            "framework_version": framework_version,
+            "python_version": platform.python_version(),
+            "numpy_version": np.__version__,
+            "platform": platform.platform(),
+            "device": device,
+            "config": self.cfg.to_dict(),
+            "epochs": len(self.history),
+            "test_accuracy": float(test_acc),
+            "test_loss": float(test_loss),
+            "train_seconds": train_seconds,
+            "seconds_per_epoch": train_seconds / max(len(self.history), 1),
+            "num_params": int(num_params),
+        }
+        write_json(self.path("result.json"), result)
+        print(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) after {len(self.history)} epochs, "
+              f"{train_seconds:.1f} s of training; run folder: {self.dir}", flush=True)
+        return result

@@ -1,0 +1,101 @@
+"""Fixtures shared by the neutral tests and every framework's tests.
+
+Real-data tests fetch MNIST through the project's own download code, into a fresh folder, from
+the mirrors in LENET5_MNIST_MIRRORS (CI points it at a local copy) or the public ones.
+"""
+import csv
+import gzip
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lenet5 import data
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_idx(path, array):
+    """Write a uint8 array as an IDX file (gzip-compressed if the name ends in .gz)."""
+    array = np.ascontiguousarray(array, np.uint8)
+    raw = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes() + array.tobytes()
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+    return raw
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path, monkeypatch):
+    """A file:// mirror of four tiny IDX files (with their checksums patched in), and a cache dir.
+
+    Returns (mirror folder, empty data folder, {name: decompressed bytes})."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (12, 28, 28)),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, 12),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (4, 28, 28)),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, 4),
+    }
+    raw = {name: write_idx(mirror / f"{name}.gz", a) for name, a in arrays.items()}
+    monkeypatch.setattr(data, "FILES", {name: data._sha256(r) for name, r in raw.items()})
+    monkeypatch.setenv("LENET5_MNIST_MIRRORS", mirror.as_uri() + "/")
+    return mirror, tmp_path / "cache", raw
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory):
+    """A folder holding the real MNIST, downloaded once per test session by the real code."""
+    folder = tmp_path_factory.mktemp("mnist")
+    data.load_mnist(folder, progress=False)
+    return folder
+
+
+@pytest.fixture
+def train(mnist_dir, tmp_path):
+    """Run a framework's train.py in a subprocess, as a user would; returns (process, run folder).
+
+    A subprocess, not main() in-process: each run gets a fresh framework (seeds, threads,
+    graph caches), exactly as from the shell."""
+    def run(framework, *args, cwd=ROOT, check=True, run_name="run"):
+        out = tmp_path / "runs"
+        cmd = [sys.executable, str(ROOT / f"train_{framework}" / "train.py"), "--data-dir", str(mnist_dir),
+               "--output-dir", str(out), "--no-progress", *args]
+        if run_name and "--resume" not in args:
+            cmd += ["--run-name", run_name]
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc, out / run_name if run_name else out
+    return run
+
+
+@pytest.fixture
+def interrupted_run(mnist_dir, tmp_path):
+    """Start train.py and SIGKILL it as soon as its first checkpoint exists; returns the run folder."""
+    def run(framework, checkpoint, *args):
+        run_dir = tmp_path / "runs" / "interrupted"
+        cmd = [sys.executable, str(ROOT / f"train_{framework}" / "train.py"), "--data-dir", str(mnist_dir),
+               "--output-dir", str(run_dir.parent), "--run-name", run_dir.name, "--no-progress", *args]
+        with subprocess.Popen(cmd, stdout=subprocess.DEVNULL) as proc:
+            while proc.poll() is None and not (run_dir / checkpoint).exists():
+                time.sleep(0.005)
+            proc.send_signal(signal.SIGKILL)
+        assert proc.returncode == -signal.SIGKILL, "train.py ended before it could be interrupted"
+        assert not (run_dir / "result.json").exists()
+        return run_dir
+    return run
+
+
+def read_metrics(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())

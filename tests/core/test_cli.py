@@ -1,0 +1,126 @@
+"""The shared command line, options, LR schedule, run folders and environments."""
+import math
+
+import pytest
+
+from lenet5 import cli, config, envs
+from lenet5.config import Config
+from lenet5.run import Run, RunError
+
+
+def parse_error(argv, capsys, framework="pytorch"):
+    """The one-line message and exit code of a command line that must be refused."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.parse_args(framework, argv)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line, not argparse's usage block
+    return exit_.value.code, err
+
+
+def test_defaults_match_config():
+    cfg = cli.parse_args("pytorch", [])
+    default = Config()
+    for name in ("pooling", "activation", "epochs", "batch_size", "lr", "optimizer", "scheduler", "seed", "val_size"):
+        assert getattr(cfg, name) == getattr(default, name)
+    assert cfg.batch_size == 256
+    assert cfg.output_dir == str(cli.DEFAULT_OUTPUT_DIR) and cfg.data_dir
+
+
+def test_help_states_every_default(capsys):
+    with pytest.raises(SystemExit):
+        cli.parse_args("pytorch", ["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, default in [("--epochs", Config.epochs), ("--batch-size", 256), ("--lr", Config.lr),
+                          ("--pooling", "max"), ("--activation", "relu"), ("--scheduler", Config.scheduler),
+                          ("--val-size", Config.val_size), ("--device", "auto"), ("--seed", 0)]:
+        assert flag in text and f"(default: {default})" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "0"], "--epochs: must be > 0"),
+    (["--epochs", "-3"], "--epochs: must be > 0"),
+    (["--epochs", "two"], "--epochs: expected an integer"),
+    (["--batch-size", "0"], "--batch-size: must be > 0"),
+    (["--lr", "-0.1"], "--lr: must be > 0"),
+    (["--lr", "nan"], "--lr: must be > 0"),
+    (["--lr", "inf"], "--lr: must be > 0"),
+    (["--pooling", "median"], "invalid choice: 'median' (choose from max, avg)"),
+    (["--activation", "swish"], "invalid choice: 'swish'"),
+    (["--val-size", "60000"], "--val-size: must be < 60000"),
+    (["--val-size", "-1"], "--val-size: must be >= 0"),
+    (["--device", "tpu"], "invalid choice: 'tpu'"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_options_get_one_line_and_exit_2(argv, message, capsys):
+    code, err = parse_error(argv, capsys)
+    assert code == 2
+    assert message.replace("'", "") in err.replace("'", "")
+
+
+def test_check_choice_lists_valid_names():
+    assert config.check_choice("pooling", "avg", config.POOLINGS) == "avg"
+    with pytest.raises(ValueError, match="unknown activation 'gelu'; choose one of: relu, leakyrelu, tanh, sigmoid"):
+        config.check_choice("activation", "gelu", config.ACTIVATIONS)
+
+
+def test_parameter_count_from_the_paper():
+    assert config.expected_num_params() == 61_706
+    assert config.expected_num_params(num_classes=26) == 61_706 + 16 * 85
+
+
+def test_cosine_schedule():
+    cfg = Config(lr=0.01, scheduler="cosine")
+    assert config.lr_at(cfg, 0, 100) == 0.01
+    assert math.isclose(config.lr_at(cfg, 50, 100), 0.005)
+    assert config.lr_at(cfg, 99, 100) < 1e-5
+    assert config.lr_at(Config(lr=0.01, scheduler="none"), 99, 100) == 0.01
+
+
+def test_run_folder_is_never_overwritten(tmp_path):
+    cfg = Config(output_dir=str(tmp_path), run_name="mine")
+    run = Run(cfg)
+    (run.dir / "notes.txt").write_text("keep me")
+    with pytest.raises(RunError, match="already exists; choose another --run-name"):
+        Run(cfg)
+    assert (run.dir / "notes.txt").read_text() == "keep me"
+    # Without a name, runs started in the same second get folders of their own.
+    auto = Config(output_dir=str(tmp_path))
+    assert Run(auto).dir != Run(auto).dir
+
+
+def test_unwritable_output_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(RunError, match="choose another --output-dir"):
+        Run(Config(output_dir=str(blocker / "sub")))
+
+
+def test_resume_keeps_the_runs_options(tmp_path, capsys):
+    run = Run(Config(output_dir=str(tmp_path), run_name="r", epochs=2, lr=0.005, pooling="avg"))
+    cfg = cli.parse_args("pytorch", ["--resume", str(run.dir), "--epochs", "4", "--no-progress"])
+    assert (cfg.epochs, cfg.lr, cfg.pooling, cfg.no_progress, cfg.resume) == (4, 0.005, "avg", True, str(run.dir))
+    (run.dir / "checkpoint.pt").write_bytes(b"")
+    assert cli.parse_args("pytorch", ["--resume", str(run.dir / "checkpoint.pt")]).resume == str(run.dir)
+    _, err = parse_error(["--resume", str(run.dir), "--pooling", "max"], capsys)
+    assert "--pooling max differs from the resumed run's avg" in err
+    _, err = parse_error(["--resume", str(run.dir)], capsys, framework="mxnet")
+    assert "trained with pytorch, not mxnet" in err
+    _, err = parse_error(["--resume", str(tmp_path)], capsys)
+    assert "not a run folder" in err
+
+
+def test_envs_hash_follows_included_requirements(tmp_path, monkeypatch):
+    (tmp_path / "common.txt").write_text("tqdm\n")
+    (tmp_path / "pytorch.txt").write_text("-r common.txt\ntorch\n")
+    monkeypatch.setattr(envs, "REQUIREMENTS", tmp_path)
+    before = envs.requirements_hash("pytorch")
+    (tmp_path / "common.txt").write_text("tqdm>=4\n")
+    assert envs.requirements_hash("pytorch") != before
+
+
+def test_envs_locations(tmp_path, monkeypatch):
+    monkeypatch.setenv("LENET5_VENV_DIR", str(tmp_path))
+    monkeypatch.delenv("LENET5_MXNET_PYTHON", raising=False)
+    assert envs.env_python("mxnet").parent.parent == tmp_path / "mxnet"
+    monkeypatch.setenv("LENET5_MXNET_PYTHON", "/opt/conda/envs/mx/bin/python")
+    assert str(envs.env_python("mxnet")) == "/opt/conda/envs/mx/bin/python"

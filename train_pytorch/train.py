@@ -1,0 +1,146 @@
+"""Train LeNet-5 on MNIST with PyTorch.
+
+    python train.py                                  # the default recipe
+    python train.py --pooling avg --activation tanh  # another cell of the results table
+    python train.py --resume runs/<run folder>       # continue an interrupted run
+
+Kept parallel to train_tensorflow/train.py and train_mxnet/train.py: a diff of two of them
+shows only what the frameworks force. The options, data and run folder come from lenet5/.
+"""
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the project's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch
+import torch.nn.functional as F
+
+from lenet5.cli import parse_args
+from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at
+from lenet5.data import DataError, batches, load_splits, num_batches
+from lenet5.files import atomic_path
+from lenet5.run import Run, RunError
+from model_pytorch import LeNet5
+
+FRAMEWORK = "pytorch"
+CHECKPOINT = "checkpoint.pt"  # for --resume: model, optimizer, epoch, metrics history, RNG state
+WEIGHTS = "model.pt"          # the trained state_dict, for LeNet5().load_state_dict(torch.load(...))
+
+
+def select_device(name):
+    if name == "gpu" and not torch.cuda.is_available():
+        raise RunError("--device gpu: PyTorch sees no CUDA GPU here; use --device cpu or auto")
+    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def make_optimizer(cfg, model):
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=ADAM_BETAS, eps=ADAM_EPS,
+                            weight_decay=cfg.weight_decay)
+
+
+def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run):
+    """One pass over the shuffled training split; returns (loss, accuracy, next step, last lr)."""
+    model.train()
+    loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
+    bar = run.progress(batches(split, cfg.batch_size, seed=(cfg.seed, epoch)),
+                       num_batches(len(split), cfg.batch_size), f"epoch {epoch}")
+    for x, y in bar:
+        lr = lr_at(cfg, step, total_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+        if step % 20 == 0:  # reading the sums waits for the device: not every step
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.2%}")
+    return loss_sum.item() / seen, correct.item() / seen, step, lr
+
+
+@torch.no_grad()
+def evaluate(model, split, batch_size, device):
+    """(mean cross-entropy, accuracy) over a split, in order, without training behaviour."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for x, y in batches(split, batch_size):
+        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    return loss_sum / len(split), correct / len(split)
+
+
+def save_checkpoint(path, model, optimizer, epoch, run):
+    state = {"framework": FRAMEWORK, "config": run.cfg.to_dict(), "epoch": epoch,
+             "history": run.history, "model": model.state_dict(),
+             "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path, model, optimizer, run):
+    """Restore model, optimizer and RNG from a checkpoint; return the last finished epoch."""
+    if not path.exists():  # stopped before its first checkpoint: start it again
+        run.restore([])
+        return 0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except Exception as error:  # truncated file, another architecture, not a checkpoint at all
+        raise RunError(f"--resume: cannot load {path}: {str(error).splitlines()[0]}") from None
+    torch.set_rng_state(state["torch_rng"])
+    run.restore(state["history"])
+    return state["epoch"]
+
+
+def main(argv=None):
+    cfg = parse_args(FRAMEWORK, argv, __doc__.split("\n\n")[0])
+    try:
+        device = select_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)  # same seed, same metrics
+        data = load_splits(cfg.val_size, cfg.limit_train, cfg.limit_test, channels_last=False,
+                           data_dir=cfg.data_dir, progress=not cfg.no_progress)
+        model = LeNet5(pooling=cfg.pooling, activation=cfg.activation).to(device)
+        optimizer = make_optimizer(cfg, model)
+        run = Run(cfg)
+        start = load_checkpoint(run.path(CHECKPOINT), model, optimizer, run) if cfg.resume else 0
+    except (DataError, RunError) as error:
+        sys.exit(f"train.py: error: {error}")
+
+    steps_per_epoch = num_batches(len(data["train"]), cfg.batch_size)
+    num_params = sum(p.numel() for p in model.parameters())
+    print(f"PyTorch {torch.__version__} on {device} ({torch.get_num_threads()} threads), {num_params:,} parameters; "
+          f"{len(data['train']):,} train / {len(data['val'] or ())} val / {len(data['test']):,} test images; "
+          f"{run.dir}", flush=True)
+    step = start * steps_per_epoch
+    for epoch in range(start + 1, cfg.epochs + 1):
+        started = time.perf_counter()
+        train_loss, train_acc, step, lr = train_one_epoch(
+            model, optimizer, data["train"], cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run)
+        seconds = time.perf_counter() - started
+        val_loss, val_acc = evaluate(model, data["val"], cfg.batch_size, device) if data["val"] else (float("nan"),) * 2
+        run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
+        save_checkpoint(run.path(CHECKPOINT), model, optimizer, epoch, run)
+
+    with atomic_path(run.path(WEIGHTS)) as tmp:
+        torch.save(model.state_dict(), tmp)
+    test_loss, test_acc = evaluate(model, data["test"], cfg.batch_size, device)
+    run.finish(test_loss, test_acc, num_params, torch.__version__, str(device))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
