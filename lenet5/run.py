@@ -5,6 +5,7 @@ metrics row per epoch (metrics.csv), the final result (result.json) and the fram
 checkpoint files, which each train.py writes through `run.path(...)`.
 """
 import csv
+import json
 import platform
 import sys
 import time
@@ -15,6 +16,7 @@ from tqdm import tqdm
 
 from .files import atomic_path, write_json
 
+CHECKPOINT = "checkpoint.json"  # names the last complete checkpoint's files
 METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 
 
@@ -59,14 +61,51 @@ class Run:
         return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True,
                     disable=self.cfg.no_progress)
 
-    def restore(self, history):
-        """Continue after a checkpoint: its history replaces metrics.csv, dropping epochs the
-        checkpoint does not contain (a crash after the row but before the checkpoint)."""
-        self.history = [dict(row) for row in history]
+    def save_checkpoint(self, epoch, save):
+        """Commit this epoch's checkpoint. `save(stem)` writes the framework's files as
+        <run>/checkpoint-epochNNNN.<suffix> and returns their names; checkpoint.json, replaced
+        atomically afterwards, then names them. So a kill at any moment leaves checkpoint.json
+        naming complete files. The previous epoch's files are removed after the commit."""
+        names = list(save(self.path(f"checkpoint-epoch{epoch:04d}")))
+        previous = self._checkpoint()
+        write_json(self.path(CHECKPOINT), {"framework": self.cfg.framework, "epoch": epoch, "files": names})
+        for name in previous["files"] if previous else ():
+            if name not in names:
+                self.path(name).unlink(missing_ok=True)
+
+    def resume(self):
+        """(epoch, checkpoint file paths) of the last committed checkpoint, or (0, []) if there is
+        none; metrics.csv is cut back to that epoch (rows written after it belong to lost work)."""
+        checkpoint = self._checkpoint()
+        epoch = checkpoint["epoch"] if checkpoint else 0
+        rows = []
+        if self.path("metrics.csv").exists():
+            with open(self.path("metrics.csv"), newline="") as f:
+                for row in csv.DictReader(f):
+                    if None in row.values() or "" in row.values():
+                        break  # a row cut short by the kill
+                    row = {k: int(v) if k == "epoch" else float(v) for k, v in row.items()}
+                    if row["epoch"] > epoch:
+                        break
+                    rows.append(row)
+        self.history = rows
         with atomic_path(self.path("metrics.csv")) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, METRICS)
             writer.writeheader()
-            writer.writerows(self.history)
+            writer.writerows(rows)
+        paths = [self.path(name) for name in checkpoint["files"]] if checkpoint else []
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise RunError(f"--resume: checkpoint files are missing: {', '.join(missing)}")
+        return epoch, paths
+
+    def _checkpoint(self):
+        try:
+            return json.loads(self.path(CHECKPOINT).read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError as error:
+            raise RunError(f"--resume: {self.path(CHECKPOINT)} is damaged ({error})") from None
 
     def log_epoch(self, epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds):
         """Append one row to metrics.csv and print the per-epoch line."""

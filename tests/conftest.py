@@ -78,12 +78,12 @@ def train(mnist_dir, tmp_path):
 @pytest.fixture
 def interrupted_run(mnist_dir, tmp_path):
     """Start train.py and SIGKILL it as soon as its first checkpoint exists; returns the run folder."""
-    def run(framework, checkpoint, *args):
+    def run(framework, *args):
         run_dir = tmp_path / "runs" / "interrupted"
         cmd = [sys.executable, str(ROOT / f"train_{framework}" / "train.py"), "--data-dir", str(mnist_dir),
                "--output-dir", str(run_dir.parent), "--run-name", run_dir.name, "--no-progress", *args]
         with subprocess.Popen(cmd, stdout=subprocess.DEVNULL) as proc:
-            while proc.poll() is None and not (run_dir / checkpoint).exists():
+            while proc.poll() is None and not (run_dir / "checkpoint.json").exists():
                 time.sleep(0.005)
             proc.send_signal(signal.SIGKILL)
         assert proc.returncode == -signal.SIGKILL, "train.py ended before it could be interrupted"

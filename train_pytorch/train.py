@@ -25,8 +25,7 @@ from lenet5.run import Run, RunError
 from model_pytorch import LeNet5
 
 FRAMEWORK = "pytorch"
-CHECKPOINT = "checkpoint.pt"  # for --resume: model, optimizer, epoch, metrics history, RNG state
-WEIGHTS = "model.pt"          # the trained state_dict, for LeNet5().load_state_dict(torch.load(...))
+WEIGHTS = "model.pt"  # the trained state_dict, for LeNet5().load_state_dict(torch.load(...))
 
 
 def select_device(name):
@@ -81,28 +80,27 @@ def evaluate(model, split, batch_size, device):
     return loss_sum / len(split), correct / len(split)
 
 
-def save_checkpoint(path, model, optimizer, epoch, run):
-    state = {"framework": FRAMEWORK, "config": run.cfg.to_dict(), "epoch": epoch,
-             "history": run.history, "model": model.state_dict(),
-             "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+def save_checkpoint(stem, model, optimizer):
+    """Write what --resume needs; returns the file names (the run commits them)."""
+    path = stem.with_suffix(".pt")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state()}, path)
+    return [path.name]
 
 
-def load_checkpoint(path, model, optimizer, run):
-    """Restore model, optimizer and RNG from a checkpoint; return the last finished epoch."""
-    if not path.exists():  # stopped before its first checkpoint: start it again
-        run.restore([])
+def load_checkpoint(run, model, optimizer):
+    """Restore model, optimizer and RNG from the run's last checkpoint; return its epoch."""
+    epoch, paths = run.resume()
+    if not paths:  # stopped before its first checkpoint: start again
         return 0
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(paths[0], map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
     except Exception as error:  # truncated file, another architecture, not a checkpoint at all
-        raise RunError(f"--resume: cannot load {path}: {str(error).splitlines()[0]}") from None
+        raise RunError(f"--resume: cannot load {paths[0]}: {str(error).splitlines()[0]}") from None
     torch.set_rng_state(state["torch_rng"])
-    run.restore(state["history"])
-    return state["epoch"]
+    return epoch
 
 
 def main(argv=None):
@@ -116,7 +114,7 @@ def main(argv=None):
         model = LeNet5(pooling=cfg.pooling, activation=cfg.activation).to(device)
         optimizer = make_optimizer(cfg, model)
         run = Run(cfg)
-        start = load_checkpoint(run.path(CHECKPOINT), model, optimizer, run) if cfg.resume else 0
+        start = load_checkpoint(run, model, optimizer) if cfg.resume else 0
     except (DataError, RunError) as error:
         sys.exit(f"train.py: error: {error}")
 
@@ -133,7 +131,7 @@ def main(argv=None):
         seconds = time.perf_counter() - started
         val_loss, val_acc = evaluate(model, data["val"], cfg.batch_size, device) if data["val"] else (float("nan"),) * 2
         run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
-        save_checkpoint(run.path(CHECKPOINT), model, optimizer, epoch, run)
+        run.save_checkpoint(epoch, lambda stem: save_checkpoint(stem, model, optimizer))
 
     with atomic_path(run.path(WEIGHTS)) as tmp:
         torch.save(model.state_dict(), tmp)

@@ -99,8 +99,8 @@ def test_resume_keeps_the_runs_options(tmp_path, capsys):
     run = Run(Config(output_dir=str(tmp_path), run_name="r", epochs=2, lr=0.005, pooling="avg"))
     cfg = cli.parse_args("pytorch", ["--resume", str(run.dir), "--epochs", "4", "--no-progress"])
     assert (cfg.epochs, cfg.lr, cfg.pooling, cfg.no_progress, cfg.resume) == (4, 0.005, "avg", True, str(run.dir))
-    (run.dir / "checkpoint.pt").write_bytes(b"")
-    assert cli.parse_args("pytorch", ["--resume", str(run.dir / "checkpoint.pt")]).resume == str(run.dir)
+    (run.dir / "checkpoint.json").write_text("{}")
+    assert cli.parse_args("pytorch", ["--resume", str(run.dir / "checkpoint.json")]).resume == str(run.dir)
     _, err = parse_error(["--resume", str(run.dir), "--pooling", "max"], capsys)
     assert "--pooling max differs from the resumed run's avg" in err
     _, err = parse_error(["--resume", str(run.dir)], capsys, framework="mxnet")

@@ -57,15 +57,17 @@ def test_smoke_run_writes_every_file(train):
     # Native checkpoints, opened with PyTorch's own tools and the model class alone.
     model = LeNet5()
     model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
-    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
-    assert checkpoint["epoch"] == 2 and "state" in checkpoint["optimizer"]
+    assert read_json(run_dir / "checkpoint.json")["files"] == ["checkpoint-epoch0002.pt"]
+    assert not (run_dir / "checkpoint-epoch0001.pt").exists()
+    checkpoint = torch.load(run_dir / "checkpoint-epoch0002.pt", weights_only=True)
+    assert "state" in checkpoint["optimizer"]
     assert torch.equal(checkpoint["model"]["c1.weight"], model.c1.weight)
 
 
 def test_resume_continues_to_the_same_metrics_as_an_uninterrupted_run(train, interrupted_run):
     args = ["--epochs", "3", "--limit-train", "4096", "--val-size", "512", "--limit-test", "500"]
     _, whole = train("pytorch", *args, run_name="whole")
-    part = interrupted_run("pytorch", "checkpoint.pt", *args)
+    part = interrupted_run("pytorch", *args)
     proc, _ = train("pytorch", "--resume", str(part), run_name=None)
     assert "epoch   3/3" in proc.stdout and "epoch   1/3" not in proc.stdout
     without_time = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
