@@ -8,7 +8,7 @@
 
 PYTHON ?= python3
 FRAMEWORK ?= pytorch
-FRAMEWORKS := pytorch
+FRAMEWORKS := pytorch tensorflow mxnet
 ARGS ?=
 PYTEST_ARGS ?=
 ENVS := $(PYTHON) -m lenet5.envs

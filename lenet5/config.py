@@ -33,7 +33,7 @@ class Config:
     # training
     epochs: int = 10
     batch_size: int = 256
-    lr: float = 2e-3
+    lr: float = 5e-3
     optimizer: str = "adam"
     momentum: float = 0.9
     weight_decay: float = 0.0

@@ -1,0 +1,3 @@
+from .model import LeNet5
+
+__all__ = ["LeNet5"]

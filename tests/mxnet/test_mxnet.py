@@ -1,0 +1,87 @@
+"""MXNet (Gluon): the model against the paper and the numpy reference, native checkpoints, the
+import-failure message, and the shared train.py contract (train_contract.py) on real MNIST."""
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from conftest import ROOT, read_json
+from lenet5 import reference
+from lenet5.config import ACTIVATIONS, POOLINGS, expected_num_params
+from lenet5.data import load_splits
+from model_mxnet import LeNet5
+from train_contract import *  # noqa: F401,F403 - the tests every framework passes
+
+FRAMEWORK = "mxnet"
+
+
+@pytest.fixture
+def has_gpu():
+    return mx.context.num_gpus() > 0
+
+
+def weights(model):
+    """The model's weights under the reference's names and layout (which MXNet shares)."""
+    return {f"{name}.{kind}": getattr(getattr(model, name), kind).data().asnumpy()
+            for name in reference.LAYERS for kind in ("weight", "bias")}
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_model_matches_the_paper_and_the_numpy_reference(pooling, activation, hybridize):
+    mx.random.seed(0)
+    model = LeNet5(pooling=pooling, activation=activation)
+    model.initialize()
+    if hybridize:
+        model.hybridize(static_alloc=True, static_shape=True)
+    assert sum(p.data().size for p in model.collect_params().values()) == expected_num_params() == 61_706
+    x = np.random.default_rng(0).standard_normal((8, 1, 28, 28)).astype(np.float32)
+    logits = model(mx.nd.array(x)).asnumpy()
+    assert logits.shape == (8, 10)
+    np.testing.assert_allclose(logits, reference.forward(weights(model), x, pooling, activation), atol=1e-4)
+
+
+def test_model_options():
+    model = LeNet5(num_classes=26)
+    model.initialize()
+    assert model(mx.nd.zeros((1, 1, 28, 28))).shape == (1, 26)
+    with pytest.raises(ValueError, match="unknown pooling 'min'; choose one of: max, avg"):
+        LeNet5(pooling="min")
+    with pytest.raises(ValueError, match="unknown activation 'elu'; choose one of: relu, leakyrelu"):
+        LeNet5(activation="elu")
+
+
+def test_native_checkpoints_open_with_mxnet_alone(train, mnist_dir, tmp_path):
+    _, run_dir = train(FRAMEWORK, "--epochs", "1", "--limit-train", "2048", "--limit-test", "500",
+                       "--pooling", "avg", "--activation", "tanh")
+    test = load_splits(0, limit_test=500, data_dir=mnist_dir, progress=False)["test"]
+    np.save(tmp_path / "x.npy", test.x)
+    np.save(tmp_path / "y.npy", test.y)
+    # A user's script that imports nothing of this project: the exported symbol and parameters.
+    script = ("import sys, mxnet as mx, numpy as np\n"
+              "net = mx.gluon.SymbolBlock.imports(sys.argv[1] + '-symbol.json', ['data'], sys.argv[1] + '-0000.params')\n"
+              "x, y = np.load(sys.argv[2]), np.load(sys.argv[3])\n"
+              "print((net(mx.nd.array(x)).asnumpy().argmax(1) == y).mean())\n")
+    out = subprocess.run([sys.executable, "-c", script, str(run_dir / "model"), str(tmp_path / "x.npy"),
+                          str(tmp_path / "y.npy")], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert float(out) == read_json(run_dir / "result.json")["test_accuracy"]
+    model = LeNet5(pooling="avg", activation="tanh")
+    model.load_parameters(str(run_dir / "model.params"))
+    accuracy = (model(mx.nd.array(test.x)).asnumpy().argmax(1) == test.y).mean()
+    assert accuracy == read_json(run_dir / "result.json")["test_accuracy"]
+    params, states = read_json(run_dir / "checkpoint.json")["files"]
+    assert params.endswith(".params") and states.endswith(".states")
+
+
+def test_import_failure_names_the_fix(tmp_path):
+    # numpy 1.24 removed np.bool, which MXNet 1.9.1 uses on import: take it away here too.
+    script = ("import numpy, runpy, sys\n"
+              "numpy.__deprecated_attrs__.pop('bool', None)\n"
+              "sys.argv = ['train.py']\n"
+              f"runpy.run_path({str(ROOT / 'train_mxnet' / 'train.py')!r}, run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "cannot import MXNet" in proc.stderr and "numpy==1.23.5" in proc.stderr

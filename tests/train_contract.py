@@ -1,0 +1,86 @@
+"""What every framework's train.py must do, end to end on real MNIST, with the same command line.
+
+Each tests/<framework>/test_<framework>.py sets FRAMEWORK and does `from train_contract import *`,
+so the three run the very same checks; their own files add the framework-specific ones.
+"""
+import pytest
+
+from conftest import ROOT, read_json, read_metrics
+from lenet5.config import Config
+from lenet5.run import METRICS
+
+SMALL = ["--limit-train", "4096", "--val-size", "512", "--limit-test", "500"]
+
+
+@pytest.fixture
+def framework(request):
+    return request.module.FRAMEWORK
+
+
+def without_time(rows):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def test_one_epoch_of_the_default_recipe_reaches_97_percent(train, framework):
+    proc, run_dir = train(framework, "--epochs", "1")
+    result = read_json(run_dir / "result.json")
+    assert result["test_accuracy"] >= 0.97, proc.stdout
+    assert result["config"]["batch_size"] == 256 and result["epochs"] == 1
+    assert f"test accuracy {result['test_accuracy']:.2%}" in proc.stdout
+
+
+def test_smoke_run_writes_every_file(train, framework):
+    proc, run_dir = train(framework, "--epochs", "2", *SMALL)
+    assert proc.stdout.count("\nepoch ") == 2 and "test accuracy" in proc.stdout
+    config = read_json(run_dir / "config.json")
+    assert set(config) == set(Config().to_dict()) and config["framework"] == framework
+    rows = read_metrics(run_dir)
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and tuple(rows[0]) == METRICS
+    result = read_json(run_dir / "result.json")
+    for key in ("framework", "framework_version", "python_version", "config", "test_accuracy",
+                "test_loss", "train_seconds", "num_params"):
+        assert key in result
+    assert result["framework"] == framework and result["num_params"] == 61_706
+    assert 0 < result["test_accuracy"] <= 1 and result["config"] == config
+    checkpoint = read_json(run_dir / "checkpoint.json")
+    assert checkpoint["epoch"] == 2 and checkpoint["files"]
+    for name in checkpoint["files"]:
+        assert name.startswith("checkpoint-epoch0002") and (run_dir / name).stat().st_size > 0
+    assert not list(run_dir.glob("checkpoint-epoch0001*"))  # the previous epoch's are gone
+
+
+def test_resume_after_a_kill_gives_the_metrics_of_an_uninterrupted_run(train, interrupted_run, framework):
+    args = ["--epochs", "3", *SMALL]
+    _, whole = train(framework, *args, run_name="whole")
+    part = interrupted_run(framework, *args)
+    proc, _ = train(framework, "--resume", str(part), run_name=None)
+    assert "epoch   3/3" in proc.stdout and "epoch   1/3" not in proc.stdout
+    assert without_time(read_metrics(part)) == without_time(read_metrics(whole))
+    assert read_json(part / "result.json")["test_accuracy"] == read_json(whole / "result.json")["test_accuracy"]
+
+
+def test_same_seed_same_metrics_other_seed_other_metrics(train, framework):
+    runs = [without_time(read_metrics(train(framework, "--epochs", "1", *SMALL, "--seed", seed,
+                                            run_name=f"seed{seed}-{i}")[1]))
+            for i, seed in enumerate(["7", "7", "8"])]
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+def test_runs_from_its_own_folder_and_refuses_bad_input(train, framework):
+    proc, run_dir = train(framework, "--epochs", "1", "--limit-train", "256", "--val-size", "0",
+                          "--limit-test", "100", cwd=ROOT / f"train_{framework}")
+    assert (run_dir / "result.json").exists() and "no validation" in proc.stdout
+    before = (run_dir / "result.json").read_bytes()
+    proc, _ = train(framework, "--epochs", "1", "--limit-train", "256", check=False)  # same --run-name
+    assert proc.returncode != 0 and "already exists" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr  # one line
+    assert (run_dir / "result.json").read_bytes() == before
+    proc, _ = train(framework, "--pooling", "median", check=False)
+    assert proc.returncode == 2 and "invalid choice: 'median'" in proc.stderr
+
+
+def test_device_gpu_says_clearly_when_there_is_none(train, framework, has_gpu):
+    if has_gpu:
+        pytest.skip("a GPU is visible: --device gpu is valid here")
+    proc, _ = train(framework, "--device", "gpu", "--epochs", "1", *SMALL, check=False)
+    assert proc.returncode != 0 and "--device gpu:" in proc.stderr and "sees no" in proc.stderr

@@ -1,0 +1,146 @@
+"""Train LeNet-5 on MNIST with MXNet (Gluon).
+
+    python train.py                                  # the default recipe
+    python train.py --pooling avg --activation tanh  # another cell of the results table
+    python train.py --resume runs/<run folder>       # continue an interrupted run
+
+Kept parallel to train_pytorch/train.py and train_tensorflow/train.py: a diff of two of them
+shows only what the frameworks force. The options, data and run folder come from lenet5/.
+"""
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the project's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+try:
+    from model_mxnet import LeNet5
+except ImportError as error:  # the wrong numpy or Python for MXNet: say how to fix it
+    sys.exit(f"train.py: error: {error}")
+import mxnet as mx
+from mxnet import autograd, gluon
+
+from lenet5.cli import parse_args
+from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at
+from lenet5.data import DataError, batches, load_splits, num_batches
+from lenet5.run import Run, RunError
+
+FRAMEWORK = "mxnet"
+WEIGHTS = "model"  # model.params for LeNet5().load_parameters(...), and model-symbol.json +
+                   # model-0000.params for gluon.SymbolBlock.imports(...) without this project
+
+
+def select_device(name):
+    if name == "gpu" and mx.context.num_gpus() == 0:
+        raise RunError("--device gpu: MXNet sees no GPU here (requirements/mxnet.txt installs the "
+                       "CPU build; a CUDA one is mxnet-cu112); use --device cpu or auto")
+    return mx.gpu(0) if name != "cpu" and mx.context.num_gpus() else mx.cpu()
+
+
+def make_optimizer(cfg, model):
+    if cfg.optimizer == "sgd":
+        options = {"momentum": cfg.momentum}
+    else:
+        options = {"beta1": ADAM_BETAS[0], "beta2": ADAM_BETAS[1], "epsilon": ADAM_EPS}
+    return gluon.Trainer(model.collect_params(), cfg.optimizer,
+                         {"learning_rate": cfg.lr, "wd": cfg.weight_decay, **options})
+
+
+def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run):
+    """One pass over the shuffled training split; returns (loss, accuracy, next step, last lr)."""
+    cross_entropy = gluon.loss.SoftmaxCrossEntropyLoss()
+    loss_sum, correct, seen = mx.nd.zeros(1, device), mx.nd.zeros(1, device), 0
+    bar = run.progress(batches(split, cfg.batch_size, seed=(cfg.seed, epoch)),
+                       num_batches(len(split), cfg.batch_size), f"epoch {epoch}")
+    for x, y in bar:
+        lr = lr_at(cfg, step, total_steps)
+        optimizer.set_learning_rate(lr)
+        x, y = mx.nd.array(x, device), mx.nd.array(y, device)
+        with autograd.record():
+            logits = model(x)
+            loss = cross_entropy(logits, y)
+        loss.backward()
+        optimizer.step(len(y))  # gradients are summed over the batch: step divides by its size
+        step += 1
+        loss_sum += loss.sum()
+        correct += (logits.argmax(axis=1) == y).sum()
+        seen += len(y)
+        if step % 20 == 0:  # reading the sums waits for the device: not every step
+            bar.set_postfix(loss=f"{loss_sum.asscalar() / seen:.4f}", acc=f"{correct.asscalar() / seen:.2%}")
+    return loss_sum.asscalar() / seen, correct.asscalar() / seen, step, lr
+
+
+def evaluate(model, split, batch_size, device):
+    """(mean cross-entropy, accuracy) over a split, in order, without training behaviour."""
+    cross_entropy = gluon.loss.SoftmaxCrossEntropyLoss()
+    loss_sum, correct = 0.0, 0
+    for x, y in batches(split, batch_size):
+        x, y = mx.nd.array(x, device), mx.nd.array(y, device)
+        logits = model(x)
+        loss_sum += cross_entropy(logits, y).sum().asscalar()
+        correct += int((logits.argmax(axis=1) == y).sum().asscalar())
+    return loss_sum / len(split), correct / len(split)
+
+
+def save_checkpoint(stem, model, optimizer):
+    """Write what --resume needs; returns the file names (the run commits them)."""
+    params, states = stem.with_suffix(".params"), stem.with_suffix(".states")
+    model.save_parameters(str(params))
+    optimizer.save_states(str(states))
+    return [params.name, states.name]
+
+
+def load_checkpoint(run, model, optimizer, device):
+    """Restore model and optimizer from the run's last checkpoint; return its epoch."""
+    epoch, paths = run.resume()
+    if not paths:  # stopped before its first checkpoint: start again
+        return 0
+    try:
+        model.load_parameters(str(paths[0]), ctx=device)
+        optimizer.load_states(str(paths[1]))
+    except Exception as error:  # truncated file, another architecture, not a checkpoint at all
+        raise RunError(f"--resume: cannot load {paths[0]}: {str(error).splitlines()[0]}") from None
+    return epoch
+
+
+def main(argv=None):
+    cfg = parse_args(FRAMEWORK, argv, __doc__.split("\n\n")[0])
+    try:
+        device = select_device(cfg.device)
+        mx.random.seed(cfg.seed)  # same seed, same metrics
+        data = load_splits(cfg.val_size, cfg.limit_train, cfg.limit_test, channels_last=False,
+                           data_dir=cfg.data_dir, progress=not cfg.no_progress)
+        model = LeNet5(pooling=cfg.pooling, activation=cfg.activation)
+        model.initialize(ctx=device)
+        model.hybridize(static_alloc=True, static_shape=True)
+        optimizer = make_optimizer(cfg, model)
+        run = Run(cfg)
+        start = load_checkpoint(run, model, optimizer, device) if cfg.resume else 0
+    except (DataError, RunError) as error:
+        sys.exit(f"train.py: error: {error}")
+
+    steps_per_epoch = num_batches(len(data["train"]), cfg.batch_size)
+    num_params = sum(p.data().size for p in model.collect_params().values())
+    print(f"MXNet {mx.__version__} on {device}, {num_params:,} parameters; "
+          f"{len(data['train']):,} train / {len(data['val'] or ())} val / {len(data['test']):,} test images; "
+          f"{run.dir}", flush=True)
+    step = start * steps_per_epoch
+    for epoch in range(start + 1, cfg.epochs + 1):
+        started = time.perf_counter()
+        train_loss, train_acc, step, lr = train_one_epoch(
+            model, optimizer, data["train"], cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run)
+        seconds = time.perf_counter() - started
+        val_loss, val_acc = evaluate(model, data["val"], cfg.batch_size, device) if data["val"] else (float("nan"),) * 2
+        run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
+        run.save_checkpoint(epoch, lambda stem: save_checkpoint(stem, model, optimizer))
+
+    model.save_parameters(str(run.path(WEIGHTS + ".params")))
+    model.export(str(run.path(WEIGHTS)))
+    test_loss, test_acc = evaluate(model, data["test"], cfg.batch_size, device)
+    run.finish(test_loss, test_acc, num_params, mx.__version__, str(device))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Train LeNet-5 on MNIST with TensorFlow (Keras 3).
+
+    python train.py                                  # the default recipe
+    python train.py --pooling avg --activation tanh  # another cell of the results table
+    python train.py --resume runs/<run folder>       # continue an interrupted run
+
+Kept parallel to train_pytorch/train.py and train_mxnet/train.py: a diff of two of them
+shows only what the frameworks force. The options, data and run folder come from lenet5/.
+"""
+import os
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the project's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+
+# Loading TensorFlow also writes banners to stderr from C++, past TF_CPP_MIN_LOG_LEVEL: silence
+# file descriptor 2 for the import alone, so that an error message stays the one line it is.
+_stderr = os.dup(2)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+try:
+    import keras
+    import tensorflow as tf
+finally:
+    os.dup2(_stderr, 2)
+    os.close(_stderr)
+
+from lenet5.cli import parse_args
+from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at
+from lenet5.data import DataError, batches, load_splits, num_batches
+from lenet5.files import atomic_path
+from lenet5.run import Run, RunError
+from model_tensorflow import LeNet5
+
+FRAMEWORK = "tensorflow"
+WEIGHTS = "model.keras"  # the trained model, for keras.saving.load_model(...)
+
+
+def select_device(name):
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "gpu" and not gpus:
+        raise RunError("--device gpu: TensorFlow sees no GPU here (requirements/tensorflow.txt "
+                       "installs the CPU build); use --device cpu or auto")
+    if name == "cpu" or not gpus:
+        tf.config.set_visible_devices([], "GPU")
+        return "/CPU:0"
+    return "/GPU:0"
+
+
+def make_optimizer(cfg):
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum)
+    return keras.optimizers.Adam(learning_rate=cfg.lr, beta_1=ADAM_BETAS[0], beta_2=ADAM_BETAS[1],
+                                 epsilon=ADAM_EPS)
+
+
+def make_steps(model, optimizer, weight_decay):
+    """Compiled training and evaluation steps; each returns (summed loss, correct predictions)."""
+    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
+
+    @tf.function
+    def train_step(x, y, lr):
+        optimizer.learning_rate.assign(lr)
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = cross_entropy(y, logits)
+            mean_loss = loss / tf.cast(tf.shape(y)[0], loss.dtype)
+        grads = tape.gradient(mean_loss, model.trainable_variables)
+        if weight_decay:  # coupled L2, as torch.optim's weight_decay (Keras' own is decoupled)
+            grads = [g + weight_decay * v for g, v in zip(grads, model.trainable_variables)]
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, correct(logits, y)
+
+    @tf.function
+    def eval_step(x, y):
+        logits = model(x, training=False)
+        return cross_entropy(y, logits), correct(logits, y)
+
+    def correct(logits, y):
+        return tf.reduce_sum(tf.cast(tf.argmax(logits, 1) == y, tf.int64))
+
+    return train_step, eval_step
+
+
+def train_one_epoch(train_step, split, cfg, epoch, step, total_steps, run):
+    """One pass over the shuffled training split; returns (loss, accuracy, next step, last lr)."""
+    loss_sum, correct, seen = 0.0, 0, 0
+    bar = run.progress(batches(split, cfg.batch_size, seed=(cfg.seed, epoch)),
+                       num_batches(len(split), cfg.batch_size), f"epoch {epoch}")
+    for x, y in bar:
+        lr = lr_at(cfg, step, total_steps)
+        loss, hits = train_step(tf.constant(x), tf.constant(y), tf.constant(lr, tf.float32))
+        step += 1
+        loss_sum += loss  # tensors: summed without waiting for each step
+        correct += hits
+        seen += len(y)
+        if step % 20 == 0:  # reading the sums waits for the device: not every step
+            bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{int(correct) / seen:.2%}")
+    return float(loss_sum) / seen, int(correct) / seen, step, lr
+
+
+def evaluate(eval_step, split, batch_size):
+    """(mean cross-entropy, accuracy) over a split, in order, without training behaviour."""
+    loss_sum, correct = 0.0, 0
+    for x, y in batches(split, batch_size):
+        loss, hits = eval_step(tf.constant(x), tf.constant(y))
+        loss_sum += float(loss)
+        correct += int(hits)
+    return loss_sum / len(split), correct / len(split)
+
+
+def save_checkpoint(stem, model):
+    """Write what --resume needs; returns the file names (the run commits them)."""
+    path = stem.with_suffix(".keras")
+    model.save(path)  # weights and, as the model is compiled, the optimizer's state
+    return [path.name]
+
+
+def load_checkpoint(run, model, optimizer):
+    """Restore model and optimizer from the run's last checkpoint; return its epoch."""
+    epoch, paths = run.resume()
+    if not paths:  # stopped before its first checkpoint: start again
+        return 0
+    try:
+        saved = keras.saving.load_model(paths[0])
+        model.set_weights(saved.get_weights())
+        optimizer.build(model.trainable_variables)
+        for mine, theirs in zip(optimizer.variables, saved.optimizer.variables, strict=True):
+            mine.assign(theirs)
+    except Exception as error:  # truncated file, another architecture, not a checkpoint at all
+        raise RunError(f"--resume: cannot load {paths[0]}: {str(error).splitlines()[0]}") from None
+    return epoch
+
+
+def main(argv=None):
+    cfg = parse_args(FRAMEWORK, argv, __doc__.split("\n\n")[0])
+    try:
+        device = select_device(cfg.device)
+        keras.utils.set_random_seed(cfg.seed)
+        tf.config.experimental.enable_op_determinism()  # same seed, same metrics
+        data = load_splits(cfg.val_size, cfg.limit_train, cfg.limit_test, channels_last=True,
+                           data_dir=cfg.data_dir, progress=not cfg.no_progress)
+        model = LeNet5(pooling=cfg.pooling, activation=cfg.activation)
+        optimizer = make_optimizer(cfg)
+        model.compile(optimizer=optimizer)  # so that model.save() keeps the optimizer's state
+        run = Run(cfg)
+        start = load_checkpoint(run, model, optimizer) if cfg.resume else 0
+    except (DataError, RunError) as error:
+        sys.exit(f"train.py: error: {error}")
+
+    train_step, eval_step = make_steps(model, optimizer, cfg.weight_decay)
+    steps_per_epoch = num_batches(len(data["train"]), cfg.batch_size)
+    num_params = model.count_params()
+    print(f"TensorFlow {tf.__version__} (Keras {keras.__version__}) on {device}, {num_params:,} parameters; "
+          f"{len(data['train']):,} train / {len(data['val'] or ())} val / {len(data['test']):,} test images; "
+          f"{run.dir}", flush=True)
+    step = start * steps_per_epoch
+    for epoch in range(start + 1, cfg.epochs + 1):
+        started = time.perf_counter()
+        train_loss, train_acc, step, lr = train_one_epoch(
+            train_step, data["train"], cfg, epoch, step, cfg.epochs * steps_per_epoch, run)
+        seconds = time.perf_counter() - started
+        val_loss, val_acc = evaluate(eval_step, data["val"], cfg.batch_size) if data["val"] else (float("nan"),) * 2
+        run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
+        run.save_checkpoint(epoch, lambda stem: save_checkpoint(stem, model))
+
+    with atomic_path(run.path(WEIGHTS)) as tmp:
+        model.save(tmp)
+    test_loss, test_acc = evaluate(eval_step, data["test"], cfg.batch_size)
+    run.finish(test_loss, test_acc, num_params, tf.__version__, device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
