@@ -5,6 +5,8 @@
 #   make train FRAMEWORK=pytorch ARGS="--epochs 20 --pooling avg"
 #   make test-pytorch PYTEST_ARGS="-k resume"
 #   make envs                      build all three environments now
+#   make sweep ARGS="--frameworks pytorch mxnet --lr 0.002 0.005 --seeds 0 1 --jobs 2"
+#   make table                     the README's results: 3 frameworks x 6 cells x 3 seeds
 
 PYTHON ?= python3
 FRAMEWORK ?= pytorch
@@ -13,16 +15,30 @@ ARGS ?=
 PYTEST_ARGS ?=
 ENVS := $(PYTHON) -m lenet5.envs
 
-.PHONY: train test envs $(addprefix test-,$(FRAMEWORKS)) $(addprefix env-,$(FRAMEWORKS))
+# The README's results table, exactly as it was made (resumable: rerun to continue).
+TABLE_ARGS := --frameworks pytorch tensorflow mxnet --pooling max avg --activation relu leakyrelu tanh \
+	--batch-size 256 --seeds 0 1 2 --output-dir results/table
+
+.PHONY: train test test-sweep sweep table envs $(addprefix test-,$(FRAMEWORKS)) $(addprefix env-,$(FRAMEWORKS))
 
 train:
 	$(ENVS) run $(FRAMEWORK) train_$(FRAMEWORK)/train.py $(ARGS)
 
 # The neutral tests run in every environment: each has its own numpy.
-test: $(addprefix test-,$(FRAMEWORKS))
+test: $(addprefix test-,$(FRAMEWORKS)) test-sweep
 
 $(addprefix test-,$(FRAMEWORKS)): test-%:
 	$(ENVS) run $* -m pytest tests/core tests/$* $(PYTEST_ARGS)
+
+# The sweep's test trains in two frameworks' environments.
+test-sweep: env-pytorch env-mxnet
+	$(ENVS) run pytorch -m pytest tests/sweep $(PYTEST_ARGS)
+
+sweep:
+	$(ENVS) run pytorch -m lenet5.sweep $(ARGS)
+
+table:
+	$(ENVS) run pytorch -m lenet5.sweep $(TABLE_ARGS) $(ARGS)
 
 envs: $(addprefix env-,$(FRAMEWORKS))
 

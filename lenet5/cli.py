@@ -18,7 +18,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action):
         """State every default, except empty ones ("(default: )" helps nobody)."""
         if action.default is None or action.default is False or action.default == "":
@@ -43,10 +43,17 @@ positive_int, non_negative_int = _number(int, 0, False), _number(int, 0, True)
 positive_float, non_negative_float = _number(float, 0.0, False), _number(float, 0.0, True)
 
 
+def val_size(text):
+    value = non_negative_int(text)
+    if value >= TRAIN_SIZE:
+        raise argparse.ArgumentTypeError(f"must be < {TRAIN_SIZE} (the training set), got {value}")
+    return value
+
+
 def build_parser(framework, description=None, with_defaults=True):
     parser = Parser(
         prog=f"train_{framework}/train.py", description=description,
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
         argument_default=None if with_defaults else argparse.SUPPRESS)
 
     model = parser.add_argument_group("model")
@@ -65,7 +72,7 @@ def build_parser(framework, description=None, with_defaults=True):
     train.add_argument("--seed", type=non_negative_int, help="seeds weights, batch order and the framework")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--val-size", type=non_negative_int, metavar="N",
+    data.add_argument("--val-size", type=val_size, metavar="N",
                       help=f"images held out of the {TRAIN_SIZE:,} training images for validation (0: none)")
     data.add_argument("--data-dir", metavar="DIR", help="MNIST cache folder (or set LENET5_DATA_DIR)")
     data.add_argument("--limit-train", type=non_negative_int, metavar="N",
@@ -89,7 +96,7 @@ def build_parser(framework, description=None, with_defaults=True):
     return parser
 
 
-def _flag(name):
+def flag(name):
     return "--" + name.replace("_", "-")
 
 
@@ -97,8 +104,6 @@ def parse_args(framework, argv=None, description=None):
     """Parse a train.py command line into a Config; with --resume, the run's own config."""
     parser = build_parser(framework, description)
     cfg = Config(framework=framework, **vars(parser.parse_args(argv)))
-    if cfg.val_size >= TRAIN_SIZE:
-        parser.error(f"argument --val-size: must be < {TRAIN_SIZE} (the training set), got {cfg.val_size}")
     if not cfg.resume:
         return cfg
 
@@ -118,7 +123,7 @@ def parse_args(framework, argv=None, description=None):
         if name in RESUME_OVERRIDES:
             setattr(saved, name, value)
         elif name != "resume" and value != getattr(saved, name):
-            parser.error(f"{_flag(name)} {value} differs from the resumed run's {getattr(saved, name)}; "
-                         f"a resumed run keeps its options except {', '.join(map(_flag, RESUME_OVERRIDES))}")
+            parser.error(f"{flag(name)} {value} differs from the resumed run's {getattr(saved, name)}; "
+                         f"a resumed run keeps its options except {', '.join(map(flag, RESUME_OVERRIDES))}")
     saved.resume = str(run_dir)
     return saved

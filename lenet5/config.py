@@ -31,7 +31,7 @@ class Config:
     pooling: str = "max"
     activation: str = "relu"
     # training
-    epochs: int = 10
+    epochs: int = 15
     batch_size: int = 256
     lr: float = 5e-3
     optimizer: str = "adam"

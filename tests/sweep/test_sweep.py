@@ -1,0 +1,78 @@
+"""The sweep on a tiny grid of real smoke runs in two frameworks: results, skipping, failures."""
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from lenet5 import report
+
+GRID = ["--frameworks", "pytorch", "mxnet", "--pooling", "max", "avg", "--epochs", "1", "--limit-train", "512",
+        "--val-size", "0", "--limit-test", "200", "--seeds", "0", "1", "--jobs", "2"]
+
+
+def sweep(sweep_dir, mnist_dir, *args, env=None):
+    cmd = [sys.executable, "-m", "lenet5.sweep", *GRID, "--output-dir", str(sweep_dir), "--data-dir", str(mnist_dir), *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+def results(sweep_dir):
+    with open(sweep_dir / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_sweep_reports_failures_skips_finished_runs_and_rebuilds_its_report(tmp_path, mnist_dir):
+    broken = tmp_path / "broken-python"  # an MXNet environment that fails every run
+    broken.write_text("#!/bin/sh\necho 'boom: this environment is broken' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    sweep_dir = tmp_path / "sweep"
+
+    proc = sweep(sweep_dir, mnist_dir, env={"LENET5_MXNET_PYTHON": str(broken)})
+    assert proc.returncode == 1, proc.stderr
+    rows = results(sweep_dir)
+    assert len(rows) == 8  # 2 frameworks x 2 poolings x 2 seeds
+    assert {(r["framework"], r["status"]) for r in rows} == {("pytorch", "ok"), ("mxnet", "failed")}
+    assert all(0 < float(r["test_accuracy"]) <= 1 for r in rows if r["status"] == "ok")
+    assert "4 of 8 runs failed" in proc.stderr
+    md = (sweep_dir / "results.md").read_text()
+    assert "### PyTorch" in md and "| Pooling | Activation | Batch-size |" in md and "± " in md
+    assert "Failed runs (4)" in md and "boom: this environment is broken" in md
+    assert (sweep_dir / "results.png").stat().st_size > 10_000
+    finished = {p: p.stat().st_mtime_ns for p in (sweep_dir / "runs").glob("pytorch-*/result.json")}
+    assert len(finished) == 4
+
+    proc = sweep(sweep_dir, mnist_dir)  # the same command, MXNet mended: only its runs go
+    assert proc.returncode == 0, proc.stderr
+    assert "4 already finished, 4 to go" in proc.stdout
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished
+    rows = results(sweep_dir)
+    assert [r["status"] for r in rows] == ["ok"] * 8
+    md = (sweep_dir / "results.md").read_text()
+    assert "### MXNet" in md and "Failed runs" not in md
+    assert "| max | relu | 256 |" in md and "99.07%" in md  # beside the original project's number
+
+    assert "8 already finished, 0 to go" in sweep(sweep_dir, mnist_dir).stdout
+
+    (sweep_dir / "results.md").unlink()
+    proc = subprocess.run([sys.executable, "-m", "lenet5.report", str(sweep_dir)], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    assert (sweep_dir / "results.md").read_text() == md and "### MXNet" in proc.stdout
+
+
+def test_bad_grid_values_are_refused_before_anything_runs(tmp_path, mnist_dir):
+    proc = sweep(tmp_path / "s", mnist_dir, "--activation", "relu", "swish")
+    assert proc.returncode == 2 and "invalid choice: 'swish'" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("argv", [["--epochs", "1", "0"], ["--lr", "nan"], ["--frameworks", "jax"]])
+def test_bad_values_get_one_line(tmp_path, mnist_dir, argv):
+    proc = sweep(tmp_path / "s", mnist_dir, *argv)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_report_refuses_a_folder_that_is_not_a_sweep(tmp_path):
+    with pytest.raises(SystemExit):
+        report.main([str(tmp_path)])
