@@ -25,10 +25,13 @@ def collect(sweep_dir):
     rows = []
     for run in json.loads((sweep_dir / "sweep.json").read_text())["runs"]:
         row = {"name": run["name"], "framework": run["framework"], **run["options"], "status": "pending",
-               "test_accuracy": "", "test_loss": "", "train_seconds": "", "seconds_per_epoch": ""}
-        result, log = sweep_dir / "runs" / run["name"] / "result.json", sweep_dir / "logs" / f"{run['name']}.log"
-        if result.exists():
-            row.update({k: v for k, v in json.loads(result.read_text()).items() if k in row}, status="ok")
+               "val_accuracy": "", "test_accuracy": "", "test_loss": "", "train_seconds": "", "seconds_per_epoch": ""}
+        run_dir, log = sweep_dir / "runs" / run["name"], sweep_dir / "logs" / f"{run['name']}.log"
+        if (run_dir / "result.json").exists():
+            row.update({k: v for k, v in json.loads((run_dir / "result.json").read_text()).items() if k in row},
+                       status="ok")
+            with open(run_dir / "metrics.csv") as f:
+                row["val_accuracy"] = float(list(csv.DictReader(f))[-1]["val_acc"])  # the last epoch's
         elif log.exists():
             row["status"] = "failed"
             row["log_tail"] = "\n".join(log.read_text(errors="replace").strip().splitlines()[-5:])
@@ -40,8 +43,8 @@ def cells(rows):
     """Finished runs grouped by everything but framework and seed: {(options...): {framework: [acc %]}}."""
     if not rows:
         return [], {}
-    varying = [k for k in rows[0] if k not in ("name", "framework", "seed", "status", "test_accuracy", "test_loss",
-                                               "train_seconds", "seconds_per_epoch", "log_tail")
+    varying = [k for k in rows[0] if k not in ("name", "framework", "seed", "status", "val_accuracy", "test_accuracy",
+                                               "test_loss", "train_seconds", "seconds_per_epoch", "log_tail")
                and (k in COLUMNS or len({r[k] for r in rows}) > 1)]
     groups = defaultdict(lambda: defaultdict(list))
     for r in rows:
@@ -61,14 +64,17 @@ def markdown(rows):
     head = [COLUMNS.get(k, k) for k in varying]
     lines = []
     for fw in frameworks:
-        lines += [f"### {NAMES[fw]}", "", "| " + " | ".join(head + ["Accuracy", "Seeds", "s/epoch"]) + " |",
-                  "|" + "---|" * (len(head) + 3)]
+        lines += [f"### {NAMES[fw]}", "",
+                  "| " + " | ".join(head + ["Accuracy", "Seeds", "s/epoch", "Validation accuracy"]) + " |",
+                  "|" + "---|" * (len(head) + 4)]
         for key, by_fw in groups.items():
             if fw in by_fw:
                 acc = mean_std([100 * r["test_accuracy"] for r in by_fw[fw]])
+                val = mean_std([100 * r["val_accuracy"] for r in by_fw[fw]])
                 sec = np.median([r["seconds_per_epoch"] for r in by_fw[fw]])
                 lines.append("| " + " | ".join(map(str, key)) + f" | {acc[0]:.2f} ± {acc[1]:.2f}% | "
-                             f"{len(by_fw[fw])} | {sec:.1f} |")
+                             f"{len(by_fw[fw])} | {sec:.1f} | " +
+                             ("none |" if np.isnan(val[0]) else f"{val[0]:.2f} ± {val[1]:.2f}% |"))
         lines.append("")
     original = "pooling" in varying and "activation" in varying
     lines += ["### All frameworks (test accuracy, mean ± std over seeds)", "",
@@ -102,21 +108,25 @@ def plot(rows, path):
     frameworks = [f for f in FRAMEWORKS if any(r["framework"] == f for r in rows)]
     keys = list(groups)
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(keys)), 4.5))
-    width = 0.8 / len(frameworks)
+    width = 0.6 / len(frameworks)
+    shown = []  # every plotted value, for the axis limits
     for i, fw in enumerate(frameworks):
         stats = [mean_std([100 * r["test_accuracy"] for r in groups[k][fw]]) if fw in groups[k] else (np.nan, 0)
                  for k in keys]
-        ax.bar(np.arange(len(keys)) + (i - (len(frameworks) - 1) / 2) * width, [s[0] for s in stats], width,
-               yerr=[s[1] for s in stats], capsize=3, label=NAMES[fw])
+        # Points with error bars, not bars: the axis is cut far above zero.
+        ax.errorbar(np.arange(len(keys)) + (i - (len(frameworks) - 1) / 2) * width, [s[0] for s in stats],
+                    yerr=[s[1] for s in stats], fmt="o", capsize=4, label=NAMES[fw])
+        shown += [m + e * sign for m, e in stats for sign in (-1, 1)]
     if "pooling" in varying and "activation" in varying:
         cells_ = [dict(zip(varying, k)) for k in keys]
         xs = [i for i, c in enumerate(cells_) if (c["pooling"], c["activation"]) in ORIGINAL]
-        ax.scatter(xs, [ORIGINAL[(cells_[i]["pooling"], cells_[i]["activation"])] for i in xs], marker="_",
-                   s=600, color="black", zorder=3, label="original (PyTorch, 1 run)")
+        ys = [ORIGINAL[(cells_[i]["pooling"], cells_[i]["activation"])] for i in xs]
+        ax.scatter(xs, ys, marker="_", s=900, color="black", zorder=3, label="original (PyTorch, 1 run)")
+        shown += ys
     ax.set_xticks(np.arange(len(keys)), ["\n".join(map(str, k)) for k in keys])
-    means = [100 * r["test_accuracy"] for r in rows if r["status"] == "ok"]
-    if means:
-        ax.set_ylim(min(min(means), *ORIGINAL.values()) - 0.3, min(100, max(means) + 0.3))
+    shown = [v for v in shown if np.isfinite(v)]
+    if shown:
+        ax.set_ylim(min(shown) - 0.2, min(100, max(shown) + 0.2))
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("LeNet-5 on MNIST: mean ± std over seeds")
     ax.legend(loc="lower right", fontsize="small")
