@@ -5,6 +5,7 @@ the same validation split and, for the same seed, the same batches in the same o
 """
 import gzip
 import hashlib
+import http.client
 import os
 import urllib.parse
 import urllib.request
@@ -34,7 +35,7 @@ DEFAULT_MIRRORS = (
 MEAN, STD = 0.1307, 0.3081  # of the 60,000 training images, pixels scaled to [0, 1]
 TRAIN_SIZE = 60_000
 SPLIT_SEED = 20_260_101  # fixed, so every --seed and every framework validates on the same images
-TIMEOUT = 30  # seconds without a byte before a mirror is given up
+TIMEOUT = float(os.environ.get("LENET5_DOWNLOAD_TIMEOUT", 30))  # seconds of silence before a mirror is given up
 
 
 class DataError(Exception):
@@ -87,7 +88,10 @@ def _download(url, progress):
             while chunk := response.read(1 << 16):
                 chunks.append(chunk)
                 bar.update(len(chunk))
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    if total and len(body) < total:
+        raise http.client.IncompleteRead(body, total - len(body))
+    return body
 
 
 def _fetch(name, urls, progress):
@@ -97,8 +101,8 @@ def _fetch(name, urls, progress):
         url = urllib.parse.urljoin(base, name + ".gz")
         try:
             raw = gzip.decompress(_download(url, progress))
-        except (OSError, EOFError, ValueError, zlib.error) as error:  # network, HTTP, bad gzip
-            failures.append(f"{url}: {error}")
+        except (OSError, EOFError, ValueError, zlib.error, http.client.HTTPException) as error:
+            failures.append(f"{url}: {error or type(error).__name__}")  # network, HTTP, cut short, not gzip
             continue
         if _sha256(raw) != FILES[name]:
             failures.append(f"{url}: wrong content (SHA-256 of the decompressed file differs)")
