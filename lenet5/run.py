@@ -6,9 +6,11 @@ checkpoint files, which each train.py writes through `run.path(...)`.
 """
 import csv
 import json
+import math
 import platform
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +54,41 @@ class Run:
         self.cfg = cfg
         self.dir = Path(cfg.resume) if cfg.resume else _new_run_dir(cfg)
         self.history = []  # one dict per finished epoch, as in metrics.csv
-        write_json(self.dir / "config.json", cfg.to_dict())
+
+    def start(self):
+        """Write config.json and, when resuming, metrics.csv cut back to the checkpoint. Called
+        once the checkpoint has loaded, so that a resume that fails changes nothing on disk."""
+        write_json(self.path("config.json"), self.cfg.to_dict())
+        if self.cfg.resume:
+            with atomic_path(self.path("metrics.csv")) as tmp, open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, METRICS)
+                writer.writeheader()
+                writer.writerows(self.history)
+
+    @contextmanager
+    def stopping(self):
+        """Around the training loop: Ctrl-C or a diverging loss ends the run with one line that
+        says what is kept, instead of a traceback."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            print(f"\ninterrupted; {self._kept()}", file=sys.stderr)
+            raise SystemExit(130) from None
+        except RunError as error:
+            raise SystemExit(f"train.py: error: {error}; {self._kept()}") from None
+
+    def _kept(self):
+        checkpoint = self._checkpoint()
+        if not checkpoint:
+            return "no epoch had finished, so there is no checkpoint to resume from"
+        return f"the checkpoint of epoch {checkpoint['epoch']} is kept: continue with --resume {self.dir}"
+
+    def check_finite(self, loss_sum, epoch, step):
+        """Stop at the first step whose loss is NaN or infinite (a running sum turns so with it)."""
+        value = float(loss_sum)
+        if not math.isfinite(value):
+            raise RunError(f"the training loss became {value} at epoch {epoch}, step {step} "
+                           "(try a smaller --lr)")
 
     def path(self, name):
         return self.dir / name
@@ -75,9 +111,12 @@ class Run:
 
     def resume(self):
         """(epoch, checkpoint file paths) of the last committed checkpoint, or (0, []) if there is
-        none; metrics.csv is cut back to that epoch (rows written after it belong to lost work)."""
+        none; the history keeps the metrics rows up to that epoch (later ones are lost work)."""
         checkpoint = self._checkpoint()
         epoch = checkpoint["epoch"] if checkpoint else 0
+        if checkpoint and checkpoint.get("framework") != self.cfg.framework:
+            raise RunError(f"--resume: {self.path(CHECKPOINT)} was written by {checkpoint.get('framework')}, "
+                           f"not {self.cfg.framework}")
         rows = []
         if self.path("metrics.csv").exists():
             with open(self.path("metrics.csv"), newline="") as f:
@@ -89,10 +128,6 @@ class Run:
                         break
                     rows.append(row)
         self.history = rows
-        with atomic_path(self.path("metrics.csv")) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, METRICS)
-            writer.writeheader()
-            writer.writerows(rows)
         paths = [self.path(name) for name in checkpoint["files"]] if checkpoint else []
         missing = [str(p) for p in paths if not p.exists()]
         if missing:

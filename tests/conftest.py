@@ -77,16 +77,19 @@ def train(mnist_dir, tmp_path):
 
 @pytest.fixture
 def interrupted_run(mnist_dir, tmp_path):
-    """Start train.py and SIGKILL it as soon as its first checkpoint exists; returns the run folder."""
-    def run(framework, *args):
+    """Start train.py and send it `signal_` (SIGKILL: a crash; SIGINT: Ctrl-C) as soon as its
+    first checkpoint exists; returns the run folder (its stderr goes to interrupted.stderr beside runs/)."""
+    def run(framework, *args, signal_=signal.SIGKILL):
         run_dir = tmp_path / "runs" / "interrupted"
         cmd = [sys.executable, str(ROOT / f"train_{framework}" / "train.py"), "--data-dir", str(mnist_dir),
                "--output-dir", str(run_dir.parent), "--run-name", run_dir.name, "--no-progress", *args]
-        with subprocess.Popen(cmd, stdout=subprocess.DEVNULL) as proc:
+        with open(run_dir.parent.parent / "interrupted.stderr", "w") as err, \
+                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err) as proc:
             while proc.poll() is None and not (run_dir / "checkpoint.json").exists():
                 time.sleep(0.005)
-            proc.send_signal(signal.SIGKILL)
-        assert proc.returncode == -signal.SIGKILL, "train.py ended before it could be interrupted"
+            proc.send_signal(signal_)
+        expected = -signal.SIGKILL if signal_ == signal.SIGKILL else 130
+        assert proc.returncode == expected, f"train.py ended with {proc.returncode}, not {expected}"
         assert not (run_dir / "result.json").exists()
         return run_dir
     return run

@@ -3,6 +3,8 @@
 Each tests/<framework>/test_<framework>.py sets FRAMEWORK and does `from train_contract import *`,
 so the three run the very same checks; their own files add the framework-specific ones.
 """
+import signal
+
 import pytest
 
 from conftest import ROOT, read_json, read_metrics
@@ -84,3 +86,30 @@ def test_device_gpu_says_clearly_when_there_is_none(train, framework, has_gpu):
         pytest.skip("a GPU is visible: --device gpu is valid here")
     proc, _ = train(framework, "--device", "gpu", "--epochs", "1", *SMALL, check=False)
     assert proc.returncode != 0 and "--device gpu:" in proc.stderr and "sees no" in proc.stderr
+
+
+def test_a_diverging_loss_stops_the_run_naming_epoch_and_step(train, framework):
+    proc, run_dir = train(framework, "--epochs", "2", "--optimizer", "sgd", "--lr", "1e4", *SMALL, check=False)
+    assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "the training loss became" in proc.stderr and "at epoch 1, step " in proc.stderr
+    assert not (run_dir / "checkpoint.json").exists() and not (run_dir / "result.json").exists()
+
+
+def test_a_damaged_checkpoint_is_refused_and_nothing_is_overwritten(train, framework):
+    _, run_dir = train(framework, "--epochs", "1", *SMALL)
+    for name in read_json(run_dir / "checkpoint.json")["files"]:
+        path = run_dir / name
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    proc, _ = train(framework, "--resume", str(run_dir), "--epochs", "2", run_name=None, check=False)
+    assert proc.returncode == 1 and "--resume: cannot load" in proc.stderr, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+
+
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(train, interrupted_run, framework):
+    run_dir = interrupted_run(framework, "--epochs", "3", *SMALL, signal_=signal.SIGINT)
+    stderr = (run_dir.parent.parent / "interrupted.stderr").read_text()
+    assert "interrupted; the checkpoint of epoch" in stderr and "Traceback" not in stderr, stderr
+    proc, _ = train(framework, "--resume", str(run_dir), run_name=None)
+    assert "epoch   3/3" in proc.stdout and (run_dir / "result.json").exists()

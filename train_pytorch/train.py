@@ -62,6 +62,7 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
+        run.check_finite(loss_sum, epoch, step)
         if step % 20 == 0:  # reading the sums waits for the device: not every step
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.2%}")
     return loss_sum.item() / seen, correct.item() / seen, step, lr
@@ -115,6 +116,7 @@ def main(argv=None):
         optimizer = make_optimizer(cfg, model)
         run = Run(cfg)
         start = load_checkpoint(run, model, optimizer) if cfg.resume else 0
+        run.start()
     except (DataError, RunError) as error:
         sys.exit(f"train.py: error: {error}")
 
@@ -124,14 +126,15 @@ def main(argv=None):
           f"{len(data['train']):,} train / {len(data['val'] or ())} val / {len(data['test']):,} test images; "
           f"{run.dir}", flush=True)
     step = start * steps_per_epoch
-    for epoch in range(start + 1, cfg.epochs + 1):
-        started = time.perf_counter()
-        train_loss, train_acc, step, lr = train_one_epoch(
-            model, optimizer, data["train"], cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run)
-        seconds = time.perf_counter() - started
-        val_loss, val_acc = evaluate(model, data["val"], cfg.batch_size, device) if data["val"] else (float("nan"),) * 2
-        run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
-        run.save_checkpoint(epoch, lambda stem: save_checkpoint(stem, model, optimizer))
+    with run.stopping():  # Ctrl-C or a diverging loss: one line, and the last checkpoint kept
+        for epoch in range(start + 1, cfg.epochs + 1):
+            started = time.perf_counter()
+            train_loss, train_acc, step, lr = train_one_epoch(
+                model, optimizer, data["train"], cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run)
+            seconds = time.perf_counter() - started
+            val_loss, val_acc = evaluate(model, data["val"], cfg.batch_size, device) if data["val"] else (float("nan"),) * 2
+            run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
+            run.save_checkpoint(epoch, lambda stem: save_checkpoint(stem, model, optimizer))
 
     with atomic_path(run.path(WEIGHTS)) as tmp:
         torch.save(model.state_dict(), tmp)

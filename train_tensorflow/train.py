@@ -96,6 +96,7 @@ def train_one_epoch(train_step, split, cfg, epoch, step, total_steps, run):
         loss_sum += loss  # tensors: summed without waiting for each step
         correct += hits
         seen += len(y)
+        run.check_finite(loss_sum, epoch, step)
         if step % 20 == 0:  # reading the sums waits for the device: not every step
             bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{int(correct) / seen:.2%}")
     return float(loss_sum) / seen, int(correct) / seen, step, lr
@@ -147,6 +148,7 @@ def main(argv=None):
         model.compile(optimizer=optimizer)  # so that model.save() keeps the optimizer's state
         run = Run(cfg)
         start = load_checkpoint(run, model, optimizer) if cfg.resume else 0
+        run.start()
     except (DataError, RunError) as error:
         sys.exit(f"train.py: error: {error}")
 
@@ -157,14 +159,15 @@ def main(argv=None):
           f"{len(data['train']):,} train / {len(data['val'] or ())} val / {len(data['test']):,} test images; "
           f"{run.dir}", flush=True)
     step = start * steps_per_epoch
-    for epoch in range(start + 1, cfg.epochs + 1):
-        started = time.perf_counter()
-        train_loss, train_acc, step, lr = train_one_epoch(
-            train_step, data["train"], cfg, epoch, step, cfg.epochs * steps_per_epoch, run)
-        seconds = time.perf_counter() - started
-        val_loss, val_acc = evaluate(eval_step, data["val"], cfg.batch_size) if data["val"] else (float("nan"),) * 2
-        run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
-        run.save_checkpoint(epoch, lambda stem: save_checkpoint(stem, model))
+    with run.stopping():  # Ctrl-C or a diverging loss: one line, and the last checkpoint kept
+        for epoch in range(start + 1, cfg.epochs + 1):
+            started = time.perf_counter()
+            train_loss, train_acc, step, lr = train_one_epoch(
+                train_step, data["train"], cfg, epoch, step, cfg.epochs * steps_per_epoch, run)
+            seconds = time.perf_counter() - started
+            val_loss, val_acc = evaluate(eval_step, data["val"], cfg.batch_size) if data["val"] else (float("nan"),) * 2
+            run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
+            run.save_checkpoint(epoch, lambda stem: save_checkpoint(stem, model))
 
     with atomic_path(run.path(WEIGHTS)) as tmp:
         model.save(tmp)

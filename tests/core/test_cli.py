@@ -88,6 +88,22 @@ def test_run_folder_is_never_overwritten(tmp_path):
     assert Run(auto).dir != Run(auto).dir
 
 
+def test_divergence_and_ctrl_c_end_with_one_line_naming_what_is_kept(tmp_path, capsys):
+    run = Run(Config(output_dir=str(tmp_path), run_name="r"))
+    run.check_finite(1e30, 1, 5)
+    with pytest.raises(SystemExit) as exit_, run.stopping():
+        run.check_finite(float("nan"), 2, 7)
+    assert "the training loss became nan at epoch 2, step 7" in str(exit_.value.code)
+    assert "no epoch had finished" in str(exit_.value.code)
+    run.log_epoch(1, 0.5, 0.9, 0.4, 0.91, 1e-3, 1.0)
+    run.save_checkpoint(1, lambda stem: [])
+    run.log_epoch(2, 0.5, 0.9, 0.4, 0.91, 1e-3, 1.0)  # Ctrl-C before epoch 2's checkpoint
+    with pytest.raises(SystemExit) as exit_, run.stopping():
+        raise KeyboardInterrupt
+    assert exit_.value.code == 130
+    assert f"interrupted; the checkpoint of epoch 1 is kept: continue with --resume {run.dir}" in capsys.readouterr().err
+
+
 def test_unwritable_output_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -97,6 +113,7 @@ def test_unwritable_output_dir(tmp_path):
 
 def test_resume_keeps_the_runs_options(tmp_path, capsys):
     run = Run(Config(output_dir=str(tmp_path), run_name="r", epochs=2, lr=0.005, pooling="avg"))
+    run.start()
     cfg = cli.parse_args("pytorch", ["--resume", str(run.dir), "--epochs", "4", "--no-progress"])
     assert (cfg.epochs, cfg.lr, cfg.pooling, cfg.no_progress, cfg.resume) == (4, 0.005, "avg", True, str(run.dir))
     (run.dir / "checkpoint.json").write_text("{}")
