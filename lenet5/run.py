@@ -54,6 +54,7 @@ class Run:
         self.cfg = cfg
         self.dir = Path(cfg.resume) if cfg.resume else _new_run_dir(cfg)
         self.history = []  # one dict per finished epoch, as in metrics.csv
+        self._checked = 0  # the last step whose loss check_finite found finite
 
     def start(self):
         """Write config.json and, when resuming, metrics.csv cut back to the checkpoint. Called
@@ -84,11 +85,13 @@ class Run:
         return f"the checkpoint of epoch {checkpoint['epoch']} is kept: continue with --resume {self.dir}"
 
     def check_finite(self, loss_sum, epoch, step):
-        """Stop at the first step whose loss is NaN or infinite (a running sum turns so with it)."""
+        """Stop if the epoch's running loss sum has turned NaN or infinite: some step since the
+        last check (train.py checks where it reads the sums anyway, every 20 steps) diverged."""
         value = float(loss_sum)
         if not math.isfinite(value):
-            raise RunError(f"the training loss became {value} at epoch {epoch}, step {step} "
-                           "(try a smaller --lr)")
+            steps = f"step {step}" if step - self._checked == 1 else f"steps {self._checked + 1}-{step}"
+            raise RunError(f"the training loss became {value} in epoch {epoch}, {steps} (try a smaller --lr)")
+        self._checked = step
 
     def path(self, name):
         return self.dir / name

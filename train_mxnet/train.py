@@ -66,9 +66,10 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
         loss_sum += loss.sum()
         correct += (logits.argmax(axis=1) == y).sum()
         seen += len(y)
-        run.check_finite(loss_sum.asscalar(), epoch, step)
         if step % 20 == 0:  # reading the sums waits for the device: not every step
+            run.check_finite(loss_sum.asscalar(), epoch, step)
             bar.set_postfix(loss=f"{loss_sum.asscalar() / seen:.4f}", acc=f"{correct.asscalar() / seen:.2%}")
+    run.check_finite(loss_sum.asscalar(), epoch, step)
     return loss_sum.asscalar() / seen, correct.asscalar() / seen, step, lr
 
 

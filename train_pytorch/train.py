@@ -62,9 +62,10 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
-        run.check_finite(loss_sum, epoch, step)
         if step % 20 == 0:  # reading the sums waits for the device: not every step
+            run.check_finite(loss_sum, epoch, step)
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.2%}")
+    run.check_finite(loss_sum, epoch, step)
     return loss_sum.item() / seen, correct.item() / seen, step, lr
 
 

@@ -96,9 +96,10 @@ def train_one_epoch(train_step, split, cfg, epoch, step, total_steps, run):
         loss_sum += loss  # tensors: summed without waiting for each step
         correct += hits
         seen += len(y)
-        run.check_finite(loss_sum, epoch, step)
         if step % 20 == 0:  # reading the sums waits for the device: not every step
+            run.check_finite(loss_sum, epoch, step)
             bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{int(correct) / seen:.2%}")
+    run.check_finite(loss_sum, epoch, step)
     return float(loss_sum) / seen, int(correct) / seen, step, lr
 
 

@@ -93,7 +93,7 @@ def test_divergence_and_ctrl_c_end_with_one_line_naming_what_is_kept(tmp_path, c
     run.check_finite(1e30, 1, 5)
     with pytest.raises(SystemExit) as exit_, run.stopping():
         run.check_finite(float("nan"), 2, 7)
-    assert "the training loss became nan at epoch 2, step 7" in str(exit_.value.code)
+    assert "the training loss became nan in epoch 2, steps 6-7" in str(exit_.value.code)
     assert "no epoch had finished" in str(exit_.value.code)
     run.log_epoch(1, 0.5, 0.9, 0.4, 0.91, 1e-3, 1.0)
     run.save_checkpoint(1, lambda stem: [])
