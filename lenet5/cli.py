@@ -9,7 +9,7 @@ from .data import TRAIN_SIZE, default_data_dir
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT_DIR = ROOT / "runs"
 # What a resumed run may change; every other option comes from the run's config.json.
-RESUME_OVERRIDES = ("epochs", "device", "no_progress", "data_dir")
+RESUME_OVERRIDES = ("epochs", "device", "no_progress", "data_dir", "checkpoint_every")
 
 
 class Parser(argparse.ArgumentParser):
@@ -86,6 +86,8 @@ def build_parser(framework, description=None, with_defaults=True):
                      help="run folder name (default: framework-pooling-activation-seed-time); never overwritten")
     run.add_argument("--resume", metavar="PATH", help="continue the run in this run folder (or its checkpoint file)")
     run.add_argument("--device", choices=DEVICES, help="auto: a GPU if the framework sees one, else the CPU")
+    run.add_argument("--checkpoint-every", type=non_negative_int, metavar="N",
+                     help="also checkpoint every N steps inside an epoch (0: at the end of each epoch only)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (the per-epoch lines remain)")
 
     if with_defaults:

@@ -49,6 +49,7 @@ class Config:
     run_name: str = ""
     resume: str = ""
     device: str = "auto"
+    checkpoint_every: int = 0
     no_progress: bool = False
 
     def to_dict(self):

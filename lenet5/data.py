@@ -203,14 +203,15 @@ def num_batches(n, batch_size):
     return -(-n // batch_size)
 
 
-def batches(split, batch_size, seed=None):
-    """Yield (x, y) numpy batches; shuffled by `seed` (e.g. (run seed, epoch)) unless it is None.
+def batches(split, batch_size, seed=None, skip=0):
+    """Yield (x, y) numpy batches; shuffled by `seed` (e.g. (run seed, epoch)) unless it is None;
+    the first `skip` batches left out (an epoch resumed where it stopped).
 
     Deriving each epoch's order from (seed, epoch) instead of a running generator makes a
     resumed run see exactly the batches an uninterrupted one would.
     """
     n = len(split)
     order = np.random.default_rng(seed).permutation(n) if seed is not None else None
-    for start in range(0, n, batch_size):
+    for start in range(skip * batch_size, n, batch_size):
         idx = order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
         yield split.x[idx], split.y[idx]

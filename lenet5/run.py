@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import platform
+import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -54,7 +55,10 @@ class Run:
         self.cfg = cfg
         self.dir = Path(cfg.resume) if cfg.resume else _new_run_dir(cfg)
         self.history = []  # one dict per finished epoch, as in metrics.csv
+        self.partial = None  # where a checkpoint inside an epoch stopped: epoch, sums, seconds
         self._checked = 0  # the last step whose loss check_finite found finite
+        self._interrupted = False  # Ctrl-C seen: checkpoint at the next step, then stop
+        self._epoch_started = 0.0
 
     def start(self):
         """Write config.json and, when resuming, metrics.csv cut back to the checkpoint. Called
@@ -68,8 +72,15 @@ class Run:
 
     @contextmanager
     def stopping(self):
-        """Around the training loop: Ctrl-C or a diverging loss ends the run with one line that
-        says what is kept, instead of a traceback."""
+        """Around the training loop: Ctrl-C checkpoints at the end of the current step and stops
+        (a second Ctrl-C stops at once); Ctrl-C or a diverging loss ends the run with one line
+        that says what is kept, instead of a traceback."""
+        def on_ctrl_c(signum, frame):
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+
+        previous = signal.signal(signal.SIGINT, on_ctrl_c)
         try:
             yield
         except KeyboardInterrupt:
@@ -77,12 +88,34 @@ class Run:
             raise SystemExit(130) from None
         except RunError as error:
             raise SystemExit(f"train.py: error: {error}; {self._kept()}") from None
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _kept(self):
         checkpoint = self._checkpoint()
         if not checkpoint:
-            return "no epoch had finished, so there is no checkpoint to resume from"
-        return f"the checkpoint of epoch {checkpoint['epoch']} is kept: continue with --resume {self.dir}"
+            return "no checkpoint had been written, so the run starts afresh with --resume"
+        where = (f"epoch {checkpoint['partial']['epoch']}, step {checkpoint['step']}" if checkpoint.get("partial")
+                 else f"the end of epoch {checkpoint['epoch']}")
+        return f"the checkpoint at {where} is kept: continue with --resume {self.dir}"
+
+    def begin_epoch(self, epoch):
+        """Where this epoch starts: (batches already done, their loss sum, correct, images seen)
+        from a checkpoint inside it, else from nothing."""
+        partial = self.partial if self.partial and self.partial["epoch"] == epoch else None
+        self._epoch_started = time.perf_counter() - (partial["seconds"] if partial else 0.0)
+        if not partial:
+            return 0, 0.0, 0, 0
+        return -(-partial["seen"] // self.cfg.batch_size), partial["loss_sum"], partial["correct"], partial["seen"]
+
+    def epoch_seconds(self):
+        return time.perf_counter() - self._epoch_started
+
+    def checkpoint_due(self, step):
+        """Whether to checkpoint inside the epoch after this step: every --checkpoint-every
+        steps, and after Ctrl-C."""
+        every = self.cfg.checkpoint_every
+        return self._interrupted or bool(every and step % every == 0)
 
     def check_finite(self, loss_sum, epoch, step):
         """Stop if the epoch's running loss sum has turned NaN or infinite: some step since the
@@ -100,21 +133,31 @@ class Run:
         return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True,
                     disable=self.cfg.no_progress)
 
-    def save_checkpoint(self, epoch, save):
-        """Commit this epoch's checkpoint. `save(stem)` writes the framework's files as
-        <run>/checkpoint-epochNNNN.<suffix> and returns their names; checkpoint.json, replaced
-        atomically afterwards, then names them. So a kill at any moment leaves checkpoint.json
-        naming complete files. The previous epoch's files are removed after the commit."""
-        names = list(save(self.path(f"checkpoint-epoch{epoch:04d}")))
+    def save_checkpoint(self, epoch, step, save, partial=None):
+        """Commit a checkpoint after `epoch` finished epochs and `step` steps, plus, inside an
+        epoch, `partial`: {epoch, loss_sum, correct, seen} of the epoch so far.
+
+        `save(stem)` writes the framework's files as <run>/<stem>.<suffix> and returns their
+        names; checkpoint.json, replaced atomically afterwards, then names them. So a kill at
+        any moment leaves checkpoint.json naming complete files. The previous checkpoint's files
+        are removed after the commit. After Ctrl-C, the run stops here."""
+        if partial:
+            partial = dict(partial, seconds=self.epoch_seconds())
+        stem = f"checkpoint-epoch{epoch:04d}" + (f"-step{step:07d}" if partial else "")
+        names = list(save(self.path(stem)))
         previous = self._checkpoint()
-        write_json(self.path(CHECKPOINT), {"framework": self.cfg.framework, "epoch": epoch, "files": names})
+        write_json(self.path(CHECKPOINT), {"framework": self.cfg.framework, "epoch": epoch, "step": step,
+                                           "partial": partial, "files": names})
         for name in previous["files"] if previous else ():
             if name not in names:
                 self.path(name).unlink(missing_ok=True)
+        if self._interrupted:
+            raise KeyboardInterrupt
 
     def resume(self):
-        """(epoch, checkpoint file paths) of the last committed checkpoint, or (0, []) if there is
-        none; the history keeps the metrics rows up to that epoch (later ones are lost work)."""
+        """(finished epochs, checkpoint file paths) of the last committed checkpoint, or (0, [])
+        if there is none; the history keeps the metrics rows up to that epoch (later ones are
+        lost work), and `partial` says where inside the next epoch the checkpoint was taken."""
         checkpoint = self._checkpoint()
         epoch = checkpoint["epoch"] if checkpoint else 0
         if checkpoint and checkpoint.get("framework") != self.cfg.framework:
@@ -131,6 +174,7 @@ class Run:
                         break
                     rows.append(row)
         self.history = rows
+        self.partial = checkpoint.get("partial") if checkpoint else None
         paths = [self.path(name) for name in checkpoint["files"]] if checkpoint else []
         missing = [str(p) for p in paths if not p.exists()]
         if missing:

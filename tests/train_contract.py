@@ -51,12 +51,16 @@ def test_smoke_run_writes_every_file(train, framework):
     assert not list(run_dir.glob("checkpoint-epoch0001*"))  # the previous epoch's are gone
 
 
-def test_resume_after_a_kill_gives_the_metrics_of_an_uninterrupted_run(train, interrupted_run, framework):
+@pytest.mark.parametrize("every", ["0", "5"])  # checkpoints at epoch ends only, or every 5 steps too
+def test_resume_after_a_kill_gives_the_metrics_of_an_uninterrupted_run(train, interrupted_run, framework, every):
     args = ["--epochs", "3", *SMALL]
     _, whole = train(framework, *args, run_name="whole")
-    part = interrupted_run(framework, *args)
+    part = interrupted_run(framework, *args, "--checkpoint-every", every)
+    checkpoint = read_json(part / "checkpoint.json")
+    assert (checkpoint["partial"] is not None) == (every != "0")  # killed inside an epoch, or after one
     proc, _ = train(framework, "--resume", str(part), run_name=None)
-    assert "epoch   3/3" in proc.stdout and "epoch   1/3" not in proc.stdout
+    first = checkpoint["partial"]["epoch"] if checkpoint["partial"] else checkpoint["epoch"] + 1
+    assert proc.stdout.count("\nepoch ") == 3 - first + 1  # only the epochs not yet done
     assert without_time(read_metrics(part)) == without_time(read_metrics(whole))
     assert read_json(part / "result.json")["test_accuracy"] == read_json(whole / "result.json")["test_accuracy"]
 
@@ -107,9 +111,13 @@ def test_a_damaged_checkpoint_is_refused_and_nothing_is_overwritten(train, frame
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
 
 
-def test_ctrl_c_stops_cleanly_and_the_run_resumes(train, interrupted_run, framework):
-    run_dir = interrupted_run(framework, "--epochs", "3", *SMALL, signal_=signal.SIGINT)
-    stderr = (run_dir.parent.parent / "interrupted.stderr").read_text()
-    assert "interrupted; the checkpoint of epoch" in stderr and "Traceback" not in stderr, stderr
-    proc, _ = train(framework, "--resume", str(run_dir), run_name=None)
-    assert "epoch   3/3" in proc.stdout and (run_dir / "result.json").exists()
+def test_ctrl_c_checkpoints_at_once_and_the_run_resumes_to_the_same_metrics(train, interrupted_run, framework):
+    args = ["--epochs", "3", *SMALL]
+    _, whole = train(framework, *args, run_name="whole")
+    part = interrupted_run(framework, *args, signal_=signal.SIGINT)  # after epoch 1's checkpoint
+    stderr = (part.parent.parent / "interrupted.stderr").read_text()
+    assert "interrupted; the checkpoint at epoch 2, step" in stderr and "Traceback" not in stderr, stderr
+    assert read_json(part / "checkpoint.json")["partial"]["epoch"] == 2  # taken at the next step
+    proc, _ = train(framework, "--resume", str(part), run_name=None)
+    assert "epoch   2/3" in proc.stdout and "epoch   1/3" not in proc.stdout
+    assert without_time(read_metrics(part)) == without_time(read_metrics(whole))

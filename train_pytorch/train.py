@@ -7,8 +7,8 @@
 Kept parallel to train_tensorflow/train.py and train_mxnet/train.py: a diff of two of them
 shows only what the frameworks force. The options, data and run folder come from lenet5/.
 """
+import functools
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the project's packages importable
@@ -42,12 +42,16 @@ def make_optimizer(cfg, model):
                             weight_decay=cfg.weight_decay)
 
 
-def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run):
-    """One pass over the shuffled training split; returns (loss, accuracy, next step, last lr)."""
+def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run, save):
+    """One pass over the shuffled training split, or what is left of it after a checkpoint inside
+    the epoch; returns (loss, accuracy, next step, last lr)."""
     model.train()
-    loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
-    bar = run.progress(batches(split, cfg.batch_size, seed=(cfg.seed, epoch)),
-                       num_batches(len(split), cfg.batch_size), f"epoch {epoch}")
+    done, loss_sum, correct, seen = run.begin_epoch(epoch)
+    loss_sum, correct = torch.tensor(loss_sum, device=device), torch.tensor(float(correct), device=device)
+    step += done
+    lr = lr_at(cfg, step - 1, total_steps)
+    bar = run.progress(batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done),
+                       num_batches(len(split), cfg.batch_size) - done, f"epoch {epoch}")
     for x, y in bar:
         lr = lr_at(cfg, step, total_steps)
         for group in optimizer.param_groups:
@@ -65,6 +69,9 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
         if step % 20 == 0:  # reading the sums waits for the device: not every step
             run.check_finite(loss_sum, epoch, step)
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.2%}")
+        if run.checkpoint_due(step):  # every --checkpoint-every steps, and after Ctrl-C
+            run.save_checkpoint(epoch - 1, step, save, partial=dict(
+                epoch=epoch, loss_sum=loss_sum.item(), correct=int(correct.item()), seen=seen))
     run.check_finite(loss_sum, epoch, step)
     return loss_sum.item() / seen, correct.item() / seen, step, lr
 
@@ -127,15 +134,15 @@ def main(argv=None):
           f"{len(data['train']):,} train / {len(data['val'] or ())} val / {len(data['test']):,} test images; "
           f"{run.dir}", flush=True)
     step = start * steps_per_epoch
+    save = functools.partial(save_checkpoint, model=model, optimizer=optimizer)
     with run.stopping():  # Ctrl-C or a diverging loss: one line, and the last checkpoint kept
         for epoch in range(start + 1, cfg.epochs + 1):
-            started = time.perf_counter()
             train_loss, train_acc, step, lr = train_one_epoch(
-                model, optimizer, data["train"], cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run)
-            seconds = time.perf_counter() - started
+                model, optimizer, data["train"], cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run, save)
+            seconds = run.epoch_seconds()
             val_loss, val_acc = evaluate(model, data["val"], cfg.batch_size, device) if data["val"] else (float("nan"),) * 2
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
-            run.save_checkpoint(epoch, lambda stem: save_checkpoint(stem, model, optimizer))
+            run.save_checkpoint(epoch, step, save)
 
     with atomic_path(run.path(WEIGHTS)) as tmp:
         torch.save(model.state_dict(), tmp)

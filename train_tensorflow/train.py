@@ -8,8 +8,8 @@ Kept parallel to train_pytorch/train.py and train_mxnet/train.py: a diff of two 
 shows only what the frameworks force. The options, data and run folder come from lenet5/.
 """
 import os
+import functools
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the project's packages importable
@@ -84,11 +84,14 @@ def make_steps(model, optimizer, weight_decay):
     return train_step, eval_step
 
 
-def train_one_epoch(train_step, split, cfg, epoch, step, total_steps, run):
-    """One pass over the shuffled training split; returns (loss, accuracy, next step, last lr)."""
-    loss_sum, correct, seen = 0.0, 0, 0
-    bar = run.progress(batches(split, cfg.batch_size, seed=(cfg.seed, epoch)),
-                       num_batches(len(split), cfg.batch_size), f"epoch {epoch}")
+def train_one_epoch(train_step, split, cfg, epoch, step, total_steps, run, save):
+    """One pass over the shuffled training split, or what is left of it after a checkpoint inside
+    the epoch; returns (loss, accuracy, next step, last lr)."""
+    done, loss_sum, correct, seen = run.begin_epoch(epoch)
+    step += done
+    lr = lr_at(cfg, step - 1, total_steps)
+    bar = run.progress(batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done),
+                       num_batches(len(split), cfg.batch_size) - done, f"epoch {epoch}")
     for x, y in bar:
         lr = lr_at(cfg, step, total_steps)
         loss, hits = train_step(tf.constant(x), tf.constant(y), tf.constant(lr, tf.float32))
@@ -99,6 +102,9 @@ def train_one_epoch(train_step, split, cfg, epoch, step, total_steps, run):
         if step % 20 == 0:  # reading the sums waits for the device: not every step
             run.check_finite(loss_sum, epoch, step)
             bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{int(correct) / seen:.2%}")
+        if run.checkpoint_due(step):  # every --checkpoint-every steps, and after Ctrl-C
+            run.save_checkpoint(epoch - 1, step, save, partial=dict(
+                epoch=epoch, loss_sum=float(loss_sum), correct=int(correct), seen=seen))
     run.check_finite(loss_sum, epoch, step)
     return float(loss_sum) / seen, int(correct) / seen, step, lr
 
@@ -160,15 +166,15 @@ def main(argv=None):
           f"{len(data['train']):,} train / {len(data['val'] or ())} val / {len(data['test']):,} test images; "
           f"{run.dir}", flush=True)
     step = start * steps_per_epoch
+    save = functools.partial(save_checkpoint, model=model)
     with run.stopping():  # Ctrl-C or a diverging loss: one line, and the last checkpoint kept
         for epoch in range(start + 1, cfg.epochs + 1):
-            started = time.perf_counter()
             train_loss, train_acc, step, lr = train_one_epoch(
-                train_step, data["train"], cfg, epoch, step, cfg.epochs * steps_per_epoch, run)
-            seconds = time.perf_counter() - started
+                train_step, data["train"], cfg, epoch, step, cfg.epochs * steps_per_epoch, run, save)
+            seconds = run.epoch_seconds()
             val_loss, val_acc = evaluate(eval_step, data["val"], cfg.batch_size) if data["val"] else (float("nan"),) * 2
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
-            run.save_checkpoint(epoch, lambda stem: save_checkpoint(stem, model))
+            run.save_checkpoint(epoch, step, save)
 
     with atomic_path(run.path(WEIGHTS)) as tmp:
         model.save(tmp)

@@ -94,14 +94,15 @@ def test_divergence_and_ctrl_c_end_with_one_line_naming_what_is_kept(tmp_path, c
     with pytest.raises(SystemExit) as exit_, run.stopping():
         run.check_finite(float("nan"), 2, 7)
     assert "the training loss became nan in epoch 2, steps 6-7" in str(exit_.value.code)
-    assert "no epoch had finished" in str(exit_.value.code)
+    assert "no checkpoint had been written" in str(exit_.value.code)
     run.log_epoch(1, 0.5, 0.9, 0.4, 0.91, 1e-3, 1.0)
-    run.save_checkpoint(1, lambda stem: [])
+    run.save_checkpoint(1, 10, lambda stem: [])
     run.log_epoch(2, 0.5, 0.9, 0.4, 0.91, 1e-3, 1.0)  # Ctrl-C before epoch 2's checkpoint
     with pytest.raises(SystemExit) as exit_, run.stopping():
         raise KeyboardInterrupt
     assert exit_.value.code == 130
-    assert f"interrupted; the checkpoint of epoch 1 is kept: continue with --resume {run.dir}" in capsys.readouterr().err
+    assert f"interrupted; the checkpoint at the end of epoch 1 is kept: continue with --resume {run.dir}" \
+        in capsys.readouterr().err
 
 
 def test_unwritable_output_dir(tmp_path):
