@@ -21,7 +21,7 @@ COLUMNS = {"pooling": "Pooling", "activation": "Activation", "batch_size": "Batc
 
 
 def collect(sweep_dir):
-    """One row per planned run: its options, status (ok, failed, pending) and results."""
+    """One row per planned run: its options, status (ok, failed, incomplete, pending) and results."""
     rows = []
     for run in json.loads((sweep_dir / "sweep.json").read_text())["runs"]:
         row = {"name": run["name"], "framework": run["framework"], **run["options"], "status": "pending",
@@ -33,8 +33,10 @@ def collect(sweep_dir):
             with open(run_dir / "metrics.csv") as f:
                 row["val_accuracy"] = float(list(csv.DictReader(f))[-1]["val_acc"])  # the last epoch's
         elif log.exists():
-            row["status"] = "failed"
-            row["log_tail"] = "\n".join(log.read_text(errors="replace").strip().splitlines()[-5:])
+            lines = log.read_text(errors="replace").strip().splitlines()
+            ended = lines[-1].startswith("[exit ")  # else it is running, or its sweep was stopped
+            row["status"] = "failed" if ended else "incomplete"
+            row["log_tail"] = "\n".join(lines[-6:-1] if ended else lines[-5:])
         rows.append(row)
     return rows
 
@@ -93,9 +95,10 @@ def markdown(rows):
         lines += ["", f"### Failed runs ({len(failed)})", ""]
         for r in failed:
             lines += [f"- `{r['name']}`:", "", "  ```", *("  " + line for line in r["log_tail"].splitlines()), "  ```"]
-    pending = sum(r["status"] == "pending" for r in rows)
-    if pending:
-        lines += ["", f"{pending} runs not started yet."]
+    for status, words in (("incomplete", "running or stopped before the end"), ("pending", "not started")):
+        count = sum(r["status"] == status for r in rows)
+        if count:
+            lines += ["", f"{count} runs {words}."]
     return "\n".join(lines) + "\n"
 
 

@@ -112,6 +112,7 @@ def execute(run, sweep_dir, args, env):
         f.flush()
         code = subprocess.run(command(run, sweep_dir, args), stdout=f, stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL, env=env).returncode
+        f.write(f"[exit {code}]\n")  # how the report tells a failed run from one still going
     return run, code, time.perf_counter() - started
 
 
