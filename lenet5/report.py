@@ -132,9 +132,10 @@ def plot(rows, path):
         ax.set_ylim(min(shown) - 0.2, min(100, max(shown) + 0.2))
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("LeNet-5 on MNIST: mean ± std over seeds")
-    ax.legend(loc="lower right", fontsize="small")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
+    # Below the plot, where no point can hide behind it.
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=4, fontsize="small", frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
