@@ -131,7 +131,7 @@ def main(argv=None):
     steps_per_epoch = num_batches(len(data["train"]), cfg.batch_size)
     num_params = sum(p.numel() for p in model.parameters())
     print(f"PyTorch {torch.__version__} on {device} ({torch.get_num_threads()} threads), {num_params:,} parameters; "
-          f"{len(data['train']):,} train / {len(data['val'] or ())} val / {len(data['test']):,} test images; "
+          f"{len(data['train']):,} train / {len(data['val'] or ()):,} val / {len(data['test']):,} test images; "
           f"{run.dir}", flush=True)
     step = start * steps_per_epoch
     save = functools.partial(save_checkpoint, model=model, optimizer=optimizer)
