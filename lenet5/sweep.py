@@ -53,7 +53,7 @@ def build_parser():
         name = action.dest
         if name in GRID and name != "seed":
             grid.add_argument(*action.option_strings, nargs="+", type=action.type, choices=action.choices,
-                              default=[getattr(Config, name)], metavar=action.metavar or name.upper(),
+                              default=[getattr(Config, name)], metavar=action.metavar,
                               help=action.help)
     return parser
 
