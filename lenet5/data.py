@@ -111,7 +111,7 @@ def _fetch(name, urls, progress):
     raise DataError(
         f"could not download {name}; tried:\n  " + "\n  ".join(failures) +
         "\nSet LENET5_MNIST_MIRRORS to a working mirror (comma-separated base URLs, file:// allowed), "
-        f"or place the four MNIST .gz files in a folder and point LENET5_MNIST_MIRRORS at it as file:///that/folder/")
+        "or place the four MNIST .gz files in a folder and point LENET5_MNIST_MIRRORS at it as file:///that/folder/")
 
 
 def _read_verified(path):

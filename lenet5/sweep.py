@@ -9,7 +9,6 @@ SWEEP/results.md and SWEEP/results.png (python -m lenet5.report SWEEP rebuilds t
 Rerunning the same command skips finished runs and resumes interrupted ones; a failed run is
 reported with the tail of its log, the others go on, and the sweep exits 1 at the end.
 """
-import argparse
 import hashlib
 import itertools
 import json
