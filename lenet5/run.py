@@ -142,6 +142,7 @@ class Run:
         any moment leaves checkpoint.json naming complete files. The previous checkpoint's files
         are removed after the commit. After Ctrl-C, the run stops here."""
         if partial:
+            self.check_finite(partial["loss_sum"], partial["epoch"], step)  # never keep diverged weights
             partial = dict(partial, seconds=self.epoch_seconds())
         stem = f"checkpoint-epoch{epoch:04d}" + (f"-step{step:07d}" if partial else "")
         names = list(save(self.path(stem)))

@@ -3,6 +3,7 @@
 Each tests/<framework>/test_<framework>.py sets FRAMEWORK and does `from train_contract import *`,
 so the three run the very same checks; their own files add the framework-specific ones.
 """
+import math
 import signal
 
 import pytest
@@ -97,6 +98,12 @@ def test_a_diverging_loss_stops_the_run_naming_epoch_and_step(train, framework):
     assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "the training loss became" in proc.stderr and "in epoch 1, step" in proc.stderr
     assert not (run_dir / "checkpoint.json").exists() and not (run_dir / "result.json").exists()
+    # Checkpoints every 3 steps: none may be written once the loss has gone bad.
+    proc, run_dir = train(framework, "--epochs", "1", "--optimizer", "sgd", "--lr", "1e4", "--checkpoint-every", "3",
+                          *SMALL, check=False, run_name="every3")
+    assert proc.returncode == 1 and "the training loss became" in proc.stderr
+    if (run_dir / "checkpoint.json").exists():  # one from before the loss went bad
+        assert math.isfinite(read_json(run_dir / "checkpoint.json")["partial"]["loss_sum"])
 
 
 def test_a_damaged_checkpoint_is_refused_and_nothing_is_overwritten(train, framework):
