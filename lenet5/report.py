@@ -16,6 +16,7 @@ from .config import FRAMEWORKS
 # The original PyTorch project's table (batch 256, one run per cell), for comparison.
 ORIGINAL = {("max", "relu"): 99.07, ("max", "leakyrelu"): 99.00, ("max", "tanh"): 98.96,
             ("avg", "leakyrelu"): 98.92, ("avg", "relu"): 98.00, ("avg", "tanh"): 97.96}
+RESULTS = ("val_accuracy", "test_accuracy", "test_loss", "train_seconds", "seconds_per_epoch")  # per run
 NAMES = {"pytorch": "PyTorch", "tensorflow": "TensorFlow", "mxnet": "MXNet"}
 COLUMNS = {"pooling": "Pooling", "activation": "Activation", "batch_size": "Batch-size"}
 
@@ -25,7 +26,7 @@ def collect(sweep_dir):
     rows = []
     for run in json.loads((sweep_dir / "sweep.json").read_text())["runs"]:
         row = {"name": run["name"], "framework": run["framework"], **run["options"], "status": "pending",
-               "val_accuracy": "", "test_accuracy": "", "test_loss": "", "train_seconds": "", "seconds_per_epoch": ""}
+               **dict.fromkeys(RESULTS, "")}
         run_dir, log = sweep_dir / "runs" / run["name"], sweep_dir / "logs" / f"{run['name']}.log"
         if (run_dir / "result.json").exists():
             row.update({k: v for k, v in json.loads((run_dir / "result.json").read_text()).items() if k in row},
@@ -45,8 +46,7 @@ def cells(rows):
     """Finished runs grouped by everything but framework and seed: {(options...): {framework: [acc %]}}."""
     if not rows:
         return [], {}
-    varying = [k for k in rows[0] if k not in ("name", "framework", "seed", "status", "val_accuracy", "test_accuracy",
-                                               "test_loss", "train_seconds", "seconds_per_epoch", "log_tail")
+    varying = [k for k in rows[0] if k not in ("name", "framework", "seed", "status", "log_tail", *RESULTS)
                and (k in COLUMNS or len({r[k] for r in rows}) > 1)]
     groups = defaultdict(lambda: defaultdict(list))
     for r in rows:

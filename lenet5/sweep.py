@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import fields
 from pathlib import Path
@@ -104,15 +103,13 @@ def thread_env(jobs):
 
 
 def execute(run, sweep_dir, args, env):
-    log = sweep_dir / "logs" / f"{run['name']}.log"
-    started = time.perf_counter()
-    with open(log, "a") as f:
-        f.write(f"$ {' '.join(command(run, sweep_dir, args))}\n")
+    cmd = command(run, sweep_dir, args)
+    with open(sweep_dir / "logs" / f"{run['name']}.log", "a") as f:
+        f.write(f"$ {' '.join(cmd)}\n")
         f.flush()
-        code = subprocess.run(command(run, sweep_dir, args), stdout=f, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, env=env).returncode
+        code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env).returncode
         f.write(f"[exit {code}]\n")  # how the report tells a failed run from one still going
-    return run, code, time.perf_counter() - started
+    return run, code
 
 
 def main(argv=None):
@@ -139,7 +136,7 @@ def main(argv=None):
     with ThreadPoolExecutor(args.jobs) as pool, tqdm(total=len(todo), unit="run", dynamic_ncols=True) as bar:
         futures = [pool.submit(execute, run, sweep_dir, args, thread_env(args.jobs)) for run in todo]
         for future in as_completed(futures):
-            run, code, seconds = future.result()
+            run, code = future.result()
             if code != 0:
                 failed.append(run["name"])
                 tqdm.write(f"FAILED {run['name']} (exit {code}); log: {sweep_dir / 'logs' / (run['name'] + '.log')}")
