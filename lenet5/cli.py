@@ -3,13 +3,13 @@ import argparse
 import math
 from pathlib import Path
 
-from .config import ACTIVATIONS, DEVICES, OPTIMIZERS, POOLINGS, SCHEDULERS, Config
+from .config import ACTIVATIONS, DEVICES, MAX_AUTO_THREADS, OPTIMIZERS, POOLINGS, SCHEDULERS, Config
 from .data import TRAIN_SIZE, default_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT_DIR = ROOT / "runs"
 # What a resumed run may change; every other option comes from the run's config.json.
-RESUME_OVERRIDES = ("epochs", "device", "no_progress", "data_dir", "checkpoint_every")
+RESUME_OVERRIDES = ("epochs", "device", "no_progress", "data_dir", "checkpoint_every", "threads")
 
 
 class Parser(argparse.ArgumentParser):
@@ -75,6 +75,9 @@ def build_parser(framework, description=None, with_defaults=True):
     data.add_argument("--val-size", type=val_size, metavar="N",
                       help=f"images held out of the {TRAIN_SIZE:,} training images for validation (0: none)")
     data.add_argument("--data-dir", metavar="DIR", help="MNIST cache folder (or set LENET5_DATA_DIR)")
+    data.add_argument("--validate-on-test", action="store_true",
+                      help="evaluate on the test set after each epoch instead of the validation split: for "
+                      "measuring time to a test accuracy (the benchmark), never for choosing hyperparameters")
     data.add_argument("--limit-train", type=non_negative_int, metavar="N",
                       help="train on the first N images only, for a quick smoke run (0: all)")
     data.add_argument("--limit-test", type=non_negative_int, metavar="N",
@@ -88,6 +91,8 @@ def build_parser(framework, description=None, with_defaults=True):
     run.add_argument("--device", choices=DEVICES, help="auto: a GPU if the framework sees one, else the CPU")
     run.add_argument("--checkpoint-every", type=non_negative_int, metavar="N",
                      help="also checkpoint every N steps inside an epoch (0: at the end of each epoch only)")
+    run.add_argument("--threads", type=non_negative_int, metavar="N",
+                     help=f"CPU threads (0: $OMP_NUM_THREADS if set, else the cores, at most {MAX_AUTO_THREADS})")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (the per-epoch lines remain)")
 
     if with_defaults:

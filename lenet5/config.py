@@ -5,6 +5,7 @@ recipe"); the test set played no part in choosing them.
 """
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 
 FRAMEWORKS = ("pytorch", "tensorflow", "mxnet")
@@ -41,6 +42,7 @@ class Config:
     seed: int = 0
     # data
     val_size: int = 5000
+    validate_on_test: bool = False
     data_dir: str = ""
     limit_train: int = 0
     limit_test: int = 0
@@ -50,6 +52,7 @@ class Config:
     resume: str = ""
     device: str = "auto"
     checkpoint_every: int = 0
+    threads: int = 0
     no_progress: bool = False
 
     def to_dict(self):
@@ -80,3 +83,19 @@ def expected_num_params(num_classes=10):
     convs = [(1, 6), (6, 16), (16, 120)]  # C1, C3, C5: (in, out) channels, 5x5 kernels
     dense = [(120, 84), (84, num_classes)]  # F6, output
     return sum(o * (i * 25 + 1) for i, o in convs) + sum(o * (i + 1) for i, o in dense)
+
+
+# LeNet-5's layers are small: past a few threads a step spends more time handing work out than
+# computing, so --threads 0 (auto) takes the cores this process may use, at most this many.
+MAX_AUTO_THREADS = 4
+
+
+def resolve_threads(threads=0):
+    """The CPU threads a framework should use: `threads` if given, else $OMP_NUM_THREADS (as set
+    by the sweep for parallel runs), else the usable cores up to MAX_AUTO_THREADS."""
+    if threads:
+        return threads
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        return int(os.environ["OMP_NUM_THREADS"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores, MAX_AUTO_THREADS)

@@ -174,11 +174,12 @@ class Split:
 
 
 def load_splits(val_size=5000, limit_train=0, limit_test=0, channels_last=False,
-                data_dir=None, progress=True):
+                data_dir=None, progress=True, validate_on_test=False):
     """Train, validation and test splits as normalised arrays; `val` is None when val_size is 0.
 
     The validation images are a fixed random draw from the 60,000 training images (the same for
     every seed and framework). limit_train / limit_test keep only the first N images (smoke runs).
+    validate_on_test makes `val` the test split (the benchmark's time to a test accuracy).
     """
     if not 0 <= val_size < TRAIN_SIZE:
         raise DataError(f"--val-size must be between 0 and {TRAIN_SIZE - 1}, got {val_size}")
@@ -192,11 +193,14 @@ def load_splits(val_size=5000, limit_train=0, limit_test=0, channels_last=False,
     def split(images, labels):
         return Split(normalize(images, channels_last), labels.astype(np.int64))
 
-    return {
+    splits = {
         "train": split(mnist["train_images"][train_idx], mnist["train_labels"][train_idx]),
         "val": split(mnist["train_images"][val_idx], mnist["train_labels"][val_idx]) if val_size else None,
         "test": split(mnist["test_images"][:test_end], mnist["test_labels"][:test_end]),
     }
+    if validate_on_test:
+        splits["val"] = splits["test"]
+    return splits
 
 
 def num_batches(n, batch_size):

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from .files import atomic_path, write_json
 
 CHECKPOINT = "checkpoint.json"  # names the last complete checkpoint's files
-METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "eval_seconds")
 
 
 class RunError(Exception):
@@ -58,7 +58,7 @@ class Run:
         self.partial = None  # where a checkpoint inside an epoch stopped: epoch, sums, seconds
         self._checked = 0  # the last step whose loss check_finite found finite
         self._interrupted = False  # Ctrl-C seen: checkpoint at the next step, then stop
-        self._epoch_started = 0.0
+        self._epoch_started = self._epoch_trained = 0.0
 
     def start(self):
         """Write config.json and, when resuming, metrics.csv cut back to the checkpoint. Called
@@ -109,7 +109,10 @@ class Run:
         return -(-partial["seen"] // self.cfg.batch_size), partial["loss_sum"], partial["correct"], partial["seen"]
 
     def epoch_seconds(self):
-        return time.perf_counter() - self._epoch_started
+        """Seconds of training in this epoch; called when it ends, so that log_epoch can time the
+        evaluation that follows."""
+        self._epoch_trained = time.perf_counter()
+        return self._epoch_trained - self._epoch_started
 
     def checkpoint_due(self, step):
         """Whether to checkpoint inside the epoch after this step: every --checkpoint-every
@@ -171,6 +174,7 @@ class Run:
                     if None in row.values() or "" in row.values():
                         break  # a row cut short by the kill
                     row = {k: int(v) if k == "epoch" else float(v) for k, v in row.items()}
+                    row.setdefault("eval_seconds", float("nan"))  # a run from before that column
                     if row["epoch"] > epoch:
                         break
                     rows.append(row)
@@ -193,7 +197,8 @@ class Run:
     def log_epoch(self, epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds):
         """Append one row to metrics.csv and print the per-epoch line."""
         row = dict(epoch=epoch, train_loss=float(train_loss), train_acc=float(train_acc),
-                   val_loss=float(val_loss), val_acc=float(val_acc), lr=float(lr), seconds=float(seconds))
+                   val_loss=float(val_loss), val_acc=float(val_acc), lr=float(lr), seconds=float(seconds),
+                   eval_seconds=time.perf_counter() - self._epoch_trained)
         self.history.append(row)
         new = not self.path("metrics.csv").exists()
         with open(self.path("metrics.csv"), "a", newline="") as f:

@@ -7,6 +7,7 @@
 Kept parallel to train_pytorch/train.py and train_tensorflow/train.py: a diff of two of them
 shows only what the frameworks force. The options, data and run folder come from lenet5/.
 """
+import ctypes
 import functools
 import sys
 from pathlib import Path
@@ -22,13 +23,17 @@ import mxnet as mx
 from mxnet import autograd, gluon
 
 from lenet5.cli import parse_args
-from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at
+from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
 from lenet5.data import DataError, batches, load_splits, num_batches
 from lenet5.run import Run, RunError
 
 FRAMEWORK = "mxnet"
 WEIGHTS = "model"  # model.params for LeNet5().load_parameters(...), and model-symbol.json +
                    # model-0000.params for gluon.SymbolBlock.imports(...) without this project
+
+
+def set_threads(n):
+    mx.base.check_call(mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(n)))  # MXNet's own C API
 
 
 def select_device(name):
@@ -116,10 +121,13 @@ def load_checkpoint(run, model, optimizer, device):
 def main(argv=None):
     cfg = parse_args(FRAMEWORK, argv, __doc__.split("\n\n")[0])
     try:
+        threads = resolve_threads(cfg.threads)
+        set_threads(threads)
         device = select_device(cfg.device)
         mx.random.seed(cfg.seed)  # same seed, same metrics
         data = load_splits(cfg.val_size, cfg.limit_train, cfg.limit_test, channels_last=False,
-                           data_dir=cfg.data_dir, progress=not cfg.no_progress)
+                           data_dir=cfg.data_dir, progress=not cfg.no_progress,
+                           validate_on_test=cfg.validate_on_test)
         model = LeNet5(pooling=cfg.pooling, activation=cfg.activation)
         model.initialize(ctx=device)
         model.hybridize(static_alloc=True, static_shape=True)
@@ -132,7 +140,7 @@ def main(argv=None):
 
     steps_per_epoch = num_batches(len(data["train"]), cfg.batch_size)
     num_params = sum(p.data().size for p in model.collect_params().values())
-    print(f"MXNet {mx.__version__} on {device}, {num_params:,} parameters; "
+    print(f"MXNet {mx.__version__} on {device} ({threads} threads), {num_params:,} parameters; "
           f"{len(data['train']):,} train / {len(data['val'] or ()):,} val / {len(data['test']):,} test images; "
           f"{run.dir}", flush=True)
     step = start * steps_per_epoch

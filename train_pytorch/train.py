@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from lenet5.cli import parse_args
-from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at
+from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
 from lenet5.data import DataError, batches, load_splits, num_batches
 from lenet5.files import atomic_path
 from lenet5.run import Run, RunError
@@ -26,6 +26,10 @@ from model_pytorch import LeNet5
 
 FRAMEWORK = "pytorch"
 WEIGHTS = "model.pt"  # the trained state_dict, for LeNet5().load_state_dict(torch.load(...))
+
+
+def set_threads(n):
+    torch.set_num_threads(n)
 
 
 def select_device(name):
@@ -115,11 +119,14 @@ def load_checkpoint(run, model, optimizer):
 def main(argv=None):
     cfg = parse_args(FRAMEWORK, argv, __doc__.split("\n\n")[0])
     try:
+        threads = resolve_threads(cfg.threads)
+        set_threads(threads)
         device = select_device(cfg.device)
         torch.manual_seed(cfg.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)  # same seed, same metrics
         data = load_splits(cfg.val_size, cfg.limit_train, cfg.limit_test, channels_last=False,
-                           data_dir=cfg.data_dir, progress=not cfg.no_progress)
+                           data_dir=cfg.data_dir, progress=not cfg.no_progress,
+                           validate_on_test=cfg.validate_on_test)
         model = LeNet5(pooling=cfg.pooling, activation=cfg.activation).to(device)
         optimizer = make_optimizer(cfg, model)
         run = Run(cfg)
@@ -130,7 +137,7 @@ def main(argv=None):
 
     steps_per_epoch = num_batches(len(data["train"]), cfg.batch_size)
     num_params = sum(p.numel() for p in model.parameters())
-    print(f"PyTorch {torch.__version__} on {device} ({torch.get_num_threads()} threads), {num_params:,} parameters; "
+    print(f"PyTorch {torch.__version__} on {device} ({threads} threads), {num_params:,} parameters; "
           f"{len(data['train']):,} train / {len(data['val'] or ()):,} val / {len(data['test']):,} test images; "
           f"{run.dir}", flush=True)
     step = start * steps_per_epoch

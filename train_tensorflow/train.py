@@ -28,7 +28,7 @@ finally:
     os.close(_stderr)
 
 from lenet5.cli import parse_args
-from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at
+from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
 from lenet5.data import DataError, batches, load_splits, num_batches
 from lenet5.files import atomic_path
 from lenet5.run import Run, RunError
@@ -36,6 +36,13 @@ from model_tensorflow import LeNet5
 
 FRAMEWORK = "tensorflow"
 WEIGHTS = "model.keras"  # the trained model, for keras.saving.load_model(...)
+
+
+def set_threads(n):
+    # Before TensorFlow runs its first op: the pools are fixed from then on. LeNet-5's graph is
+    # one chain of ops, so a second inter-op thread has nothing to run beside the first.
+    tf.config.threading.set_intra_op_parallelism_threads(n)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
 def select_device(name):
@@ -145,11 +152,14 @@ def load_checkpoint(run, model, optimizer):
 def main(argv=None):
     cfg = parse_args(FRAMEWORK, argv, __doc__.split("\n\n")[0])
     try:
+        threads = resolve_threads(cfg.threads)
+        set_threads(threads)
         device = select_device(cfg.device)
         keras.utils.set_random_seed(cfg.seed)
         tf.config.experimental.enable_op_determinism()  # same seed, same metrics
         data = load_splits(cfg.val_size, cfg.limit_train, cfg.limit_test, channels_last=True,
-                           data_dir=cfg.data_dir, progress=not cfg.no_progress)
+                           data_dir=cfg.data_dir, progress=not cfg.no_progress,
+                           validate_on_test=cfg.validate_on_test)
         model = LeNet5(pooling=cfg.pooling, activation=cfg.activation)
         optimizer = make_optimizer(cfg)
         model.compile(optimizer=optimizer)  # so that model.save() keeps the optimizer's state
@@ -162,7 +172,7 @@ def main(argv=None):
     train_step, eval_step = make_steps(model, optimizer, cfg.weight_decay)
     steps_per_epoch = num_batches(len(data["train"]), cfg.batch_size)
     num_params = model.count_params()
-    print(f"TensorFlow {tf.__version__} (Keras {keras.__version__}) on {device}, {num_params:,} parameters; "
+    print(f"TensorFlow {tf.__version__} (Keras {keras.__version__}) on {device} ({threads} threads), {num_params:,} parameters; "
           f"{len(data['train']):,} train / {len(data['val'] or ()):,} val / {len(data['test']):,} test images; "
           f"{run.dir}", flush=True)
     step = start * steps_per_epoch
