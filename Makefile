@@ -8,6 +8,7 @@
 #   make sweep ARGS="--frameworks pytorch mxnet --lr 0.002 0.005 --seeds 0 1 --jobs 2"
 #   make table                     the README's results: 3 frameworks x 6 cells x 3 seeds
 #   make recipe                    the validation runs that chose the default recipe
+#   make bench                     training speed of each framework against its idiomatic baseline
 
 PYTHON ?= python3
 FRAMEWORK ?= pytorch
@@ -24,20 +25,20 @@ TABLE_ARGS := --frameworks pytorch tensorflow mxnet --pooling max avg --activati
 RECIPE_ARGS := --frameworks pytorch --epochs 1 10 15 20 --lr 0.001 0.002 0.003 0.005 --seeds 0 1 \
 	--jobs 2 --output-dir results/recipe
 
-.PHONY: train test test-sweep sweep table recipe envs $(addprefix test-,$(FRAMEWORKS)) $(addprefix env-,$(FRAMEWORKS))
+.PHONY: train test test-tools sweep table recipe bench envs $(addprefix test-,$(FRAMEWORKS)) $(addprefix env-,$(FRAMEWORKS))
 
 train:
 	$(ENVS) run $(FRAMEWORK) train_$(FRAMEWORK)/train.py $(ARGS)
 
 # The neutral tests run in every environment: each has its own numpy.
-test: $(addprefix test-,$(FRAMEWORKS)) test-sweep
+test: $(addprefix test-,$(FRAMEWORKS)) test-tools
 
 $(addprefix test-,$(FRAMEWORKS)): test-%:
 	$(ENVS) run $* -m pytest tests/core tests/$* $(PYTEST_ARGS)
 
-# The sweep's test trains in two frameworks' environments.
-test-sweep: env-pytorch env-mxnet
-	$(ENVS) run pytorch -m pytest tests/sweep $(PYTEST_ARGS)
+# The sweep's and the benchmark's tests run train.py in the other frameworks' environments too.
+test-tools: envs
+	$(ENVS) run pytorch -m pytest tests/sweep tests/bench $(PYTEST_ARGS)
 
 sweep:
 	$(ENVS) run pytorch -m lenet5.sweep $(ARGS)
@@ -47,6 +48,10 @@ table:
 
 recipe:
 	$(ENVS) run pytorch -m lenet5.sweep $(RECIPE_ARGS) $(ARGS)
+
+# The README's speed table: each framework's train.py against its idiomatic baseline (~10 min).
+bench: envs
+	$(ENVS) run pytorch -m lenet5.bench --output-dir results/bench $(ARGS)
 
 envs: $(addprefix env-,$(FRAMEWORKS))
 

@@ -1,0 +1,260 @@
+"""Training speed, side by side: each framework's train.py against an idiomatic baseline of it.
+
+    python -m lenet5.bench                      # all three frameworks, the default recipe (~10 min)
+    python -m lenet5.bench --quick              # a tiny run that only shows it works (CI)
+
+For each framework, in its own environment, one after the other on this machine:
+  * train.py with the default recipe and --validate-on-test, so that metrics.csv holds the test
+    accuracy after every epoch: training images/s over the epochs after the first (warm-up),
+    evaluation images/s, time to 99.0% test accuracy, peak memory (RSS) of the process;
+  * the idiomatic baseline, bench/baseline_<framework>.py (PyTorch DataLoader loop, Keras
+    model.fit, Gluon DataLoader loop) with the same model, data and recipe, measured the same way;
+and, once, the FLOP bound: LeNet-5's FLOPs per training image and this machine's single-precision
+matrix-multiply rate (numpy), so that each framework's share of the peak shows.
+It prints a table and writes bench.json and bench.md into --output-dir.
+"""
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import cli, envs
+from .config import FRAMEWORKS, Config, resolve_threads
+from .data import TRAIN_SIZE, DataError, default_data_dir, load_mnist
+from .files import write_json
+
+TARGET_ACCURACY = 0.99
+QUICK = ["--epochs", "2", "--limit-train", "2048", "--limit-test", "1000"]
+# (name, input channels, output channels, kernel, output side) of the layers with weights
+LAYERS = [("c1", 1, 6, 5, 28), ("c3", 6, 16, 5, 10), ("c5", 16, 120, 5, 1), ("f6", 120, 84, 1, 1),
+          ("output", 84, 10, 1, 1)]
+
+
+def flops_per_image():
+    """(forward, training) FLOPs of one image: 2 per multiply-add of the convolutions and dense
+    layers; training adds the weight gradients of every layer and the input gradients of all but
+    C1 (the images need none). Pooling, activations and the optimizer are left out (< 1%)."""
+    macs = {name: cin * cout * k * k * side * side for name, cin, cout, k, side in LAYERS}
+    forward = sum(macs.values())
+    return 2 * forward, 2 * (forward + forward + forward - macs["c1"])
+
+
+def matmul_gflops(n=2048, seconds=2.0):
+    """This machine's single-precision matrix-multiply rate (GFLOP/s), by numpy's BLAS: the best
+    of repeated n x n products for about `seconds`."""
+    a, b = (np.random.default_rng(i).standard_normal((n, n), dtype=np.float32) for i in range(2))
+    a @ b  # warm-up: threads started, pages touched
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
+def run_measured(cmd, log, env=None):
+    """Run a command with its output in `log`; return (exit code, peak RSS in MiB) of the process
+    (wait4's maxrss: that child's own peak, not the largest child's so far)."""
+    with open(log, "w") as f:
+        f.write(f"$ {' '.join(map(str, cmd))}\n")
+        f.flush()
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss / 1024
+
+
+def summarize(epochs, n_train, n_test, rss_mib):
+    """Speed figures from per-epoch rows: {seconds, eval_seconds, test_acc}."""
+    warm = epochs[1:] or epochs  # the first epoch pays for start-up (tracing, allocation)
+    elapsed, reached = 0.0, None
+    for row in epochs:
+        elapsed += row["seconds"]
+        if reached is None and row["test_acc"] >= TARGET_ACCURACY:
+            reached = elapsed
+    return {
+        "epochs": len(epochs),
+        "train_images_per_s": n_train * len(warm) / sum(r["seconds"] for r in warm),
+        "eval_images_per_s": n_test * len(warm) / sum(r["eval_seconds"] for r in warm),
+        "first_epoch_seconds": epochs[0]["seconds"],
+        "epoch_seconds": float(np.median([r["seconds"] for r in warm])),
+        "seconds_to_target": reached,
+        "test_accuracy": epochs[-1]["test_acc"],
+        "peak_rss_mib": rss_mib,
+    }
+
+
+def bench_train_py(framework, args, work):
+    """train.py as users run it, its per-epoch test accuracy from --validate-on-test."""
+    cmd = [envs.env_python(framework), envs.ROOT / f"train_{framework}" / "train.py", "--validate-on-test",
+           "--no-progress", "--output-dir", work, "--run-name", f"{framework}-train.py", "--data-dir",
+           args.data_dir, "--threads", str(args.threads), *args.train_args]
+    code, rss = run_measured(cmd, work / f"{framework}-train.py.log")
+    if code:
+        return None
+    run_dir = work / f"{framework}-train.py"
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = [{"seconds": float(r["seconds"]), "eval_seconds": float(r["eval_seconds"]),
+                 "test_acc": float(r["val_acc"])} for r in csv.DictReader(f)]
+    result = json.loads((run_dir / "result.json").read_text())
+    cfg = Config.from_dict(result["config"])
+    n_train, n_test = train_size(cfg), cfg.limit_test or 10_000
+    return summarize(rows, n_train, n_test, rss)
+
+
+def train_size(cfg):
+    return min(cfg.limit_train or TRAIN_SIZE, TRAIN_SIZE - cfg.val_size)
+
+
+def bench_baseline(framework, args, work):
+    out = work / f"{framework}-baseline.json"
+    cmd = [envs.env_python(framework), envs.ROOT / "bench" / f"baseline_{framework}.py", "--output", out,
+           "--data-dir", args.data_dir, "--threads", str(args.threads), *args.train_args]
+    code, rss = run_measured(cmd, work / f"{framework}-baseline.log")
+    if code:
+        return None
+    result = json.loads(out.read_text())
+    return summarize(result["epochs"], result["n_train"], result["n_test"], rss)
+
+
+# ---- what a baseline script shares (they import this module: numpy and the standard library only)
+
+def baseline_args(framework, argv=None):
+    """The options of bench/baseline_<framework>.py: the train.py options the recipe needs."""
+    parser = cli.Parser(prog=f"bench/baseline_{framework}.py", formatter_class=cli.HelpFormatter,
+                        description=f"Idiomatic {framework} training loop for python -m lenet5.bench.")
+    defaults = Config()
+    parser.add_argument("--epochs", type=cli.positive_int, default=defaults.epochs, help="passes over the training split")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=defaults.batch_size, help="images per step")
+    parser.add_argument("--lr", type=cli.positive_float, default=defaults.lr, help="peak learning rate (Adam, cosine)")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=defaults.seed, help="random seed")
+    parser.add_argument("--limit-train", type=cli.non_negative_int, default=0, help="first N training images (0: all)")
+    parser.add_argument("--limit-test", type=cli.non_negative_int, default=0, help="first N test images (0: all)")
+    parser.add_argument("--data-dir", default=str(default_data_dir()), help="MNIST cache folder")
+    parser.add_argument("--threads", type=cli.non_negative_int, default=0, help="CPU threads (0: auto)")
+    parser.add_argument("--output", required=True, help="JSON file for the measurements")
+    args = parser.parse_args(argv)
+    args.threads = resolve_threads(args.threads)
+    return args
+
+
+class EpochTimer:
+    """Per-epoch seconds of training and of evaluation, and the test accuracy after each epoch."""
+
+    def __init__(self):
+        self.epochs = []
+
+    def add(self, seconds, eval_seconds, test_acc):
+        self.epochs.append({"seconds": seconds, "eval_seconds": eval_seconds, "test_acc": float(test_acc)})
+        print(f"epoch {len(self.epochs)}: {seconds:.2f} s, test accuracy {test_acc:.2%} "
+              f"(evaluated in {eval_seconds:.2f} s)", flush=True)
+
+    def write(self, path, n_train, n_test):
+        write_json(Path(path), {"epochs": self.epochs, "n_train": n_train, "n_test": n_test})
+
+
+# ---- the table
+
+def table(results, gflops, flops):
+    names = {"pytorch": "PyTorch", "tensorflow": "TensorFlow", "mxnet": "MXNet"}
+    lines = ["| framework | code | train img/s | epoch s (first) | eval img/s | to 99.0% test | test acc "
+             "| peak RSS MiB | % of matmul peak |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for fw, row in results.items():
+        for kind, label in (("train.py", "train.py"), ("baseline", "baseline")):
+            r = row.get(kind)
+            if r is None:
+                lines.append(f"| {names[fw]} | {label} | failed: see its log | | | | | | |")
+                continue
+            to = f"{r['seconds_to_target']:.1f} s" if r["seconds_to_target"] is not None else "not reached"
+            share = r["train_images_per_s"] * flops / (gflops * 1e9)
+            lines.append(f"| {names[fw]} | {label} | {r['train_images_per_s']:,.0f} | {r['epoch_seconds']:.2f} "
+                         f"({r['first_epoch_seconds']:.2f}) | {r['eval_images_per_s']:,.0f} | {to} | "
+                         f"{r['test_accuracy']:.2%} | {r['peak_rss_mib']:,.0f} | {share:.1%} |")
+    return "\n".join(lines)
+
+
+def ratios(results):
+    """train.py's speed-up over its baseline per framework, and slowest vs fastest train.py."""
+    out = {}
+    speeds = {}
+    for fw, row in results.items():
+        if row.get("train.py") and row.get("baseline"):
+            out[f"{fw}_speedup_over_baseline"] = (row["train.py"]["train_images_per_s"]
+                                                  / row["baseline"]["train_images_per_s"])
+        if row.get("train.py"):
+            speeds[fw] = row["train.py"]["train_images_per_s"]
+    if len(speeds) > 1:
+        out["slowest_vs_fastest"] = max(speeds.values()) / min(speeds.values())
+    return out
+
+
+def main(argv=None):
+    parser = cli.Parser(prog="python -m lenet5.bench", description=__doc__.split("\n\n")[0],
+                        formatter_class=cli.HelpFormatter)
+    parser.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS), metavar="FW",
+                        help=f"frameworks to measure ({', '.join(FRAMEWORKS)})")
+    parser.add_argument("--epochs", type=cli.positive_int, default=Config.epochs,
+                        help="epochs of the default recipe for train.py and the baselines")
+    parser.add_argument("--threads", type=cli.non_negative_int, default=0,
+                        help="CPU threads for every run (0: train.py's auto default)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"tiny runs ({' '.join(QUICK)}) that show the benchmark works; their numbers mean nothing")
+    parser.add_argument("--output-dir", default=str(cli.DEFAULT_OUTPUT_DIR / "bench"), metavar="DIR",
+                        help="where bench.json, bench.md and the runs' logs go")
+    parser.add_argument("--data-dir", default=str(default_data_dir()), metavar="DIR", help="MNIST cache folder")
+    args = parser.parse_args(argv)
+    args.train_args = QUICK if args.quick else ["--epochs", str(args.epochs)]
+    args.threads = resolve_threads(args.threads)
+    out = Path(args.output_dir).expanduser().resolve()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        load_mnist(args.data_dir)
+        for framework in args.frameworks:
+            envs.ensure(framework)
+    except (DataError, OSError) as error:
+        sys.exit(f"lenet5.bench: error: {error}")
+
+    gflops = matmul_gflops(seconds=0.5 if args.quick else 3.0)
+    forward_flops, train_flops = flops_per_image()
+    results = {}
+    (out / "runs").mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=out / "runs"))  # never reused
+    jobs = [(fw, kind) for fw in args.frameworks for kind in ("train.py", "baseline")]
+    for fw, kind in tqdm(jobs, unit="run", dynamic_ncols=True):
+        measure = bench_train_py if kind == "train.py" else bench_baseline
+        results.setdefault(fw, {})[kind] = result = measure(fw, args, work)
+        if result is None:
+            tqdm.write(f"FAILED: {fw} {kind}; log: {work / f'{fw}-{kind}.log'}")
+    text = table(results, gflops, train_flops)
+    summary = {
+        "command": ["python -m lenet5.bench", *(argv if argv is not None else sys.argv[1:])],
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "usable_cores": len(os.sched_getaffinity(0)), "threads": args.threads},
+        "matmul_gflops": gflops, "forward_flops_per_image": forward_flops, "train_flops_per_image": train_flops,
+        "results": results, "ratios": ratios(results), "logs": str(work),
+    }
+    write_json(out / "bench.json", summary)
+    notes = [f"{k.replace('_', ' ')}: {v:.2f}x" for k, v in summary["ratios"].items()]
+    md = (f"`{' '.join(summary['command'])}` on {summary['date']}, {summary['machine']['usable_cores']} cores, "
+          f"{args.threads} threads per run.\n\n{text}\n\n"
+          f"FLOPs per image: {forward_flops / 1e6:.2f} M forward, {train_flops / 1e6:.2f} M training step; "
+          f"numpy float32 matmul: {gflops:.0f} GFLOP/s.\n\n" + "; ".join(notes) + "\n")
+    (out / "bench.md").write_text(md)
+    print(md)
+    print(f"written: {out / 'bench.json'}, {out / 'bench.md'}; logs in {work}")
+    return 1 if any(r is None for row in results.values() for r in row.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The benchmark in its tiny mode, in all three environments: that it runs and reports, not how
+fast anything is (timings are never tested). And its FLOP count against PyTorch's own."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from lenet5 import bench
+
+
+def test_quick_benchmark_measures_every_framework_and_its_baseline(tmp_path, mnist_dir):
+    out = tmp_path / "bench"
+    proc = subprocess.run([sys.executable, "-m", "lenet5.bench", "--quick", "--output-dir", str(out),
+                           "--data-dir", str(mnist_dir)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads((out / "bench.json").read_text())
+    assert set(summary["results"]) == {"pytorch", "tensorflow", "mxnet"}
+    for framework, row in summary["results"].items():
+        for kind in ("train.py", "baseline"):
+            r = row[kind]
+            assert r["epochs"] == 2 and 0.5 < r["test_accuracy"] <= 1, (framework, kind, r)
+            assert r["train_images_per_s"] > 0 and r["eval_images_per_s"] > 0 and r["peak_rss_mib"] > 50
+    assert set(summary["ratios"]) == {f"{fw}_speedup_over_baseline" for fw in summary["results"]} | {"slowest_vs_fastest"}
+    assert summary["matmul_gflops"] > 0
+    table = (out / "bench.md").read_text()
+    assert table.count("| train.py |") == 3 and table.count("| baseline |") == 3
+    assert "| PyTorch | train.py |" in proc.stdout
+
+
+def test_a_failing_framework_is_reported_and_the_others_still_measured(tmp_path, mnist_dir, monkeypatch):
+    broken = tmp_path / "broken-python"
+    broken.write_text("#!/bin/sh\necho 'boom' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("LENET5_MXNET_PYTHON", str(broken))
+    out = tmp_path / "bench"
+    proc = subprocess.run([sys.executable, "-m", "lenet5.bench", "--quick", "--frameworks", "pytorch", "mxnet",
+                           "--output-dir", str(out), "--data-dir", str(mnist_dir)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "FAILED: mxnet train.py" in proc.stdout + proc.stderr
+    summary = json.loads((out / "bench.json").read_text())
+    assert summary["results"]["mxnet"] == {"train.py": None, "baseline": None}
+    assert summary["results"]["pytorch"]["train.py"]["epochs"] == 2
+
+
+def test_flops_per_image_agree_with_pytorchs_flop_counter():
+    torch = pytest.importorskip("torch")  # runs in the PyTorch environment, where make test runs it
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from model_pytorch import LeNet5
+    forward, training = bench.flops_per_image()
+    model, x = LeNet5(), torch.zeros(4, 1, 28, 28)
+    with FlopCounterMode(display=False) as counter:
+        logits = model(x)
+    assert counter.get_total_flops() == 4 * forward
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    assert counter.get_total_flops() == 4 * training
+    assert logits.shape == (4, 10)
