@@ -33,6 +33,7 @@ from .data import TRAIN_SIZE, DataError, default_data_dir, load_mnist
 from .files import write_json
 
 TARGET_ACCURACY = 0.99
+NAMES = {"pytorch": "PyTorch", "tensorflow": "TensorFlow", "mxnet": "MXNet"}
 QUICK = ["--epochs", "2", "--limit-train", "2048", "--limit-test", "1000"]
 # (name, input channels, output channels, kernel, output side) of the layers with weights
 LAYERS = [("c1", 1, 6, 5, 28), ("c3", 6, 16, 5, 10), ("c5", 16, 120, 5, 1), ("f6", 120, 84, 1, 1),
@@ -93,15 +94,16 @@ def summarize(epochs, n_train, n_test, rss_mib):
     }
 
 
-def bench_train_py(framework, args, work):
+def bench_train_py(framework, args, work, threads=None, train_args=None, name="train.py"):
     """train.py as users run it, its per-epoch test accuracy from --validate-on-test."""
+    name = f"{framework}-{name}"
     cmd = [envs.env_python(framework), envs.ROOT / f"train_{framework}" / "train.py", "--validate-on-test",
-           "--no-progress", "--output-dir", work, "--run-name", f"{framework}-train.py", "--data-dir",
-           args.data_dir, "--threads", str(args.threads), *args.train_args]
-    code, rss = run_measured(cmd, work / f"{framework}-train.py.log")
+           "--no-progress", "--output-dir", work, "--run-name", name, "--data-dir", args.data_dir,
+           "--threads", str(threads or args.threads), *(train_args or args.train_args)]
+    code, rss = run_measured(cmd, work / f"{name}.log")
     if code:
         return None
-    run_dir = work / f"{framework}-train.py"
+    run_dir = work / name
     with open(run_dir / "metrics.csv", newline="") as f:
         rows = [{"seconds": float(r["seconds"]), "eval_seconds": float(r["eval_seconds"]),
                  "test_acc": float(r["val_acc"])} for r in csv.DictReader(f)]
@@ -165,7 +167,6 @@ class EpochTimer:
 # ---- the table
 
 def table(results, gflops, flops):
-    names = {"pytorch": "PyTorch", "tensorflow": "TensorFlow", "mxnet": "MXNet"}
     lines = ["| framework | code | train img/s | epoch s (first) | eval img/s | to 99.0% test | test acc "
              "| peak RSS MiB | % of matmul peak |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -173,14 +174,28 @@ def table(results, gflops, flops):
         for kind, label in (("train.py", "train.py"), ("baseline", "baseline")):
             r = row.get(kind)
             if r is None:
-                lines.append(f"| {names[fw]} | {label} | failed: see its log | | | | | | |")
+                lines.append(f"| {NAMES[fw]} | {label} | failed: see its log | | | | | | |")
                 continue
             to = f"{r['seconds_to_target']:.1f} s" if r["seconds_to_target"] is not None else "not reached"
             share = r["train_images_per_s"] * flops / (gflops * 1e9)
-            lines.append(f"| {names[fw]} | {label} | {r['train_images_per_s']:,.0f} | {r['epoch_seconds']:.2f} "
+            lines.append(f"| {NAMES[fw]} | {label} | {r['train_images_per_s']:,.0f} | {r['epoch_seconds']:.2f} "
                          f"({r['first_epoch_seconds']:.2f}) | {r['eval_images_per_s']:,.0f} | {to} | "
                          f"{r['test_accuracy']:.2%} | {r['peak_rss_mib']:,.0f} | {share:.1%} |")
     return "\n".join(lines)
+
+
+def scaling_table(scaling, train_args):
+    """train.py's training images/s per thread count (epochs after the first of a short run)."""
+    if not scaling:
+        return ""
+    counts = sorted({int(n) for row in scaling.values() for n in row})
+    lines = [f"\ntrain.py images/s by --threads (`{' '.join(train_args)}`):\n",
+             "| framework | " + " | ".join(f"{n} thread{'s' * (n > 1)}" for n in counts) + " |",
+             "|---|" + "---:|" * len(counts)]
+    for fw, row in scaling.items():
+        cells = [row.get(str(n)) for n in counts]
+        lines.append(f"| {NAMES[fw]} | " + " | ".join(f"{c:,.0f}" if c else "failed" for c in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def ratios(results):
@@ -207,6 +222,9 @@ def main(argv=None):
                         help="epochs of the default recipe for train.py and the baselines")
     parser.add_argument("--threads", type=cli.non_negative_int, default=0,
                         help="CPU threads for every run (0: train.py's auto default)")
+    parser.add_argument("--scaling", nargs="*", type=cli.positive_int, metavar="N",
+                        help="also time short train.py runs with each of these thread counts (default: 1, 2, 4, ... "
+                        "up to the usable cores)")
     parser.add_argument("--quick", action="store_true",
                         help=f"tiny runs ({' '.join(QUICK)}) that show the benchmark works; their numbers mean nothing")
     parser.add_argument("--output-dir", default=str(cli.DEFAULT_OUTPUT_DIR / "bench"), metavar="DIR",
@@ -214,7 +232,11 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=str(default_data_dir()), metavar="DIR", help="MNIST cache folder")
     args = parser.parse_args(argv)
     args.train_args = QUICK if args.quick else ["--epochs", str(args.epochs)]
+    args.scaling_args = QUICK if args.quick else ["--epochs", "3"]
     args.threads = resolve_threads(args.threads)
+    cores = len(os.sched_getaffinity(0))
+    if args.scaling is None:
+        args.scaling = [2 ** i for i in range(cores.bit_length()) if 2 ** i <= cores]
     out = Path(args.output_dir).expanduser().resolve()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -230,9 +252,17 @@ def main(argv=None):
     (out / "runs").mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=out / "runs"))  # never reused
     jobs = [(fw, kind) for fw in args.frameworks for kind in ("train.py", "baseline")]
+    jobs += [(fw, n) for fw in args.frameworks for n in args.scaling]
+    scaling = {}
     for fw, kind in tqdm(jobs, unit="run", dynamic_ncols=True):
-        measure = bench_train_py if kind == "train.py" else bench_baseline
-        results.setdefault(fw, {})[kind] = result = measure(fw, args, work)
+        if kind == "train.py":
+            result = results.setdefault(fw, {})[kind] = bench_train_py(fw, args, work)
+        elif kind == "baseline":
+            result = results.setdefault(fw, {})[kind] = bench_baseline(fw, args, work)
+        else:  # threads: a short run of train.py
+            kind = f"threads{kind}"
+            result = bench_train_py(fw, args, work, int(kind[7:]), args.scaling_args, kind)
+            scaling.setdefault(fw, {})[kind[7:]] = result and result["train_images_per_s"]
         if result is None:
             tqdm.write(f"FAILED: {fw} {kind}; log: {work / f'{fw}-{kind}.log'}")
     text = table(results, gflops, train_flops)
@@ -242,14 +272,15 @@ def main(argv=None):
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "usable_cores": len(os.sched_getaffinity(0)), "threads": args.threads},
         "matmul_gflops": gflops, "forward_flops_per_image": forward_flops, "train_flops_per_image": train_flops,
-        "results": results, "ratios": ratios(results), "logs": str(work),
+        "results": results, "ratios": ratios(results), "thread_scaling_images_per_s": scaling, "logs": str(work),
     }
     write_json(out / "bench.json", summary)
     notes = [f"{k.replace('_', ' ')}: {v:.2f}x" for k, v in summary["ratios"].items()]
     md = (f"`{' '.join(summary['command'])}` on {summary['date']}, {summary['machine']['usable_cores']} cores, "
           f"{args.threads} threads per run.\n\n{text}\n\n"
           f"FLOPs per image: {forward_flops / 1e6:.2f} M forward, {train_flops / 1e6:.2f} M training step; "
-          f"numpy float32 matmul: {gflops:.0f} GFLOP/s.\n\n" + "; ".join(notes) + "\n")
+          f"numpy float32 matmul: {gflops:.0f} GFLOP/s.\n\n" + "; ".join(notes) + "\n"
+          + scaling_table(scaling, args.scaling_args))
     (out / "bench.md").write_text(md)
     print(md)
     print(f"written: {out / 'bench.json'}, {out / 'bench.md'}; logs in {work}")

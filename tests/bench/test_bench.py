@@ -1,6 +1,7 @@
 """The benchmark in its tiny mode, in all three environments: that it runs and reports, not how
 fast anything is (timings are never tested). And its FLOP count against PyTorch's own."""
 import json
+import os
 import subprocess
 import sys
 
@@ -24,6 +25,9 @@ def test_quick_benchmark_measures_every_framework_and_its_baseline(tmp_path, mni
             assert r["train_images_per_s"] > 0 and r["eval_images_per_s"] > 0 and r["peak_rss_mib"] > 50
     assert set(summary["ratios"]) == {f"{fw}_speedup_over_baseline" for fw in summary["results"]} | {"slowest_vs_fastest"}
     assert summary["matmul_gflops"] > 0
+    cores = len(os.sched_getaffinity(0))
+    assert all(set(row) == {str(2 ** i) for i in range(cores.bit_length()) if 2 ** i <= cores}
+               and all(v > 0 for v in row.values()) for row in summary["thread_scaling_images_per_s"].values())
     table = (out / "bench.md").read_text()
     assert table.count("| train.py |") == 3 and table.count("| baseline |") == 3
     assert "| PyTorch | train.py |" in proc.stdout
@@ -35,7 +39,7 @@ def test_a_failing_framework_is_reported_and_the_others_still_measured(tmp_path,
     broken.chmod(0o755)
     monkeypatch.setenv("LENET5_MXNET_PYTHON", str(broken))
     out = tmp_path / "bench"
-    proc = subprocess.run([sys.executable, "-m", "lenet5.bench", "--quick", "--frameworks", "pytorch", "mxnet",
+    proc = subprocess.run([sys.executable, "-m", "lenet5.bench", "--quick", "--frameworks", "pytorch", "mxnet", "--scaling",
                            "--output-dir", str(out), "--data-dir", str(mnist_dir)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 1
