@@ -40,6 +40,7 @@ class Config:
     scheduler: str = "cosine"
     seed: int = 0
     # data
+    dataset: str = "mnist"
     val_size: int = 5000
     data_dir: str = ""
     limit_train: int = 0
