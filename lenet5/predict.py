@@ -188,7 +188,7 @@ def annotate_video(out_path, frames, fps, labels):
     drawn = []
     for frame, label in zip(frames, labels):
         image = Image.fromarray(np.asarray(frame)[..., :3] if np.ndim(frame) == 3 else np.asarray(frame)).convert("RGB")
-        size = max(12, image.height // 6)
+        size = max(12, image.height // 5)
         font = ImageFont.load_default(size=size)
         draw = ImageDraw.Draw(image)
         draw.text((size // 4, size // 4), label, fill=(255, 0, 0), font=font, stroke_width=max(1, size // 12),
@@ -209,8 +209,8 @@ def run_in_env(name, argv):
                           env=dict(os.environ, PYTHONPATH=path, **{REEXEC: "1"})).returncode
 
 
-def build_parser():
-    parser = Parser(prog="python -m lenet5.predict", description=__doc__.split("\n\n")[0],
+def build_parser(prog="python -m lenet5.predict"):
+    parser = Parser(prog=prog, description=__doc__.split("\n\n")[0],
                     formatter_class=HelpFormatter)
     parser.add_argument("model", metavar="RUN_DIR", help="a finished run folder (of any framework)")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -227,7 +227,7 @@ def build_parser():
 
 def main(argv=None, framework=None):
     """`framework`: only runs of this one (train_<framework>/predict.py)."""
-    parser = build_parser()
+    parser = build_parser(f"train_{framework}/predict.py" if framework else "python -m lenet5.predict")
     args = parser.parse_args(argv)
     for option in ("output", "annotate_video"):
         target = getattr(args, option)

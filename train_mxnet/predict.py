@@ -12,7 +12,9 @@ if __package__ in (None, ""):  # run as a script: make the project's packages im
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lenet5.predict import PredictError, main as predict_main, read_run
-from train_mxnet.train import FRAMEWORK, WEIGHTS, LeNet5, mx  # train.py says how to fix a bad MXNet import
+from model_mxnet import LeNet5  # first: an ImportError that says how to fix MXNet's numpy
+import mxnet as mx
+from train_mxnet.train import FRAMEWORK, WEIGHTS
 
 
 def load_model(run_dir):
