@@ -260,9 +260,10 @@ def _image_files(folder):
                   and p.is_file() and not p.name.startswith("."))
 
 
-def _convert_classes(folder, classes, progress):
+def _convert_classes(folder, classes, progress, every_class=True):
     """Every image under folder/<class>/ through the MNIST-like preprocessing: (images, labels).
-    Unreadable images are skipped (one line says how many); a class with none left is an error."""
+    Unreadable images are skipped (one line says how many); a class with none left is an error
+    (unless not `every_class`: a test split may lack some), and so is a folder with none at all."""
     files = [(path, label) for label, name in enumerate(classes) for path in _image_files(folder / name)]
     converted, labels, skipped = [], [], []
     for path, label in tqdm(files, desc=f"convert {folder.name}", unit="image", disable=not progress, leave=False):
@@ -275,7 +276,7 @@ def _convert_classes(folder, classes, progress):
         print(f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}", file=sys.stderr)
     counts = np.bincount(labels, minlength=len(classes))
     for name, count in zip(classes, counts):
-        if count == 0:
+        if count == 0 and (every_class or not labels):
             raise DataError(f"{folder / name}: no readable image in this class folder")
     return np.stack(converted), np.array(labels, np.uint8 if len(classes) <= 256 else np.int64)
 
@@ -309,7 +310,7 @@ def load_image_folder(folder, data_dir, progress=True):
 
     if given:
         train_images, train_labels = _convert_classes(parts["train"], classes, progress)
-        test_images, test_labels = _convert_classes(parts["test"], classes, progress)
+        test_images, test_labels = _convert_classes(parts["test"], classes, progress, every_class=False)
     else:
         all_images, all_labels = _convert_classes(folder, classes, progress)
         if len(all_labels) < 7:
