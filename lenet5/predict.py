@@ -167,7 +167,7 @@ def render(rows, predictions, fmt, k):
     header = ["input", "frame"] + [f"{kind}_{i}" for i in range(1, k + 1) for kind in ("class", "probability")]
     if fmt == "csv":
         out = io.StringIO()
-        writer = csv.writer(out)
+        writer = csv.writer(out, lineterminator="\n")  # text: the platform ends its lines
         writer.writerow(header)
         for record in records:
             writer.writerow([record["input"], "" if record["frame"] is None else record["frame"]] +
