@@ -235,13 +235,14 @@ def load_idx_folder(folder):
         except (OSError, EOFError, zlib.error) as error:
             raise DataError(f"{path}: unreadable ({error})") from None
     for part in ("train", "t10k"):
-        images, labels = arrays[f"{part}-images-idx3-ubyte"], arrays[f"{part}-labels-idx1-ubyte"]
-        if images.ndim != 3 or images.shape[1:] != (28, 28):
-            raise DataError(f"{folder}: {part}-images-idx3-ubyte has shape {images.shape}, not (N, 28, 28)")
-        if labels.shape != images.shape[:1]:
-            raise DataError(f"{folder}: {part}-labels-idx1-ubyte has shape {labels.shape}, "
-                            f"but there are {len(images)} {part} images")
-    num_classes = int(max(arrays["train-labels-idx1-ubyte"].max(initial=0), arrays["t10k-labels-idx1-ubyte"].max(initial=0))) + 1
+        x, y = arrays[f"{part}-images-idx3-ubyte"], arrays[f"{part}-labels-idx1-ubyte"]
+        if x.ndim != 3 or x.shape[1:] != (28, 28):
+            raise DataError(f"{folder}: {part}-images-idx3-ubyte has shape {x.shape}, not (N, 28, 28)")
+        if y.shape != x.shape[:1]:
+            raise DataError(f"{folder}: {part}-labels-idx1-ubyte has shape {y.shape}, "
+                            f"but there are {len(x)} {part} images")
+    num_classes = 1 + int(max(arrays["train-labels-idx1-ubyte"].max(initial=0),
+                              arrays["t10k-labels-idx1-ubyte"].max(initial=0)))
     return {
         "train_images": arrays["train-images-idx3-ubyte"],
         "train_labels": arrays["train-labels-idx1-ubyte"],

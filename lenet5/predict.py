@@ -86,16 +86,16 @@ def softmax(logits):
 
 
 def expand(inputs):
-    """Input paths as given, folders replaced by the pictures and videos in them (recursively,
-    sorted); a folder with none is reported like a bad file."""
+    """(path, problem or None) per input, folders replaced by the pictures and videos in them
+    (recursively, sorted); a folder with none is a problem, reported like a bad file."""
     found = []
     for given in map(Path, inputs):
         if given.is_dir():
             files = sorted(p for p in given.rglob("*") if p.is_file() and not p.name.startswith(".")
                            and p.suffix.lower() in images.IMAGE_SUFFIXES + VIDEO_SUFFIXES)
-            found += files or [(given, "no pictures or videos in this folder")]
+            found += [(p, None) for p in files] or [(given, "no pictures or videos in this folder")]
         else:
-            found.append(given)
+            found.append((given, None))
     return found
 
 
@@ -103,8 +103,8 @@ def read_video(path):
     """(frames as RGB arrays, frames per second) of a video or animated GIF, via imageio."""
     import imageio.v3 as iio  # imageio-ffmpeg brings its own ffmpeg
     try:
-        frames = list(iio.imiter(path))
-        fps = iio.immeta(path).get("fps") or (1000 / iio.immeta(path).get("duration", 100))
+        frames, meta = list(iio.imiter(path)), iio.immeta(path)
+        fps = meta.get("fps") or 1000 / meta.get("duration", 100)  # a GIF gives milliseconds per frame
     except Exception as error:  # imageio raises whatever its plugin raises on a bad file
         raise images.ImageError(f"unreadable video ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
     if not frames:
@@ -112,12 +112,12 @@ def read_video(path):
     return frames, fps
 
 
-def gather(paths, errors, progress):
-    """Preprocess every input: (28x28 digits, (input, frame or None) per digit, {video: (frames, fps)}).
-    A bad input or frame adds one line to `errors` and is left out."""
+def gather(paths, errors, progress, keep_frames=False):
+    """Preprocess every input: (28x28 digits, (input, frame or None) per digit, {video: (frames, fps)},
+    the frames kept only if asked: to annotate them). A bad input or frame adds one line to
+    `errors` and is left out."""
     digits, rows, videos = [], [], {}
-    for item in tqdm(paths, desc="read", unit="file", disable=not progress, leave=False):
-        path, problem = item if isinstance(item, tuple) else (item, None)
+    for path, problem in tqdm(paths, desc="read", unit="file", disable=not progress, leave=False):
         try:
             if problem:
                 raise images.ImageError(problem)
@@ -127,7 +127,7 @@ def gather(paths, errors, progress):
                 raise images.ImageError("empty file")
             if path.suffix.lower() in VIDEO_SUFFIXES:
                 frames, fps = read_video(path)
-                videos[path] = (frames, fps)
+                videos[path] = (frames if keep_frames else None, fps)
                 for number, frame in enumerate(frames):
                     try:
                         digits.append(images.to_mnist(images.to_grey(frame)))
@@ -234,7 +234,7 @@ def main(argv=None, framework=None):
         if target and Path(target).exists():
             parser.error(f"--{option.replace('_', '-')} {target} already exists; choose another name")
     paths = expand(args.inputs)
-    videos_given = [p for p in paths if not isinstance(p, tuple) and p.suffix.lower() in VIDEO_SUFFIXES]
+    videos_given = [p for p, _ in paths if p.suffix.lower() in VIDEO_SUFFIXES]
     if args.annotate_video and len(videos_given) != 1:
         parser.error(f"--annotate-video needs exactly one video among the inputs, got {len(videos_given)}")
     try:
@@ -255,7 +255,7 @@ def main(argv=None, framework=None):
         parser.exit(1, f"{parser.prog}: error: {error}\n")
 
     errors = []
-    digits, rows, videos = gather(paths, errors, not args.no_progress)
+    digits, rows, videos = gather(paths, errors, not args.no_progress, keep_frames=bool(args.annotate_video))
     predictions = top_k(classify(model, digits, args.batch_size, not args.no_progress), classes,
                         min(args.top_k, len(classes)))
     text = render(rows, predictions, args.format, min(args.top_k, len(classes)))
