@@ -23,7 +23,7 @@ def load_model(run_dir):
     cfg, classes = read_run(run_dir)
     path = Path(run_dir) / WEIGHTS
     if not path.is_file():
-        raise PredictError(f"{run_dir}: no {WEIGHTS}: the run has not finished (train it to the end, or --resume it)")
+        raise PredictError(f"{run_dir}: no {path.name}: the run has not finished (train it to the end, or --resume it)")
     model = LeNet5(num_classes=len(classes), pooling=cfg.pooling, activation=cfg.activation).eval()
     try:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

@@ -20,7 +20,7 @@ def load_model(run_dir):
     cfg, classes = read_run(run_dir)
     path = Path(run_dir) / WEIGHTS
     if not path.is_file():
-        raise PredictError(f"{run_dir}: no {WEIGHTS}: the run has not finished (train it to the end, or --resume it)")
+        raise PredictError(f"{run_dir}: no {path.name}: the run has not finished (train it to the end, or --resume it)")
     try:
         model = keras.saving.load_model(path)  # the whole model: no need for cfg's options
     except Exception as error:  # truncated file, not a Keras archive at all
