@@ -83,9 +83,12 @@ def steps(grey):
     left = int(np.clip(round(CENTRE - (xs * scaled).sum() / mass), 0, SIZE - scaled.shape[1]))
     mnist = np.zeros((SIZE, SIZE), np.float32)
     mnist[top:top + scaled.shape[0], left:left + scaled.shape[1]] = scaled
-    as_uint8 = lambda a: np.round(a).astype(np.uint8)  # noqa: E731
-    return {"grey": grey.astype(np.uint8), "ink": as_uint8(x), "cropped": as_uint8(cropped),
-            "scaled": as_uint8(scaled), "mnist": as_uint8(mnist)}
+    return {"grey": grey.astype(np.uint8), "ink": _uint8(x), "cropped": _uint8(cropped),
+            "scaled": _uint8(scaled), "mnist": _uint8(mnist)}
+
+
+def _uint8(image):
+    return np.round(image).astype(np.uint8)
 
 
 def to_mnist(grey):

@@ -11,7 +11,6 @@ cannot be read gets one line on stderr and the others are still classified; the 
 is then 1. When this interpreter lacks the run's framework, the command runs itself again in
 that framework's environment (lenet5.envs.env_python).
 """
-import argparse
 import csv
 import importlib
 import io
