@@ -4,7 +4,7 @@ import math
 from pathlib import Path
 
 from .config import ACTIVATIONS, DEVICES, MAX_AUTO_THREADS, OPTIMIZERS, POOLINGS, SCHEDULERS, Config
-from .data import TRAIN_SIZE, default_data_dir
+from .data import DOWNLOADABLE, TRAIN_SIZE, default_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT_DIR = ROOT / "runs"
@@ -50,6 +50,17 @@ def val_size(text):
     return value
 
 
+def dataset(text):
+    """A downloadable dataset's name, or a folder, made absolute so that a resumed run finds it
+    from anywhere."""
+    if text in DOWNLOADABLE:
+        return text
+    folder = Path(text).expanduser().resolve()
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"no such folder: {text} (and not one of {', '.join(DOWNLOADABLE)})")
+    return str(folder)
+
+
 def build_parser(framework, description=None, with_defaults=True):
     parser = Parser(
         prog=f"train_{framework}/train.py", description=description,
@@ -72,9 +83,13 @@ def build_parser(framework, description=None, with_defaults=True):
     train.add_argument("--seed", type=non_negative_int, help="seeds weights, batch order and the framework")
 
     data = parser.add_argument_group("data")
+    data.add_argument("--dataset", type=dataset, metavar="NAME|DIR",
+                      help=f"{' or '.join(DOWNLOADABLE)}; or a folder holding the four IDX files (.gz or not), "
+                           "or one subfolder of images per class (optionally inside train/ and test/)")
     data.add_argument("--val-size", type=val_size, metavar="N",
                       help=f"images held out of the {TRAIN_SIZE:,} training images for validation (0: none)")
-    data.add_argument("--data-dir", metavar="DIR", help="MNIST cache folder (or set LENET5_DATA_DIR)")
+    data.add_argument("--data-dir", metavar="DIR",
+                      help="dataset cache folder: MNIST, then fashion-mnist/ and image-folders/ in it (or set LENET5_DATA_DIR)")
     data.add_argument("--validate-on-test", action="store_true",
                       help="evaluate on the test set after each epoch instead of the validation split: for "
                       "measuring time to a test accuracy (the benchmark), never for choosing hyperparameters")

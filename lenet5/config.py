@@ -41,6 +41,7 @@ class Config:
     scheduler: str = "cosine"
     seed: int = 0
     # data
+    dataset: str = "mnist"
     val_size: int = 5000
     validate_on_test: bool = False
     data_dir: str = ""

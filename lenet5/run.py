@@ -20,6 +20,7 @@ from tqdm import tqdm
 from .files import atomic_path, write_json
 
 CHECKPOINT = "checkpoint.json"  # names the last complete checkpoint's files
+CLASSES = "classes.json"  # the class names, in label order
 METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "eval_seconds")
 
 
@@ -60,10 +61,13 @@ class Run:
         self._interrupted = False  # Ctrl-C seen: checkpoint at the next step, then stop
         self._epoch_started = self._epoch_trained = 0.0
 
-    def start(self):
-        """Write config.json and, when resuming, metrics.csv cut back to the checkpoint. Called
-        once the checkpoint has loaded, so that a resume that fails changes nothing on disk."""
+    def start(self, classes=None):
+        """Write config.json, classes.json (the class names in label order, for predict) and,
+        when resuming, metrics.csv cut back to the checkpoint. Called once the checkpoint has
+        loaded, so that a resume that fails changes nothing on disk."""
         write_json(self.path("config.json"), self.cfg.to_dict())
+        if classes is not None:
+            write_json(self.path(CLASSES), list(classes))
         if self.cfg.resume:
             with atomic_path(self.path("metrics.csv")) as tmp, open(tmp, "w", newline="") as f:
                 writer = csv.DictWriter(f, METRICS)

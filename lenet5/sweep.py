@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from . import cli, envs, report
 from .config import FRAMEWORKS, Config
-from .data import DataError, default_data_dir, load_mnist
+from .data import DataError, default_data_dir, load_dataset
 from .files import write_json
 
 # Options that say where and how a run is shown, not what it trains: not part of its identity.
@@ -46,7 +46,7 @@ def build_parser():
                        help="runs at once; the CPU threads are divided between them")
     sweep.add_argument("--output-dir", default=str(cli.DEFAULT_OUTPUT_DIR / "sweep"), metavar="DIR",
                        help="the sweep folder: rerun with the same one to skip finished runs")
-    sweep.add_argument("--data-dir", default=str(default_data_dir()), metavar="DIR", help="MNIST cache folder")
+    sweep.add_argument("--data-dir", default=str(default_data_dir()), metavar="DIR", help="dataset cache folder")
     sweep.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"), help="passed to every run")
     grid = parser.add_argument_group("grid: every train.py option, each taking one or more values")
     for action in train._actions:
@@ -66,7 +66,10 @@ def plan(args):
     for framework in dict.fromkeys(args.frameworks):
         for combo in itertools.product(*(dict.fromkeys(v) for v in values.values())):
             options = dict(zip(values, combo))
-            digest = hashlib.sha256(json.dumps([framework, options], sort_keys=True).encode()).hexdigest()[:8]
+            # Options added since sweeps were first made, at their default, leave a run's name as it
+            # was, so that rerunning an older sweep still finds its finished runs.
+            named = {k: v for k, v in options.items() if (k, v) != ("dataset", Config.dataset)}
+            digest = hashlib.sha256(json.dumps([framework, named], sort_keys=True).encode()).hexdigest()[:8]
             name = (f"{framework}-{options['pooling']}-{options['activation']}-bs{options['batch_size']}-"
                     f"seed{options['seed']}-{digest}")
             runs.append({"name": name, "framework": framework, "options": options})
@@ -93,7 +96,8 @@ def finished(run, sweep_dir):
     if not result.exists():
         return False
     config = json.loads(result.read_text())["config"]
-    return config["framework"] == run["framework"] and all(config[k] == v for k, v in run["options"].items())
+    return config["framework"] == run["framework"] and all(config.get(k, getattr(Config, k)) == v
+                                                           for k, v in run["options"].items())
 
 
 def thread_env(jobs):
@@ -121,7 +125,8 @@ def main(argv=None):
     try:
         (sweep_dir / "logs").mkdir(parents=True, exist_ok=True)
         (sweep_dir / "runs").mkdir(exist_ok=True)
-        load_mnist(args.data_dir)  # once, before any run starts
+        for dataset in dict.fromkeys(args.dataset):  # once, before any run starts
+            load_dataset(dataset, args.data_dir)
         for framework in dict.fromkeys(args.frameworks):
             envs.ensure(framework)
     except (DataError, OSError) as error:

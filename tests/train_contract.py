@@ -44,6 +44,7 @@ def test_smoke_run_writes_every_file(train, framework):
                 "test_loss", "train_seconds", "num_params"):
         assert key in result
     assert result["framework"] == framework and result["num_params"] == 61_706
+    assert read_json(run_dir / "classes.json") == [str(digit) for digit in range(10)]  # for predict
     assert 0 < result["test_accuracy"] <= 1 and result["config"] == config
     checkpoint = read_json(run_dir / "checkpoint.json")
     assert checkpoint["epoch"] == 2 and checkpoint["files"]

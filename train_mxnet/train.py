@@ -126,15 +126,15 @@ def main(argv=None):
         device = select_device(cfg.device)
         mx.random.seed(cfg.seed)  # same seed, same metrics
         data = load_splits(cfg.val_size, cfg.limit_train, cfg.limit_test, channels_last=False,
-                           data_dir=cfg.data_dir, progress=not cfg.no_progress,
+                           data_dir=cfg.data_dir, progress=not cfg.no_progress, dataset=cfg.dataset,
                            validate_on_test=cfg.validate_on_test)
-        model = LeNet5(pooling=cfg.pooling, activation=cfg.activation)
+        model = LeNet5(num_classes=len(data["classes"]), pooling=cfg.pooling, activation=cfg.activation)
         model.initialize(ctx=device)
         model.hybridize(static_alloc=True, static_shape=True)
         optimizer = make_optimizer(cfg, model)
         run = Run(cfg)
         start = load_checkpoint(run, model, optimizer, device) if cfg.resume else 0
-        run.start()
+        run.start(data["classes"])
     except (DataError, RunError) as error:
         sys.exit(f"train.py: error: {error}")
 

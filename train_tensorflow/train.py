@@ -158,14 +158,14 @@ def main(argv=None):
         keras.utils.set_random_seed(cfg.seed)
         tf.config.experimental.enable_op_determinism()  # same seed, same metrics
         data = load_splits(cfg.val_size, cfg.limit_train, cfg.limit_test, channels_last=True,
-                           data_dir=cfg.data_dir, progress=not cfg.no_progress,
+                           data_dir=cfg.data_dir, progress=not cfg.no_progress, dataset=cfg.dataset,
                            validate_on_test=cfg.validate_on_test)
-        model = LeNet5(pooling=cfg.pooling, activation=cfg.activation)
+        model = LeNet5(num_classes=len(data["classes"]), pooling=cfg.pooling, activation=cfg.activation)
         optimizer = make_optimizer(cfg)
         model.compile(optimizer=optimizer)  # so that model.save() keeps the optimizer's state
         run = Run(cfg)
         start = load_checkpoint(run, model, optimizer) if cfg.resume else 0
-        run.start()
+        run.start(data["classes"])
     except (DataError, RunError) as error:
         sys.exit(f"train.py: error: {error}")
 
