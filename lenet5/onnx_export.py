@@ -85,10 +85,11 @@ def export(source, output=None):
     return output, what
 
 
-def session(path):
-    """An onnxruntime InferenceSession for an .onnx file, on the CPU."""
-    import onnxruntime
-    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def session(model):
+    """An onnxruntime InferenceSession on the CPU for an .onnx file, or an onnx.ModelProto."""
+    import onnxruntime  # only for running, not for exporting
+    model = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
 
 
 def onnx_logits(path_or_session, images, batch_size=1024):

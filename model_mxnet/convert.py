@@ -3,6 +3,8 @@
 Kept parallel to model_pytorch/convert.py and model_tensorflow/convert.py (same functions, same
 order). MXNet's layout is the neutral one, so nothing is transposed here.
 """
+import warnings
+
 import mxnet as mx
 import numpy as np
 
@@ -49,6 +51,8 @@ def native_logits(path, meta, images, batch_size=1024):
     """Logits for normalised images (N, 1, 28, 28) from a native file, opened as a user would:
     the exported graph beside model.params, which needs no project code."""
     stem = str(path)[:-len(SUFFIX)]
-    model = mx.gluon.SymbolBlock.imports(stem + "-symbol.json", ["data"], stem + "-0000.params")
+    with warnings.catch_warnings():  # "Cannot decide type for ... data": it is float32, as given below
+        warnings.simplefilter("ignore", UserWarning)
+        model = mx.gluon.SymbolBlock.imports(stem + "-symbol.json", ["data"], stem + "-0000.params")
     return np.concatenate([model(mx.nd.array(images[i:i + batch_size])).asnumpy()
                            for i in range(0, len(images), batch_size)])

@@ -7,6 +7,7 @@ other two frameworks in their own environments (tests/parity_worker.py) and comp
 on the whole real MNIST test set; the three environments together cover all six directions.
 """
 import importlib
+import shutil
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ import pytest
 from conftest import ROOT, read_json
 from lenet5 import reference, weights
 from lenet5.config import ACTIVATIONS, FRAMEWORKS, POOLINGS
-from lenet5.convert import FILES, FINAL
+from lenet5.convert import FILES, FINAL, convert
 from lenet5.data import load_splits
 from lenet5.envs import env_python
 from lenet5.onnx_export import export, onnx_logits
@@ -80,11 +81,11 @@ def test_convert_an_interrupted_run_takes_its_last_checkpoint(interrupted_run, f
     checkpoint = read_json(run_dir / "checkpoint.json")
     expected = native.read_native(run_dir / checkpoint["files"][0])
 
-    def convert(*args):
+    def command(*args):
         return subprocess.run([sys.executable, "-m", "lenet5.convert", str(run_dir), *args],
                               cwd=ROOT, capture_output=True, text=True)
 
-    proc = convert("--to", "npz", "--output", str(tmp_path / "checkpoint.npz"))
+    proc = command("--to", "npz", "--output", str(tmp_path / "checkpoint.npz"))
     assert proc.returncode == 0 and f"checkpoint after epoch {checkpoint['epoch']}" in proc.stdout, proc.stderr
     params, meta = weights.load(tmp_path / "checkpoint.npz")
     assert_same_params(params, expected)
@@ -93,13 +94,13 @@ def test_convert_an_interrupted_run_takes_its_last_checkpoint(interrupted_run, f
     assert (reference.forward(params, test.x).argmax(1) == test.y).mean() > 0.5  # trained weights, not init
 
     target = others(framework)[0]  # written in that framework's own environment
-    proc = convert("--to", target)
+    proc = command("--to", target)
     assert proc.returncode == 0, proc.stderr
     out = run_dir / f"converted-{target}"
     assert (out / f"model{FILES[target][0]}").exists()
     assert_same_params(weights.load(out / weights.FILENAME)[0], expected)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    proc = convert("--to", target)  # again: refused, nothing touched
+    proc = command("--to", target)  # again: refused, nothing touched
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "already exists" in proc.stderr, proc.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
@@ -141,8 +142,8 @@ def test_parity_converted_to_the_other_frameworks_same_logits_on_the_whole_test_
     # The weights are trained ones, and the neutral file holds exactly the framework's own.
     assert 0.5 < (ours.argmax(1) == test.y).mean() == pytest.approx(run["accuracy"])
     assert_same_params(run["params"], run["native_params"])
-    # The independent yardstick: plain numpy in float64, on the first 1,000 images.
-    np.testing.assert_allclose(ours[:1000], reference.forward(run["params"], test.x[:1000], pooling, activation),
+    # The independent yardstick: plain numpy in float64, on the first 500 images.
+    np.testing.assert_allclose(ours[:500], reference.forward(run["params"], test.x[:500], pooling, activation),
                                atol=ATOL)
     for name, theirs in [("onnxruntime", run["onnx"])] + [
             (target, np.load(run["dir"] / f"converted-{target}" / "logits.npy")) for target in others(framework)]:
@@ -151,3 +152,11 @@ def test_parity_converted_to_the_other_frameworks_same_logits_on_the_whole_test_
               f"same class for {(theirs.argmax(1) == ours.argmax(1)).sum()}/10000")
         assert theirs.shape == ours.shape and diff <= ATOL, f"{framework} -> {name}: {diff}"
         assert (theirs.argmax(1) == ours.argmax(1)).all(), f"{framework} -> {name}: classes differ"
+
+
+def test_a_run_from_before_model_npz_converts_from_its_native_weights(parity, framework, tmp_path):
+    run_dir = tmp_path / "old-run"
+    shutil.copytree(parity["runs"]["avg", "relu"]["dir"], run_dir, ignore=shutil.ignore_patterns("model.npz", "converted-*"))
+    written, what = convert(run_dir, "npz", tmp_path / "from-native.npz")
+    assert what == f"{run_dir / FINAL[framework]} (final weights)"
+    assert_same_params(weights.load(written[0])[0], parity["runs"]["avg", "relu"]["params"])
