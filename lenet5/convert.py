@@ -21,14 +21,15 @@ import numpy as np
 
 from . import weights
 from .cli import HelpFormatter, Parser
-from .config import Config
+from .config import FRAMEWORKS, Config
 from .envs import ROOT, env_python
 
 NEUTRAL = weights.FILENAME
-FINAL = {"pytorch": "model.pt", "tensorflow": "model.keras", "mxnet": "model.params"}  # as train.py names them
-# The files written for a stem, per target: the first suffix is the one --output may end in.
+# The files written for a stem, per target (as model_<framework>/convert.py writes them); the
+# first suffix is the one --output may end in.
 FILES = {"pytorch": (".pt",), "tensorflow": (".keras",), "mxnet": (".params", "-symbol.json", "-0000.params"),
          "npz": (".npz",)}
+FINAL = {framework: "model" + FILES[framework][0] for framework in FRAMEWORKS}  # a run's, as train.py names it
 
 
 class ConvertError(Exception):
@@ -51,7 +52,7 @@ def _in_env(framework, command, source, target):
                            f"{python} does not exist (make env-{framework} builds it)")
     proc = subprocess.run(
         [str(python), "-c", "import sys; from lenet5.convert import _worker; sys.exit(_worker(sys.argv[1:]))",
-         framework, command, str(source), str(target)],
+         framework, command, str(Path(source).resolve()), str(Path(target).resolve())],
         cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
