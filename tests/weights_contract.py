@@ -40,6 +40,10 @@ def native(framework):
 
 
 def others(framework):
+    """The other two frameworks, whose environments the conversions use (make envs builds them)."""
+    missing = [f"{f} ({env_python(f)})" for f in FRAMEWORKS if f != framework and not env_python(f).exists()]
+    if missing:
+        pytest.fail(f"converting needs the other frameworks' environments; missing: {', '.join(missing)}")
     return [f for f in FRAMEWORKS if f != framework]
 
 
