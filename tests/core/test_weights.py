@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from conftest import ROOT
-from lenet5 import convert, onnx_export, reference, weights
+from lenet5 import onnx_export, reference, weights
 from lenet5.config import ACTIVATIONS, POOLINGS
 
 
