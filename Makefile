@@ -30,10 +30,11 @@ RECIPE_ARGS := --frameworks pytorch --epochs 1 10 15 20 --lr 0.001 0.002 0.003 0
 train:
 	$(ENVS) run $(FRAMEWORK) train_$(FRAMEWORK)/train.py $(ARGS)
 
-# The neutral tests run in every environment: each has its own numpy.
+# The neutral tests run in every environment: each has its own numpy. Every framework's tests
+# need all three environments: the parity test converts into the other two.
 test: $(addprefix test-,$(FRAMEWORKS)) test-tools
 
-$(addprefix test-,$(FRAMEWORKS)): test-%:
+$(addprefix test-,$(FRAMEWORKS)): test-%: envs
 	$(ENVS) run $* -m pytest tests/core tests/$* $(PYTEST_ARGS)
 
 # The sweep's and the benchmark's tests run train.py in the other frameworks' environments too.

@@ -17,11 +17,13 @@ if __package__ in (None, ""):  # run as a script: make the project's packages im
 
 try:
     from model_mxnet import LeNet5
+    from model_mxnet.convert import to_neutral
 except ImportError as error:  # the wrong numpy or Python for MXNet: say how to fix it
     sys.exit(f"train.py: error: {error}")
 import mxnet as mx
 from mxnet import autograd, gluon
 
+from lenet5 import weights
 from lenet5.cli import parse_args
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
 from lenet5.data import DataError, batches, load_splits, num_batches
@@ -156,6 +158,8 @@ def main(argv=None):
 
     model.save_parameters(str(run.path(WEIGHTS + ".params")))
     model.export(str(run.path(WEIGHTS)))
+    weights.save(run.path(weights.FILENAME), to_neutral(model),  # the neutral copy: lenet5.convert, ONNX
+                 weights.make_meta(cfg.pooling, cfg.activation, framework=FRAMEWORK))
     test_loss, test_acc = evaluate(model, data["test"], cfg.batch_size, device)
     run.finish(test_loss, test_acc, num_params, mx.__version__, str(device))
     return 0

@@ -17,12 +17,14 @@ if __package__ in (None, ""):  # run as a script: make the project's packages im
 import torch
 import torch.nn.functional as F
 
+from lenet5 import weights
 from lenet5.cli import parse_args
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
 from lenet5.data import DataError, batches, load_splits, num_batches
 from lenet5.files import atomic_path
 from lenet5.run import Run, RunError
 from model_pytorch import LeNet5
+from model_pytorch.convert import to_neutral
 
 FRAMEWORK = "pytorch"
 WEIGHTS = "model.pt"  # the trained state_dict, for LeNet5().load_state_dict(torch.load(...))
@@ -153,6 +155,8 @@ def main(argv=None):
 
     with atomic_path(run.path(WEIGHTS)) as tmp:
         torch.save(model.state_dict(), tmp)
+    weights.save(run.path(weights.FILENAME), to_neutral(model),  # the neutral copy: lenet5.convert, ONNX
+                 weights.make_meta(cfg.pooling, cfg.activation, framework=FRAMEWORK))
     test_loss, test_acc = evaluate(model, data["test"], cfg.batch_size, device)
     run.finish(test_loss, test_acc, num_params, torch.__version__, str(device))
     return 0

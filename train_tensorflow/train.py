@@ -27,12 +27,14 @@ finally:
     os.dup2(_stderr, 2)
     os.close(_stderr)
 
+from lenet5 import weights
 from lenet5.cli import parse_args
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
 from lenet5.data import DataError, batches, load_splits, num_batches
 from lenet5.files import atomic_path
 from lenet5.run import Run, RunError
 from model_tensorflow import LeNet5
+from model_tensorflow.convert import to_neutral
 
 FRAMEWORK = "tensorflow"
 WEIGHTS = "model.keras"  # the trained model, for keras.saving.load_model(...)
@@ -188,6 +190,8 @@ def main(argv=None):
 
     with atomic_path(run.path(WEIGHTS)) as tmp:
         model.save(tmp)
+    weights.save(run.path(weights.FILENAME), to_neutral(model),  # the neutral copy: lenet5.convert, ONNX
+                 weights.make_meta(cfg.pooling, cfg.activation, framework=FRAMEWORK))
     test_loss, test_acc = evaluate(eval_step, data["test"], cfg.batch_size)
     run.finish(test_loss, test_acc, num_params, tf.__version__, device)
     return 0

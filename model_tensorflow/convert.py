@@ -1,0 +1,54 @@
+"""Keras <-> the neutral weights (lenet5/weights.py): the only place that knows both layouts.
+
+Kept parallel to model_pytorch/convert.py and model_mxnet/convert.py (same functions, same
+order). Keras keeps convolution kernels as (h, w, in, out) and dense weights as (in, out); the
+neutral layout is (out, in, h, w) and (out, in). The flatten before F6 needs no reordering: C5's
+maps are 1x1 (lenet5.weights.flat_features).
+"""
+import keras
+import numpy as np
+
+from lenet5 import weights
+from .model import LeNet5
+
+SUFFIX = ".keras"  # the native file: the whole model, for keras.saving.load_model(...)
+
+
+def to_neutral(model):
+    """The model's weights as {name: float32 array} in the neutral layout."""
+    params = {}
+    for name in weights.LAYERS:
+        kernel, bias = model.get_layer(name).get_weights()
+        params[f"{name}.weight"] = kernel.transpose(3, 2, 0, 1) if kernel.ndim == 4 else kernel.T
+        params[f"{name}.bias"] = bias
+    return {k: np.ascontiguousarray(v, np.float32) for k, v in params.items()}
+
+
+def from_neutral(params, meta):
+    """A LeNet5 with the architecture in `meta` and the weights in `params` (validated first)."""
+    params = weights.validate(params, meta)
+    model = LeNet5(meta["num_classes"], meta["pooling"], meta["activation"])
+    for name in weights.LAYERS:
+        weight = params[f"{name}.weight"]
+        kernel = weight.transpose(2, 3, 1, 0) if weight.ndim == 4 else weight.T
+        model.get_layer(name).set_weights([kernel, params[f"{name}.bias"]])
+    return model
+
+
+def read_native(path):
+    """Neutral weights from a trained model's file (model.keras) or a run's checkpoint (checkpoint-*.keras)."""
+    return to_neutral(keras.saving.load_model(path, compile=False))
+
+
+def write_native(params, meta, stem):
+    """Write the native file(s) for `stem` (a path without suffix); returns their paths."""
+    path = stem.with_name(stem.name + SUFFIX)
+    from_neutral(params, meta).save(path)
+    return [path]
+
+
+def native_logits(path, meta, images, batch_size=1024):
+    """Logits for normalised images (N, 1, 28, 28) from a native file, opened as a user would."""
+    model = keras.saving.load_model(path, compile=False)
+    return np.concatenate([model(images[i:i + batch_size].transpose(0, 2, 3, 1), training=False).numpy()
+                           for i in range(0, len(images), batch_size)])

@@ -1,0 +1,166 @@
+"""One model, three frameworks, provably: the neutral weights (model.npz), the converters and ONNX.
+
+Each tests/<framework>/test_<framework>_weights.py sets FRAMEWORK and does
+`from weights_contract import *`, so every framework runs the very same checks as the source of
+a conversion. The parity test trains every pooling x activation here, converts each run to the
+other two frameworks in their own environments (tests/parity_worker.py) and compares the logits
+on the whole real MNIST test set; the three environments together cover all six directions.
+"""
+import importlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, read_json
+from lenet5 import reference, weights
+from lenet5.config import ACTIVATIONS, FRAMEWORKS, POOLINGS
+from lenet5.convert import FILES, FINAL, convert
+from lenet5.data import load_splits
+from lenet5.envs import env_python
+from lenet5.onnx_export import export, onnx_logits
+
+COMBOS = [(pooling, activation) for pooling in POOLINGS for activation in ACTIVATIONS]
+# A short real training: 256 Adam steps of 16 images, enough to move every layer far from its
+# initialisation (71-96% test accuracy measured), cheap enough for 8 runs per framework.
+PARITY_TRAIN = ["--epochs", "1", "--limit-train", "4096", "--batch-size", "16", "--val-size", "0"]
+ATOL = 1e-4  # float32 kernels differ in summation order; 1e-4 is far below any logit gap that matters
+
+
+@pytest.fixture(scope="module")
+def framework(request):
+    return request.module.FRAMEWORK
+
+
+@pytest.fixture(scope="module")
+def native(framework):
+    return importlib.import_module(f"model_{framework}.convert")
+
+
+def others(framework):
+    """The other two frameworks, whose environments the conversions use (make envs builds them)."""
+    missing = [f"{f} ({env_python(f)})" for f in FRAMEWORKS if f != framework and not env_python(f).exists()]
+    if missing:
+        pytest.fail(f"converting needs the other frameworks' environments; missing: {', '.join(missing)}")
+    return [f for f in FRAMEWORKS if f != framework]
+
+
+def random_params(num_classes=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return {k: rng.uniform(-0.3, 0.3, shape).astype(np.float32) for k, shape in weights.shapes(num_classes).items()}
+
+
+def assert_same_params(a, b):
+    assert sorted(a) == sorted(b)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.parametrize("pooling, activation", COMBOS)
+def test_neutral_weights_round_trip_through_the_native_files(native, tmp_path, pooling, activation):
+    params, meta = random_params(), weights.make_meta(pooling, activation)
+    assert_same_params(native.to_neutral(native.from_neutral(params, meta)), params)
+    stem = tmp_path / "model"
+    paths = native.write_native(params, meta, stem)
+    assert all(path.exists() for path in paths) and paths[0].name == f"model{native.SUFFIX}"
+    assert_same_params(native.read_native(paths[0]), params)
+    x = np.random.default_rng(1).standard_normal((16, 1, 28, 28)).astype(np.float32)
+    np.testing.assert_allclose(native.native_logits(paths[0], meta, x, batch_size=5),
+                               reference.forward(params, x, pooling, activation), atol=ATOL)
+
+
+def test_weights_of_the_wrong_shape_are_refused_naming_the_layer(native):
+    params, meta = random_params(), weights.make_meta("max", "relu")
+    params["c3.weight"] = params["c3.weight"][:, :, :3, :3]
+    with pytest.raises(weights.WeightsError, match=r"c3.weight has shape \(16, 6, 3, 3\), expected \(16, 6, 5, 5\)"):
+        native.from_neutral(params, meta)
+    with pytest.raises(weights.WeightsError, match=r"output.weight has shape \(26, 84\), expected \(10, 84\)"):
+        native.from_neutral(random_params(26), meta)
+
+
+def test_convert_an_interrupted_run_takes_its_last_checkpoint(interrupted_run, framework, native, tmp_path, mnist_dir):
+    run_dir = interrupted_run(framework, "--epochs", "3", "--limit-train", "4096", "--val-size", "512")
+    checkpoint = read_json(run_dir / "checkpoint.json")
+    expected = native.read_native(run_dir / checkpoint["files"][0])
+
+    def command(*args):
+        return subprocess.run([sys.executable, "-m", "lenet5.convert", str(run_dir), *args],
+                              cwd=ROOT, capture_output=True, text=True)
+
+    proc = command("--to", "npz", "--output", str(tmp_path / "checkpoint.npz"))
+    assert proc.returncode == 0 and f"checkpoint after epoch {checkpoint['epoch']}" in proc.stdout, proc.stderr
+    params, meta = weights.load(tmp_path / "checkpoint.npz")
+    assert_same_params(params, expected)
+    assert meta["framework"] == framework and meta["pooling"] == "max"
+    test = load_splits(0, limit_test=500, data_dir=mnist_dir, progress=False)["test"]
+    assert (reference.forward(params, test.x).argmax(1) == test.y).mean() > 0.5  # trained weights, not init
+
+    target = others(framework)[0]  # written in that framework's own environment
+    proc = command("--to", target)
+    assert proc.returncode == 0, proc.stderr
+    out = run_dir / f"converted-{target}"
+    assert (out / f"model{FILES[target][0]}").exists()
+    assert_same_params(weights.load(out / weights.FILENAME)[0], expected)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = command("--to", target)  # again: refused, nothing touched
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "already exists" in proc.stderr, proc.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.fixture(scope="module")
+def parity(framework, native, mnist_dir, tmp_path_factory):
+    """Train every pooling x activation here; keep this framework's logits (from its own files)
+    and the ONNX export's; convert each run to the other two frameworks in their environments
+    (both at once), which leave their logits in the run folder."""
+    train = importlib.import_module(f"train_{framework}.train")
+    out = tmp_path_factory.mktemp(f"parity-{framework}")
+    test = load_splits(0, data_dir=mnist_dir, progress=False)["test"]
+    runs = {}
+    for pooling, activation in COMBOS:
+        run_dir = out / f"{pooling}-{activation}"
+        assert train.main(["--data-dir", str(mnist_dir), "--output-dir", str(out), "--run-name", run_dir.name,
+                           "--pooling", pooling, "--activation", activation, "--no-progress", *PARITY_TRAIN]) == 0
+        params, meta = weights.load(run_dir / weights.FILENAME)
+        runs[pooling, activation] = dict(
+            dir=run_dir, params=params, native_params=native.read_native(run_dir / FINAL[framework]),
+            logits=native.native_logits(run_dir / FINAL[framework], meta, test.x),
+            onnx=onnx_logits(export(run_dir)[0], test.x), accuracy=read_json(run_dir / "result.json")["test_accuracy"])
+    workers = [subprocess.Popen([str(env_python(target)), str(ROOT / "tests" / "parity_worker.py"), target,
+                                 str(mnist_dir), *(str(run["dir"]) for run in runs.values())],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for target in others(framework)]
+    for target, worker in zip(others(framework), workers):
+        log = worker.communicate()[0]
+        assert worker.returncode == 0, f"converting to {target} failed:\n{log}"
+    return dict(runs=runs, test=test)
+
+
+@pytest.mark.parametrize("pooling, activation", COMBOS)
+def test_parity_converted_to_the_other_frameworks_same_logits_on_the_whole_test_set(
+        parity, framework, pooling, activation):
+    run, test = parity["runs"][pooling, activation], parity["test"]
+    ours = run["logits"]
+    assert ours.shape == (10_000, 10)
+    # The weights are trained ones, and the neutral file holds exactly the framework's own.
+    assert 0.5 < (ours.argmax(1) == test.y).mean() == pytest.approx(run["accuracy"])
+    assert_same_params(run["params"], run["native_params"])
+    # The independent yardstick: plain numpy in float64, on the first 500 images.
+    np.testing.assert_allclose(ours[:500], reference.forward(run["params"], test.x[:500], pooling, activation),
+                               atol=ATOL)
+    for name, theirs in [("onnxruntime", run["onnx"])] + [
+            (target, np.load(run["dir"] / f"converted-{target}" / "logits.npy")) for target in others(framework)]:
+        diff = float(np.abs(theirs - ours).max())
+        print(f"{framework} -> {name}, {pooling}/{activation}: max |logit diff| {diff:.2e}, "
+              f"same class for {(theirs.argmax(1) == ours.argmax(1)).sum()}/10000")
+        assert theirs.shape == ours.shape and diff <= ATOL, f"{framework} -> {name}: {diff}"
+        assert (theirs.argmax(1) == ours.argmax(1)).all(), f"{framework} -> {name}: classes differ"
+
+
+def test_a_run_from_before_model_npz_converts_from_its_native_weights(parity, framework, tmp_path):
+    run_dir = tmp_path / "old-run"
+    shutil.copytree(parity["runs"]["avg", "relu"]["dir"], run_dir, ignore=shutil.ignore_patterns("model.npz", "converted-*"))
+    written, what = convert(run_dir, "npz", tmp_path / "from-native.npz")
+    assert what == f"{run_dir / FINAL[framework]} (final weights)"
+    assert_same_params(weights.load(written[0])[0], parity["runs"]["avg", "relu"]["params"])
