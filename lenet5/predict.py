@@ -12,6 +12,7 @@ is then 1. When this interpreter lacks the run's framework, the command runs its
 that framework's environment (lenet5.envs.env_python).
 """
 import csv
+import functools
 import importlib
 import io
 import json
@@ -62,14 +63,27 @@ def _framework(name):
     return load
 
 
+def _onnx(path):
+    from .onnx_export import onnx_logits, session
+    try:
+        return functools.partial(onnx_logits, session(path))
+    except Exception as error:  # onnxruntime's own errors for a damaged or foreign file
+        raise PredictError(f"cannot load {path}: {str(error).splitlines()[0]}") from None
+
+
 # Each backend turns a model (a run folder, or a file) into a function from normalised
 # (N, 1, 28, 28) float32 batches to (N, classes) logits; ImportError when this Python lacks
 # what it needs. Another kind of model file is one entry here and one line in backend_of.
-BACKENDS = {name: _framework(name) for name in ("pytorch", "tensorflow", "mxnet")}
+BACKENDS = {**{name: _framework(name) for name in ("pytorch", "tensorflow", "mxnet")}, "onnx": _onnx}
 
 
 def backend_of(model):
-    """Which backend opens `model`: a run folder names its framework in config.json."""
+    """Which backend opens `model`: an .onnx file (python -m lenet5.onnx_export) needs only
+    onnxruntime; a run folder names its framework in config.json."""
+    if Path(model).suffix == ".onnx":
+        if not Path(model).is_file():
+            raise PredictError(f"{model}: no such file")
+        return "onnx"
     return read_run(model)[0].framework
 
 
@@ -211,7 +225,8 @@ def run_in_env(name, argv):
 def build_parser(prog="python -m lenet5.predict"):
     parser = Parser(prog=prog, description=__doc__.split("\n\n")[0],
                     formatter_class=HelpFormatter)
-    parser.add_argument("model", metavar="RUN_DIR", help="a finished run folder (of any framework)")
+    parser.add_argument("model", metavar="RUN_DIR", help="a finished run folder (of any framework), or an .onnx file "
+                        "from python -m lenet5.onnx_export (class names from the run folder holding it)")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="pictures (PNG, JPEG, ...), folders of them, videos (MP4, AVI, GIF, ...)")
     parser.add_argument("--top-k", type=positive_int, default=3, metavar="K", help="classes shown per input")

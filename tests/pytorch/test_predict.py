@@ -131,6 +131,23 @@ def test_the_per_framework_script_gives_the_same_table(trained, mnist, tmp_path,
     assert expected.splitlines()[0].split() == ["input", "frame", "top", "1", "top", "2", "top", "3"]
 
 
+def test_an_onnx_export_of_the_run_predicts_what_the_run_does(trained, mnist, tmp_path, capsys):
+    from lenet5 import onnx_export
+    pictures = write_pictures(mnist["test_images"][:20], mnist["test_labels"][:20], tmp_path / "p")
+    onnx_file, _ = onnx_export.export(trained, tmp_path / "lenet5.onnx")
+    code, from_run, _ = run_predict(capsys, trained, *pictures, "--format", "json")
+    assert code == 0
+    code, from_onnx, err = run_predict(capsys, onnx_file, *pictures, "--format", "json")
+    assert code == 0 and err == ""
+    for a, b in zip(json.loads(from_run), json.loads(from_onnx), strict=True):
+        assert [p["class"] for p in a["predictions"]] == [p["class"] for p in b["predictions"]]
+        np.testing.assert_allclose([p["probability"] for p in a["predictions"]],
+                                   [p["probability"] for p in b["predictions"]], atol=1e-5)
+    (tmp_path / "broken.onnx").write_bytes(b"not a model")
+    code, _, err = run_predict(capsys, tmp_path / "broken.onnx", *pictures)
+    assert code == 1 and "cannot load" in err and err.count("\n") == 1, err
+
+
 def test_a_folder_of_mnist_pngs_trains_to_95_percent_and_predict_uses_its_class_names(
         mnist, mnist_dir, tmp_path, capsys):
     folder = tmp_path / "digits"
