@@ -29,12 +29,13 @@ from tqdm import tqdm
 
 from . import cli, envs
 from .config import FRAMEWORKS, Config, resolve_threads
-from .data import TRAIN_SIZE, DataError, default_data_dir, load_mnist
+from .data import TRAIN_SIZE, DataError, default_data_dir, load_mnist, load_splits
 from .files import write_json
 
 TARGET_ACCURACY = 0.99
 NAMES = {"pytorch": "PyTorch", "tensorflow": "TensorFlow", "mxnet": "MXNet"}
-QUICK = ["--epochs", "2", "--limit-train", "2048", "--limit-test", "1000"]
+QUICK_TEST = 1000
+QUICK = ["--epochs", "2", "--limit-train", "2048", "--limit-test", str(QUICK_TEST)]
 # (name, input channels, output channels, kernel, output side) of the layers with weights
 LAYERS = [("c1", 1, 6, 5, 28), ("c3", 6, 16, 5, 10), ("c5", 16, 120, 5, 1), ("f6", 120, 84, 1, 1),
           ("output", 84, 10, 1, 1)]
@@ -128,6 +129,32 @@ def bench_baseline(framework, args, work):
     return summarize(result["epochs"], result["n_train"], result["n_test"], rss)
 
 
+def bench_onnx(framework, args, work):
+    """onnxruntime's inference speed on the test set, with train.py's trained weights of
+    `framework` exported by python -m lenet5.onnx_export (in this process: it needs no framework)."""
+    import onnxruntime
+
+    from .onnx_export import export, onnx_logits
+    try:
+        path, _ = export(work / f"{framework}-train.py", work / f"{framework}.onnx")
+    except Exception as error:  # reported like a failed run: the table says so
+        tqdm.write(f"ONNX export failed: {error}")
+        return None
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    test = load_splits(limit_test=QUICK_TEST if args.quick else 0, data_dir=args.data_dir, progress=False)["test"]
+    batch_size = Config.batch_size  # as train.py evaluates
+    onnx_logits(session, test.x[:batch_size], batch_size)  # warm-up
+    seconds = []
+    for _ in range(3):
+        start = time.perf_counter()
+        logits = onnx_logits(session, test.x, batch_size)
+        seconds.append(time.perf_counter() - start)
+    return {"model": f"{framework} train.py run, exported", "eval_images_per_s": len(test) / float(np.median(seconds)),
+            "test_accuracy": float((logits.argmax(1) == test.y).mean())}
+
+
 # ---- what a baseline script shares (they import this module: numpy and the standard library only)
 
 def baseline_args(framework, argv=None):
@@ -166,7 +193,7 @@ class EpochTimer:
 
 # ---- the table
 
-def table(results, gflops, flops):
+def table(results, gflops, flops, onnx=None):
     lines = ["| framework | code | train img/s | epoch s (first) | eval img/s | to 99.0% test | test acc "
              "| peak RSS MiB | % of matmul peak |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -181,6 +208,9 @@ def table(results, gflops, flops):
             lines.append(f"| {NAMES[fw]} | {label} | {r['train_images_per_s']:,.0f} | {r['epoch_seconds']:.2f} "
                          f"({r['first_epoch_seconds']:.2f}) | {r['eval_images_per_s']:,.0f} | {to} | "
                          f"{r['test_accuracy']:.2%} | {r['peak_rss_mib']:,.0f} | {share:.1%} |")
+    if onnx:
+        lines.append(f"| onnxruntime | {onnx['model']} | | | {onnx['eval_images_per_s']:,.0f} | | "
+                     f"{onnx['test_accuracy']:.2%} | | |")
     return "\n".join(lines)
 
 
@@ -265,14 +295,16 @@ def main(argv=None):
             scaling.setdefault(fw, {})[kind[7:]] = result and result["train_images_per_s"]
         if result is None:
             tqdm.write(f"FAILED: {fw} {kind}; log: {work / f'{fw}-{kind}.log'}")
-    text = table(results, gflops, train_flops)
+    done = [fw for fw in args.frameworks if results[fw]["train.py"]]
+    onnx = bench_onnx(done[0], args, work) if done else None
+    text = table(results, gflops, train_flops, onnx)
     summary = {
         "command": ["python -m lenet5.bench", *(argv if argv is not None else sys.argv[1:])],
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "usable_cores": len(os.sched_getaffinity(0)), "threads": args.threads},
         "matmul_gflops": gflops, "forward_flops_per_image": forward_flops, "train_flops_per_image": train_flops,
-        "results": results, "ratios": ratios(results), "thread_scaling_images_per_s": scaling, "logs": str(work),
+        "results": results, "onnxruntime": onnx, "ratios": ratios(results), "thread_scaling_images_per_s": scaling, "logs": str(work),
     }
     write_json(out / "bench.json", summary)
     notes = [f"{k.replace('_', ' ')}: {v:.2f}x" for k, v in summary["ratios"].items()]

@@ -25,11 +25,14 @@ def test_quick_benchmark_measures_every_framework_and_its_baseline(tmp_path, mni
             assert r["train_images_per_s"] > 0 and r["eval_images_per_s"] > 0 and r["peak_rss_mib"] > 50
     assert set(summary["ratios"]) == {f"{fw}_speedup_over_baseline" for fw in summary["results"]} | {"slowest_vs_fastest"}
     assert summary["matmul_gflops"] > 0
+    onnx = summary["onnxruntime"]  # the PyTorch run's weights, exported: its test accuracy
+    assert onnx["eval_images_per_s"] > 0
+    assert abs(onnx["test_accuracy"] - summary["results"]["pytorch"]["train.py"]["test_accuracy"]) < 0.002
     cores = len(os.sched_getaffinity(0))
     assert all(set(row) == {str(2 ** i) for i in range(cores.bit_length()) if 2 ** i <= cores}
                and all(v > 0 for v in row.values()) for row in summary["thread_scaling_images_per_s"].values())
     table = (out / "bench.md").read_text()
-    assert table.count("| train.py |") == 3 and table.count("| baseline |") == 3
+    assert table.count("| train.py |") == 3 and table.count("| baseline |") == 3 and "| onnxruntime |" in table
     assert "| PyTorch | train.py |" in proc.stdout
 
 
