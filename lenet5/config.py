@@ -51,6 +51,7 @@ class Config:
     device: str = "auto"
     checkpoint_every: int = 0
     no_progress: bool = False
+    tensorboard: bool = False
 
     def to_dict(self):
         return asdict(self)

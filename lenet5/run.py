@@ -1,8 +1,9 @@
 """Run folders: config.json, metrics.csv, result.json, the per-epoch line and progress bars.
 
 A run folder holds everything one training run made: the resolved options (config.json), one
-metrics row per epoch (metrics.csv), the final result (result.json) and the framework's own
-checkpoint files, which each train.py writes through `run.path(...)`.
+metrics row per epoch (metrics.csv), the final result (result.json), the test-set predictions
+(test_predictions.npz), with --tensorboard the same metrics for TensorBoard (tensorboard/), and
+the framework's own checkpoint files, which each train.py writes through `run.path(...)`.
 """
 import csv
 import json
@@ -21,6 +22,8 @@ from .files import atomic_path, write_json
 
 CHECKPOINT = "checkpoint.json"  # names the last complete checkpoint's files
 METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+PREDICTIONS = "test_predictions.npz"  # label, prediction, probability, logits: one row per test image, in order
+TENSORBOARD = "tensorboard"  # the event files' folder in the run folder
 
 
 class RunError(Exception):
@@ -59,6 +62,7 @@ class Run:
         self._checked = 0  # the last step whose loss check_finite found finite
         self._interrupted = False  # Ctrl-C seen: checkpoint at the next step, then stop
         self._epoch_started = 0.0
+        self._tensorboard = None  # a tensorboardX SummaryWriter with --tensorboard
 
     def start(self):
         """Write config.json and, when resuming, metrics.csv cut back to the checkpoint. Called
@@ -69,6 +73,11 @@ class Run:
                 writer = csv.DictWriter(f, METRICS)
                 writer.writeheader()
                 writer.writerows(self.history)
+        if self.cfg.tensorboard:
+            from tensorboardX import SummaryWriter  # only runs that ask for it need it
+            # A resumed run drops the events of epochs it trains again, as metrics.csv drops their rows.
+            self._tensorboard = SummaryWriter(str(self.path(TENSORBOARD)),
+                                              purge_step=len(self.history) + 1 if self.cfg.resume else None)
 
     @contextmanager
     def stopping(self):
@@ -201,9 +210,27 @@ class Run:
             if new:
                 writer.writeheader()
             writer.writerow(row)
+        self._log_scalars(epoch, {"loss/train": train_loss, "accuracy/train": train_acc, "loss/val": val_loss,
+                                  "accuracy/val": val_acc, "lr": lr, "seconds": seconds})
         val = f"val loss {val_loss:.4f} acc {val_acc:6.2%}" if not np.isnan(val_acc) else "no validation"
         tqdm.write(f"epoch {epoch:>3}/{self.cfg.epochs} | train loss {train_loss:.4f} acc {train_acc:6.2%} | "
                    f"{val} | lr {lr:.2e} | {seconds:.1f} s", file=sys.stdout)
+
+    def _log_scalars(self, step, scalars):
+        if self._tensorboard:
+            for tag, value in scalars.items():
+                if not np.isnan(value):  # no validation split: no val curve
+                    self._tensorboard.add_scalar(tag, float(value), step)
+            self._tensorboard.flush()  # readable while the run goes on
+
+    def save_predictions(self, labels, logits):
+        """Write test_predictions.npz: for every test image, in test-set order, its label, the
+        predicted class, the softmax probabilities and the logits (what lenet5.plot reads)."""
+        logits = np.asarray(logits, np.float32)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))  # shifted: no overflow
+        with atomic_path(self.path(PREDICTIONS)) as tmp:
+            np.savez_compressed(tmp, label=np.asarray(labels, np.int64), prediction=logits.argmax(axis=1),
+                                probability=exp / exp.sum(axis=1, keepdims=True), logits=logits)
 
     def finish(self, test_loss, test_acc, num_params, framework_version, device):
         """Write result.json and print the test accuracy."""
@@ -224,6 +251,9 @@ class Run:
             "num_params": int(num_params),
         }
         write_json(self.path("result.json"), result)
+        self._log_scalars(len(self.history), {"test/loss": test_loss, "test/accuracy": test_acc})
+        if self._tensorboard:
+            self._tensorboard.close()
         print(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) after {len(self.history)} epochs, "
               f"{train_seconds:.1f} s of training; run folder: {self.dir}", flush=True)
         return result

@@ -27,7 +27,8 @@ from .data import DataError, default_data_dir, load_mnist
 from .files import write_json
 
 # Options that say where and how a run is shown, not what it trains: not part of its identity.
-PLACE = ("framework", "data_dir", "output_dir", "run_name", "resume", "no_progress", "device", "checkpoint_every")
+PLACE = ("framework", "data_dir", "output_dir", "run_name", "resume", "no_progress", "device", "checkpoint_every",
+         "tensorboard")
 GRID = [f.name for f in fields(Config) if f.name not in PLACE]
 
 
