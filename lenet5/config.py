@@ -75,9 +75,20 @@ def lr_at(cfg, step, total_steps):
     return cfg.lr
 
 
+def param_shapes(num_classes=10):
+    """The shape of every weight and bias of LeNet-5, from the paper's layer sizes, under the
+    layer names all three models use, in PyTorch's layout (convolutions (out, in, 5, 5), dense
+    layers (out, in)). Each framework's model is tested against them."""
+    convs = {"c1": (1, 6), "c3": (6, 16), "c5": (16, 120)}  # (in, out) channels, 5x5 kernels
+    dense = {"f6": (120, 84), "output": (84, num_classes)}
+    shapes = {}
+    for name, (i, o) in convs.items():
+        shapes.update({f"{name}.weight": (o, i, 5, 5), f"{name}.bias": (o,)})
+    for name, (i, o) in dense.items():
+        shapes.update({f"{name}.weight": (o, i), f"{name}.bias": (o,)})
+    return shapes
+
+
 def expected_num_params(num_classes=10):
-    """Weights and biases of LeNet-5, counted from the paper's layer sizes: 61,706 for 10 classes.
-    Each framework's model is tested against this count."""
-    convs = [(1, 6), (6, 16), (16, 120)]  # C1, C3, C5: (in, out) channels, 5x5 kernels
-    dense = [(120, 84), (84, num_classes)]  # F6, output
-    return sum(o * (i * 25 + 1) for i, o in convs) + sum(o * (i + 1) for i, o in dense)
+    """Weights and biases of LeNet-5, counted from the paper's layer sizes: 61,706 for 10 classes."""
+    return sum(math.prod(shape) for shape in param_shapes(num_classes).values())

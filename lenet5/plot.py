@@ -157,11 +157,11 @@ def samples_figure(images, labels, names, per_class=10):
                       f"training images, the first {per_class} of each class", cell=0.8)
 
 
-def is_ours(path):
-    """Whether `path` is a PNG this module wrote (and may therefore replace)."""
+def is_ours(path, maker=MAKER):
+    """Whether `path` is a PNG that `maker` wrote (and may therefore replace)."""
     try:
         with Image.open(path) as image:
-            return image.text.get("Software") == MAKER
+            return image.text.get("Software") == maker
     except (OSError, ValueError, AttributeError):
         return False
 
