@@ -95,13 +95,19 @@ def curves_figure(metrics, title=""):
     return fig
 
 
+def confusion_matrix(labels, predictions, num_classes):
+    """counts[true, predicted], and each true class's share of them (a row of zeros for a class
+    without test images)."""
+    counts = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(counts, (labels, predictions), 1)
+    return counts, counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+
+
 def confusion_figure(labels, predictions, names, title=""):
     """Counts of (true, predicted) classes, coloured by the share of the true class, with each
     class's accuracy on the right."""
     n = len(names)
-    counts = np.zeros((n, n), np.int64)
-    np.add.at(counts, (labels, predictions), 1)
-    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    counts, share = confusion_matrix(labels, predictions, n)
     size = max(5.0, 0.5 * n + 2)
     fig = Figure(figsize=(size + 1, size), layout="constrained")
     ax = fig.subplots()
@@ -123,11 +129,13 @@ def confusion_figure(labels, predictions, names, title=""):
 
 
 def image_grid(images, captions, columns, title, cell=1.1):
+    """Images (None: an empty cell) in rows of `columns`, each with its caption."""
     rows = max(1, -(-len(images) // columns))
     fig = Figure(figsize=(columns * cell, rows * cell * 1.15 + 0.5), layout="constrained")
     for ax, image, caption in zip(fig.subplots(rows, columns, squeeze=False).flat, images, captions):
-        ax.imshow(image, cmap="gray_r", vmin=0, vmax=255)
-        ax.set_title(caption, fontsize=7)
+        if image is not None:
+            ax.imshow(image, cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(caption, fontsize=7, loc="left" if image is None else "center")
     for ax in fig.axes:
         ax.set_axis_off()
     fig.suptitle(title)
@@ -143,18 +151,19 @@ def errors_figure(images, labels, probability, names, limit=60):
     captions = [f"true {names[labels[i]]}\npred {names[predictions[i]]} {probability[i, predictions[i]]:.2f}"
                 for i in wrong]
     shown = f"the {len(wrong)} most confident" if len(wrong) < (predictions != labels).sum() else "all"
-    return image_grid(images[wrong], captions, 10,
+    return image_grid(list(images[wrong]), captions, 10,
                       f"{(predictions != labels).sum():,} of {len(labels):,} test images misclassified; "
                       f"{shown}, most confident first")
 
 
 def samples_figure(images, labels, names, per_class=10):
-    """The first `per_class` images of each class: one row per class."""
-    picks = [np.flatnonzero(labels == c)[:per_class] for c in range(len(names))]
-    order = [i for pick in picks for i in pick]
-    captions = [names[labels[i]] if k == 0 else "" for pick in picks for k, i in enumerate(pick)]
-    return image_grid(images[order], captions, per_class,
-                      f"training images, the first {per_class} of each class", cell=0.8)
+    """The first `per_class` images of each class: one row per class (blank where a class has fewer)."""
+    cells, captions = [], []
+    for c, name in enumerate(names):
+        pick = list(np.flatnonzero(labels == c)[:per_class])
+        cells += [images[i] for i in pick] + [None] * (per_class - len(pick))
+        captions += [name] + [""] * (per_class - 1)
+    return image_grid(cells, captions, per_class, f"training images, the first {per_class} of each class", cell=0.8)
 
 
 def is_ours(path, maker=MAKER):

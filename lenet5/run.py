@@ -76,7 +76,8 @@ class Run:
         if self.cfg.tensorboard:
             from tensorboardX import SummaryWriter  # only runs that ask for it need it
             # A resumed run drops the events of epochs it trains again, as metrics.csv drops their rows.
-            self._tensorboard = SummaryWriter(str(self.path(TENSORBOARD)),
+            # Its writer thread puts events on disk within flush_secs; close() in finish() writes the rest.
+            self._tensorboard = SummaryWriter(str(self.path(TENSORBOARD)), flush_secs=2,
                                               purge_step=len(self.history) + 1 if self.cfg.resume else None)
 
     @contextmanager
@@ -221,7 +222,6 @@ class Run:
             for tag, value in scalars.items():
                 if not np.isnan(value):  # no validation split: no val curve
                     self._tensorboard.add_scalar(tag, float(value), step)
-            self._tensorboard.flush()  # readable while the run goes on
 
     def save_predictions(self, labels, logits):
         """Write test_predictions.npz: for every test image, in test-set order, its label, the
