@@ -14,8 +14,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 @pytest.fixture
 def kernel(tmp_path, monkeypatch):
-    """A kernel spec that starts this interpreter: the one ipykernel installs runs `python`,
-    whichever that is on the PATH."""
+    """A kernel spec that starts this interpreter: the name "python3" may find a kernel spec of
+    another interpreter (in ~/.local/share/jupyter, say) before this environment's."""
     spec = tmp_path / "jupyter" / "kernels" / "lenet5-test"
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
