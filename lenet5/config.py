@@ -78,7 +78,7 @@ def lr_at(cfg, step, total_steps):
 def param_shapes(num_classes=10):
     """The shape of every weight and bias of LeNet-5, from the paper's layer sizes, under the
     layer names all three models use, in PyTorch's layout (convolutions (out, in, 5, 5), dense
-    layers (out, in)). Each framework's model is tested against them."""
+    layers (out, in)): what expected_num_params counts and lenet5.architecture draws."""
     convs = {"c1": (1, 6), "c3": (6, 16), "c5": (16, 120)}  # (in, out) channels, 5x5 kernels
     dense = {"f6": (120, 84), "output": (84, num_classes)}
     shapes = {}
@@ -90,5 +90,6 @@ def param_shapes(num_classes=10):
 
 
 def expected_num_params(num_classes=10):
-    """Weights and biases of LeNet-5, counted from the paper's layer sizes: 61,706 for 10 classes."""
+    """Weights and biases of LeNet-5, counted from the paper's layer sizes: 61,706 for 10 classes.
+    Each framework's model is tested against this count."""
     return sum(math.prod(shape) for shape in param_shapes(num_classes).values())

@@ -94,9 +94,11 @@ class Run:
         try:
             yield
         except KeyboardInterrupt:
+            self._close_tensorboard()
             print(f"\ninterrupted; {self._kept()}", file=sys.stderr)
             raise SystemExit(130) from None
         except RunError as error:
+            self._close_tensorboard()
             raise SystemExit(f"train.py: error: {error}; {self._kept()}") from None
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -223,6 +225,12 @@ class Run:
                 if not np.isnan(value):  # no validation split: no val curve
                     self._tensorboard.add_scalar(tag, float(value), step)
 
+    def _close_tensorboard(self):
+        """Write the events still queued: the epochs logged so far survive a stopped run."""
+        if self._tensorboard:
+            self._tensorboard.close()
+            self._tensorboard = None
+
     def save_predictions(self, labels, logits):
         """Write test_predictions.npz: for every test image, in test-set order, its label, the
         predicted class, the softmax probabilities and the logits (what lenet5.plot reads)."""
@@ -252,8 +260,7 @@ class Run:
         }
         write_json(self.path("result.json"), result)
         self._log_scalars(len(self.history), {"test/loss": test_loss, "test/accuracy": test_acc})
-        if self._tensorboard:
-            self._tensorboard.close()
+        self._close_tensorboard()
         print(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) after {len(self.history)} epochs, "
               f"{train_seconds:.1f} s of training; run folder: {self.dir}", flush=True)
         return result
