@@ -12,6 +12,7 @@ matplotlib only, through Figure objects rather than pyplot, so that no GUI backe
 import csv
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -183,11 +184,14 @@ def make_plots(run_dir, output_dir=None, what=PLOTS, per_class=10, max_errors=60
         raise PlotError(f"{run_dir}: not a run folder (no config.json there)")
     output_dir = Path(output_dir) if output_dir else run_dir / "plots"
     targets = {name: output_dir / f"{name}.png" for name in what}
-    mine = [str(p) for p in targets.values() if p.exists() and not is_ours(p)]
-    if mine:  # checked before anything is written
-        raise PlotError(f"{', '.join(mine)} exists and was not made by {MAKER}; choose another --output-dir")
-    cfg = Config.load(run_dir / "config.json")
-    metrics, predictions = read_metrics(run_dir), read_predictions(run_dir)
+    foreign = [str(p) for p in targets.values() if p.exists() and not is_ours(p)]
+    if foreign:  # checked before anything is written
+        raise PlotError(f"{', '.join(foreign)} exists and was not made by {MAKER}; choose another --output-dir")
+    try:
+        cfg = Config.load(run_dir / "config.json")
+        metrics, predictions = read_metrics(run_dir), read_predictions(run_dir)
+    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:  # a damaged file
+        raise PlotError(f"{run_dir}: unreadable run files ({error})") from None
     num_classes = predictions["probability"].shape[1] if predictions else None
     figures, notes = {}, []
     if "curves" in what:
@@ -213,13 +217,13 @@ def make_plots(run_dir, output_dir=None, what=PLOTS, per_class=10, max_errors=60
         images, labels = load_images(cfg, "train")
         names = class_names(run_dir, num_classes or int(labels.max()) + 1)
         figures["samples"] = samples_figure(images, labels, names, per_class)
-    if figures:
-        try:
+    try:
+        if figures:
             output_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise PlotError(f"cannot create {output_dir} ({error.strerror}); choose another --output-dir") from None
-    for name, fig in figures.items():
-        fig.savefig(targets[name], dpi=110, metadata={"Software": MAKER})
+        for name, fig in figures.items():
+            fig.savefig(targets[name], dpi=110, metadata={"Software": MAKER})
+    except OSError as error:
+        raise PlotError(f"cannot write into {output_dir} ({error.strerror or error}); choose another --output-dir") from None
     return [targets[name] for name in figures], notes
 
 

@@ -145,3 +145,10 @@ def test_confusion_matrix_and_figures_for_any_class_count():
     images = np.zeros((6, 28, 28), np.uint8)
     fig = plot.samples_figure(images, labels, ["cat", "dog", "cow", "yak"], per_class=3)
     assert len(fig.axes) == 12  # one row per class, blank cells where a class has fewer
+
+
+def test_damaged_run_files_get_one_line(run_with_predictions):
+    (run_with_predictions / PREDICTIONS).write_bytes(b"not a zip file")
+    with pytest.raises(SystemExit) as exit_:
+        plot.main([str(run_with_predictions)])
+    assert "unreadable run files" in str(exit_.value.code) and "\n" not in str(exit_.value.code)
