@@ -234,8 +234,8 @@ def build_parser():
     parser.add_argument("--output-dir", metavar="DIR",
                         help="where the PNGs go (default: RUN_DIR/plots); plots this command made "
                              "earlier are replaced, any other file is never overwritten")
-    parser.add_argument("--what", nargs="+", choices=PLOTS, default=list(PLOTS), metavar="PLOT",
-                        help=f"which plots: {', '.join(PLOTS)}")
+    parser.add_argument("--what", nargs="+", choices=PLOTS, metavar="PLOT",
+                        help=f"which plots, of {', '.join(PLOTS)} (default: all)")
     parser.add_argument("--per-class", type=positive_int, default=10, metavar="N",
                         help="sample images per class")
     parser.add_argument("--max-errors", type=positive_int, default=60, metavar="N",
@@ -249,7 +249,7 @@ def main(argv=None):
     if not (Path(args.run_dir) / "config.json").is_file():
         parser.error(f"{args.run_dir}: not a run folder (no config.json there)")
     try:
-        paths, notes = make_plots(args.run_dir, args.output_dir, tuple(dict.fromkeys(args.what)),
+        paths, notes = make_plots(args.run_dir, args.output_dir, tuple(dict.fromkeys(args.what or PLOTS)),
                                   args.per_class, args.max_errors)
     except PlotError as error:
         sys.exit(f"{parser.prog}: error: {error}")
