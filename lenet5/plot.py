@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
@@ -105,19 +106,25 @@ def confusion_matrix(labels, predictions, num_classes):
 
 
 def confusion_figure(labels, predictions, names, title=""):
-    """Counts of (true, predicted) classes, coloured by the share of the true class, with each
-    class's accuracy on the right."""
+    """Counts of (true, predicted) classes, with each class's accuracy on the right. The diagonal
+    is blue by the class's accuracy; the mistakes red by their count, on their own scale, as they
+    would all be near-white beside the diagonal's hundreds."""
     n = len(names)
     counts, share = confusion_matrix(labels, predictions, n)
+    diagonal = np.eye(n, dtype=bool)
+    mistakes = np.where(diagonal, 0, counts)
+    shade = np.where(diagonal, share, 0.8 * mistakes / max(mistakes.max(), 1))
+    colors = np.where(diagonal[..., None], colormaps["Blues"](shade), colormaps["Reds"](shade))
+    colors[counts == 0] = 1.0  # white
     size = max(5.0, 0.5 * n + 2)
     fig = Figure(figsize=(size + 1, size), layout="constrained")
     ax = fig.subplots()
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.imshow(colors)
     if n <= 30:  # beyond that, numbers would not fit their cells
         for (i, j), count in np.ndenumerate(counts):
             if count:
                 ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
-                        color="white" if share[i, j] > 0.5 else "black")
+                        color="white" if shade[i, j] > 0.5 else "black")
     ax.set_xticks(range(n), names, rotation=90 if max(map(len, names)) > 2 else 0)
     ax.set_yticks(range(n), names)
     ax.set(xlabel="predicted class", ylabel="true class")
