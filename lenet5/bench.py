@@ -13,7 +13,6 @@ and, once, the FLOP bound: LeNet-5's FLOPs per training image and this machine's
 matrix-multiply rate (numpy), so that each framework's share of the peak shows.
 It prints a table and writes bench.json and bench.md into --output-dir.
 """
-import argparse
 import csv
 import json
 import os

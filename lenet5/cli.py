@@ -9,7 +9,8 @@ from .data import DOWNLOADABLE, TRAIN_SIZE, default_data_dir
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT_DIR = ROOT / "runs"
 # What a resumed run may change; every other option comes from the run's config.json.
-RESUME_OVERRIDES = ("epochs", "device", "no_progress", "data_dir", "checkpoint_every", "threads")
+RESUME_OVERRIDES = ("epochs", "device", "no_progress", "data_dir", "checkpoint_every", "threads",
+                    "tensorboard")
 
 
 class Parser(argparse.ArgumentParser):
@@ -109,6 +110,9 @@ def build_parser(framework, description=None, with_defaults=True):
     run.add_argument("--threads", type=non_negative_int, metavar="N",
                      help=f"CPU threads (0: $OMP_NUM_THREADS if set, else the cores, at most {MAX_AUTO_THREADS})")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (the per-epoch lines remain)")
+    run.add_argument("--tensorboard", action="store_true",
+                     help="also log the per-epoch metrics into <run folder>/tensorboard/ "
+                          "(view with: tensorboard --logdir runs/)")
 
     if with_defaults:
         defaults = Config(framework=framework).to_dict()

@@ -55,6 +55,7 @@ class Config:
     checkpoint_every: int = 0
     threads: int = 0
     no_progress: bool = False
+    tensorboard: bool = False
 
     def to_dict(self):
         return asdict(self)
@@ -78,12 +79,24 @@ def lr_at(cfg, step, total_steps):
     return cfg.lr
 
 
+def param_shapes(num_classes=10):
+    """The shape of every weight and bias of LeNet-5, from the paper's layer sizes, under the
+    layer names all three models use, in PyTorch's layout (convolutions (out, in, 5, 5), dense
+    layers (out, in)): what expected_num_params counts and lenet5.architecture draws."""
+    convs = {"c1": (1, 6), "c3": (6, 16), "c5": (16, 120)}  # (in, out) channels, 5x5 kernels
+    dense = {"f6": (120, 84), "output": (84, num_classes)}
+    shapes = {}
+    for name, (i, o) in convs.items():
+        shapes.update({f"{name}.weight": (o, i, 5, 5), f"{name}.bias": (o,)})
+    for name, (i, o) in dense.items():
+        shapes.update({f"{name}.weight": (o, i), f"{name}.bias": (o,)})
+    return shapes
+
+
 def expected_num_params(num_classes=10):
     """Weights and biases of LeNet-5, counted from the paper's layer sizes: 61,706 for 10 classes.
     Each framework's model is tested against this count."""
-    convs = [(1, 6), (6, 16), (16, 120)]  # C1, C3, C5: (in, out) channels, 5x5 kernels
-    dense = [(120, 84), (84, num_classes)]  # F6, output
-    return sum(o * (i * 25 + 1) for i, o in convs) + sum(o * (i + 1) for i, o in dense)
+    return sum(math.prod(shape) for shape in param_shapes(num_classes).values())
 
 
 # LeNet-5's layers are small: past a few threads a step spends more time handing work out than

@@ -28,13 +28,23 @@ def pool2x2(x, reduce):
     return reduce(x.reshape(n, c, h // 2, 2, w // 2, 2), axis=(3, 5))
 
 
-def forward(params, x, pooling="max", activation="relu"):
-    """Logits for images `x` from `params`: {"c1.weight": ..., "c1.bias": ..., ..., "output.bias": ...}."""
+def trace(params, x, pooling="max", activation="relu"):
+    """Yield (layer name, its output) from c1 to output: the forward pass one layer at a time,
+    which lenet5.architecture reads the feature-map sizes from."""
     act, pool = ACTIVATION[activation], POOLING[pooling]
     p = {k: np.asarray(v, np.float64) for k, v in params.items()}
     x = np.asarray(x, np.float64)
-    x = pool2x2(act(conv2d(x, p["c1.weight"], p["c1.bias"], padding=2)), pool)
-    x = pool2x2(act(conv2d(x, p["c3.weight"], p["c3.bias"])), pool)
-    x = act(conv2d(x, p["c5.weight"], p["c5.bias"])).reshape(len(x), -1)
-    x = act(x @ p["f6.weight"].T + p["f6.bias"])
-    return x @ p["output.weight"].T + p["output.bias"]
+    yield "c1", (x := act(conv2d(x, p["c1.weight"], p["c1.bias"], padding=2)))
+    yield "s2", (x := pool2x2(x, pool))
+    yield "c3", (x := act(conv2d(x, p["c3.weight"], p["c3.bias"])))
+    yield "s4", (x := pool2x2(x, pool))
+    yield "c5", (x := act(conv2d(x, p["c5.weight"], p["c5.bias"])))
+    yield "f6", (x := act(x.reshape(len(x), -1) @ p["f6.weight"].T + p["f6.bias"]))
+    yield "output", x @ p["output.weight"].T + p["output.bias"]
+
+
+def forward(params, x, pooling="max", activation="relu"):
+    """Logits for images `x` from `params`: {"c1.weight": ..., "c1.bias": ..., ..., "output.bias": ...}."""
+    for _, x in trace(params, x, pooling, activation):
+        pass
+    return x

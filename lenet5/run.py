@@ -1,8 +1,9 @@
 """Run folders: config.json, metrics.csv, result.json, the per-epoch line and progress bars.
 
 A run folder holds everything one training run made: the resolved options (config.json), one
-metrics row per epoch (metrics.csv), the final result (result.json) and the framework's own
-checkpoint files, which each train.py writes through `run.path(...)`.
+metrics row per epoch (metrics.csv), the final result (result.json), the test-set predictions
+(test_predictions.npz), with --tensorboard the same metrics for TensorBoard (tensorboard/), and
+the framework's own checkpoint files, which each train.py writes through `run.path(...)`.
 """
 import csv
 import json
@@ -22,6 +23,8 @@ from .files import atomic_path, write_json
 CHECKPOINT = "checkpoint.json"  # names the last complete checkpoint's files
 CLASSES = "classes.json"  # the class names, in label order
 METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "eval_seconds")
+PREDICTIONS = "test_predictions.npz"  # label, prediction, probability, logits: one row per test image, in order
+TENSORBOARD = "tensorboard"  # the event files' folder in the run folder
 
 
 class RunError(Exception):
@@ -60,6 +63,7 @@ class Run:
         self._checked = 0  # the last step whose loss check_finite found finite
         self._interrupted = False  # Ctrl-C seen: checkpoint at the next step, then stop
         self._epoch_started = self._epoch_trained = 0.0
+        self._tensorboard = None  # a tensorboardX SummaryWriter with --tensorboard
 
     def start(self, classes=None):
         """Write config.json, classes.json (the class names in label order, for predict) and,
@@ -73,6 +77,12 @@ class Run:
                 writer = csv.DictWriter(f, METRICS)
                 writer.writeheader()
                 writer.writerows(self.history)
+        if self.cfg.tensorboard:
+            from tensorboardX import SummaryWriter  # only runs that ask for it need it
+            # A resumed run drops the events of epochs it trains again, as metrics.csv drops their rows.
+            # Its writer thread puts events on disk within flush_secs; close() in finish() writes the rest.
+            self._tensorboard = SummaryWriter(str(self.path(TENSORBOARD)), flush_secs=2,
+                                              purge_step=len(self.history) + 1 if self.cfg.resume else None)
 
     @contextmanager
     def stopping(self):
@@ -88,9 +98,11 @@ class Run:
         try:
             yield
         except KeyboardInterrupt:
+            self._close_tensorboard()
             print(f"\ninterrupted; {self._kept()}", file=sys.stderr)
             raise SystemExit(130) from None
         except RunError as error:
+            self._close_tensorboard()
             raise SystemExit(f"train.py: error: {error}; {self._kept()}") from None
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -210,9 +222,32 @@ class Run:
             if new:
                 writer.writeheader()
             writer.writerow(row)
+        self._log_scalars(epoch, {"loss/train": train_loss, "accuracy/train": train_acc, "loss/val": val_loss,
+                                  "accuracy/val": val_acc, "lr": lr, "seconds": seconds})
         val = f"val loss {val_loss:.4f} acc {val_acc:6.2%}" if not np.isnan(val_acc) else "no validation"
         tqdm.write(f"epoch {epoch:>3}/{self.cfg.epochs} | train loss {train_loss:.4f} acc {train_acc:6.2%} | "
                    f"{val} | lr {lr:.2e} | {seconds:.1f} s", file=sys.stdout)
+
+    def _log_scalars(self, step, scalars):
+        if self._tensorboard:
+            for tag, value in scalars.items():
+                if not np.isnan(value):  # no validation split: no val curve
+                    self._tensorboard.add_scalar(tag, float(value), step)
+
+    def _close_tensorboard(self):
+        """Write the events still queued: the epochs logged so far survive a stopped run."""
+        if self._tensorboard:
+            self._tensorboard.close()
+            self._tensorboard = None
+
+    def save_predictions(self, labels, logits):
+        """Write test_predictions.npz: for every test image, in test-set order, its label, the
+        predicted class, the softmax probabilities and the logits (what lenet5.plot reads)."""
+        logits = np.asarray(logits, np.float32)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))  # shifted: no overflow
+        with atomic_path(self.path(PREDICTIONS)) as tmp:
+            np.savez_compressed(tmp, label=np.asarray(labels, np.int64), prediction=logits.argmax(axis=1),
+                                probability=exp / exp.sum(axis=1, keepdims=True), logits=logits)
 
     def finish(self, test_loss, test_acc, num_params, framework_version, device):
         """Write result.json and print the test accuracy."""
@@ -233,6 +268,8 @@ class Run:
             "num_params": int(num_params),
         }
         write_json(self.path("result.json"), result)
+        self._log_scalars(len(self.history), {"test/loss": test_loss, "test/accuracy": test_acc})
+        self._close_tensorboard()
         print(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) after {len(self.history)} epochs, "
               f"{train_seconds:.1f} s of training; run folder: {self.dir}", flush=True)
         return result

@@ -29,7 +29,7 @@ from .files import write_json
 # Options that say where and how a run is shown, not what it trains: not part of its identity.
 # (--threads comes from the sweep's --jobs; --validate-on-test is the benchmark's, not a sweep's.)
 PLACE = ("framework", "data_dir", "output_dir", "run_name", "resume", "no_progress", "device", "checkpoint_every",
-         "threads", "validate_on_test")
+         "threads", "validate_on_test", "tensorboard")
 GRID = [f.name for f in fields(Config) if f.name not in PLACE]
 
 

@@ -102,3 +102,25 @@ def read_metrics(run_dir):
 
 def read_json(path):
     return json.loads(Path(path).read_text())
+
+
+def read_events(path):
+    """The Events of a TensorBoard event file, read with tensorboardX's own protobuf classes:
+    each record is its length (8 bytes), the length's CRC (4), the Event, the Event's CRC (4)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    raw, pos, events = Path(path).read_bytes(), 0, []
+    while pos < len(raw):
+        (length,) = struct.unpack("<Q", raw[pos:pos + 8])
+        events.append(Event.FromString(raw[pos + 12:pos + 12 + length]))
+        pos += 12 + length + 4
+    return events
+
+
+def read_scalars(folder):
+    """(step, tag, value) of every scalar in a TensorBoard folder's event files."""
+    return [(event.step, value.tag, value.simple_value)
+            for path in sorted(Path(folder).glob("events.out.tfevents.*"))
+            for event in read_events(path) for value in event.summary.value]

@@ -8,9 +8,12 @@ import signal
 
 import pytest
 
-from conftest import ROOT, read_json, read_metrics
+import numpy as np
+
+from conftest import ROOT, read_json, read_metrics, read_scalars
 from lenet5.config import Config
-from lenet5.run import METRICS
+from lenet5.data import load_splits
+from lenet5.run import METRICS, PREDICTIONS
 
 SMALL = ["--limit-train", "4096", "--val-size", "512", "--limit-test", "500"]
 
@@ -32,8 +35,8 @@ def test_one_epoch_of_the_default_recipe_reaches_97_percent(train, framework):
     assert f"test accuracy {result['test_accuracy']:.2%}" in proc.stdout
 
 
-def test_smoke_run_writes_every_file(train, framework):
-    proc, run_dir = train(framework, "--epochs", "2", *SMALL)
+def test_smoke_run_writes_every_file(train, framework, mnist_dir):
+    proc, run_dir = train(framework, "--epochs", "2", *SMALL, "--tensorboard")
     assert proc.stdout.count("\nepoch ") == 2 and "test accuracy" in proc.stdout
     config = read_json(run_dir / "config.json")
     assert set(config) == set(Config().to_dict()) and config["framework"] == framework
@@ -51,6 +54,14 @@ def test_smoke_run_writes_every_file(train, framework):
     for name in checkpoint["files"]:
         assert name.startswith("checkpoint-epoch0002") and (run_dir / name).stat().st_size > 0
     assert not list(run_dir.glob("checkpoint-epoch0001*"))  # the previous epoch's are gone
+    with np.load(run_dir / PREDICTIONS) as predictions:  # every test image, in order
+        test = load_splits(0, limit_test=500, data_dir=mnist_dir, progress=False)["test"]
+        assert predictions["label"].tolist() == test.y.tolist() and predictions["probability"].shape == (500, 10)
+        assert (predictions["prediction"] == test.y).mean() == result["test_accuracy"]
+        assert (predictions["logits"].argmax(axis=1) == predictions["prediction"]).all()
+    scalars = read_scalars(run_dir / "tensorboard")
+    assert [step for step, tag, _ in scalars if tag == "accuracy/val"] == [1, 2]
+    assert (2, "test/accuracy", pytest.approx(result["test_accuracy"])) in scalars
 
 
 @pytest.mark.parametrize("every", ["0", "5"])  # checkpoints at epoch ends only, or every 5 steps too

@@ -21,6 +21,7 @@ try:
 except ImportError as error:  # the wrong numpy or Python for MXNet: say how to fix it
     sys.exit(f"train.py: error: {error}")
 import mxnet as mx
+import numpy as np
 from mxnet import autograd, gluon
 
 from lenet5 import weights
@@ -88,15 +89,16 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
 
 
 def evaluate(model, split, batch_size, device):
-    """(mean cross-entropy, accuracy) over a split, in order, without training behaviour."""
+    """(mean cross-entropy, accuracy, logits) over a split, in order, without training behaviour."""
     cross_entropy = gluon.loss.SoftmaxCrossEntropyLoss()
-    loss_sum, correct = 0.0, 0
+    loss_sum, correct, outputs = 0.0, 0, []
     for x, y in batches(split, batch_size):
         x, y = mx.nd.array(x, device), mx.nd.array(y, device)
         logits = model(x)
         loss_sum += cross_entropy(logits, y).sum().asscalar()
         correct += int((logits.argmax(axis=1) == y).sum().asscalar())
-    return loss_sum / len(split), correct / len(split)
+        outputs.append(logits.asnumpy())
+    return loss_sum / len(split), correct / len(split), np.concatenate(outputs)
 
 
 def save_checkpoint(stem, model, optimizer):
@@ -152,7 +154,7 @@ def main(argv=None):
             train_loss, train_acc, step, lr = train_one_epoch(
                 model, optimizer, data["train"], cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run, save)
             seconds = run.epoch_seconds()
-            val_loss, val_acc = evaluate(model, data["val"], cfg.batch_size, device) if data["val"] else (float("nan"),) * 2
+            val_loss, val_acc, _ = evaluate(model, data["val"], cfg.batch_size, device) if data["val"] else (float("nan"),) * 3
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
             run.save_checkpoint(epoch, step, save)
 
@@ -160,7 +162,8 @@ def main(argv=None):
     model.export(str(run.path(WEIGHTS)))
     weights.save(run.path(weights.FILENAME), to_neutral(model),  # the neutral copy: lenet5.convert, ONNX
                  weights.make_meta(cfg.pooling, cfg.activation, framework=FRAMEWORK))
-    test_loss, test_acc = evaluate(model, data["test"], cfg.batch_size, device)
+    test_loss, test_acc, test_logits = evaluate(model, data["test"], cfg.batch_size, device)
+    run.save_predictions(data["test"].y, test_logits)
     run.finish(test_loss, test_acc, num_params, mx.__version__, str(device))
     return 0
 

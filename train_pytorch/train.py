@@ -14,6 +14,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the project's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -84,15 +85,16 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
 
 @torch.no_grad()
 def evaluate(model, split, batch_size, device):
-    """(mean cross-entropy, accuracy) over a split, in order, without training behaviour."""
+    """(mean cross-entropy, accuracy, logits) over a split, in order, without training behaviour."""
     model.eval()
-    loss_sum, correct = 0.0, 0
+    loss_sum, correct, outputs = 0.0, 0, []
     for x, y in batches(split, batch_size):
         x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
         logits = model(x)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
-    return loss_sum / len(split), correct / len(split)
+        outputs.append(logits.cpu().numpy())
+    return loss_sum / len(split), correct / len(split), np.concatenate(outputs)
 
 
 def save_checkpoint(stem, model, optimizer):
@@ -149,7 +151,7 @@ def main(argv=None):
             train_loss, train_acc, step, lr = train_one_epoch(
                 model, optimizer, data["train"], cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run, save)
             seconds = run.epoch_seconds()
-            val_loss, val_acc = evaluate(model, data["val"], cfg.batch_size, device) if data["val"] else (float("nan"),) * 2
+            val_loss, val_acc, _ = evaluate(model, data["val"], cfg.batch_size, device) if data["val"] else (float("nan"),) * 3
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
             run.save_checkpoint(epoch, step, save)
 
@@ -157,7 +159,8 @@ def main(argv=None):
         torch.save(model.state_dict(), tmp)
     weights.save(run.path(weights.FILENAME), to_neutral(model),  # the neutral copy: lenet5.convert, ONNX
                  weights.make_meta(cfg.pooling, cfg.activation, framework=FRAMEWORK))
-    test_loss, test_acc = evaluate(model, data["test"], cfg.batch_size, device)
+    test_loss, test_acc, test_logits = evaluate(model, data["test"], cfg.batch_size, device)
+    run.save_predictions(data["test"].y, test_logits)
     run.finish(test_loss, test_acc, num_params, torch.__version__, str(device))
     return 0
 

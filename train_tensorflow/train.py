@@ -16,6 +16,8 @@ if __package__ in (None, ""):  # run as a script: make the project's packages im
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
 
+import numpy as np
+
 # Loading TensorFlow also writes banners to stderr from C++, past TF_CPP_MIN_LOG_LEVEL: silence
 # file descriptor 2 for the import alone, so that an error message stays the one line it is.
 _stderr = os.dup(2)
@@ -66,7 +68,8 @@ def make_optimizer(cfg):
 
 
 def make_steps(model, optimizer, weight_decay):
-    """Compiled training and evaluation steps; each returns (summed loss, correct predictions)."""
+    """Compiled training and evaluation steps; each returns (summed loss, correct predictions),
+    the evaluation step the logits too."""
     cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
 
     @tf.function
@@ -85,7 +88,7 @@ def make_steps(model, optimizer, weight_decay):
     @tf.function
     def eval_step(x, y):
         logits = model(x, training=False)
-        return cross_entropy(y, logits), correct(logits, y)
+        return cross_entropy(y, logits), correct(logits, y), logits
 
     def correct(logits, y):
         return tf.reduce_sum(tf.cast(tf.argmax(logits, 1) == y, tf.int64))
@@ -119,13 +122,14 @@ def train_one_epoch(train_step, split, cfg, epoch, step, total_steps, run, save)
 
 
 def evaluate(eval_step, split, batch_size):
-    """(mean cross-entropy, accuracy) over a split, in order, without training behaviour."""
-    loss_sum, correct = 0.0, 0
+    """(mean cross-entropy, accuracy, logits) over a split, in order, without training behaviour."""
+    loss_sum, correct, outputs = 0.0, 0, []
     for x, y in batches(split, batch_size):
-        loss, hits = eval_step(tf.constant(x), tf.constant(y))
+        loss, hits, logits = eval_step(tf.constant(x), tf.constant(y))
         loss_sum += float(loss)
         correct += int(hits)
-    return loss_sum / len(split), correct / len(split)
+        outputs.append(logits.numpy())
+    return loss_sum / len(split), correct / len(split), np.concatenate(outputs)
 
 
 def save_checkpoint(stem, model):
@@ -184,7 +188,7 @@ def main(argv=None):
             train_loss, train_acc, step, lr = train_one_epoch(
                 train_step, data["train"], cfg, epoch, step, cfg.epochs * steps_per_epoch, run, save)
             seconds = run.epoch_seconds()
-            val_loss, val_acc = evaluate(eval_step, data["val"], cfg.batch_size) if data["val"] else (float("nan"),) * 2
+            val_loss, val_acc, _ = evaluate(eval_step, data["val"], cfg.batch_size) if data["val"] else (float("nan"),) * 3
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
             run.save_checkpoint(epoch, step, save)
 
@@ -192,7 +196,8 @@ def main(argv=None):
         model.save(tmp)
     weights.save(run.path(weights.FILENAME), to_neutral(model),  # the neutral copy: lenet5.convert, ONNX
                  weights.make_meta(cfg.pooling, cfg.activation, framework=FRAMEWORK))
-    test_loss, test_acc = evaluate(eval_step, data["test"], cfg.batch_size)
+    test_loss, test_acc, test_logits = evaluate(eval_step, data["test"], cfg.batch_size)
+    run.save_predictions(data["test"].y, test_logits)
     run.finish(test_loss, test_acc, num_params, tf.__version__, device)
     return 0
 

@@ -1,0 +1,146 @@
+"""Draw LeNet-5 in the style of the paper's figure 2, from the model definition itself.
+
+    python -m lenet5.architecture                    # writes LeNet_architecture.png in the project
+    python -m lenet5.architecture -o arch.png --num-classes 26
+
+Nothing in the figure is typed in: the feature-map sizes come from running the numpy reference
+(lenet5/reference.py) on a blank image, the kernel sizes and parameter counts from the weight
+shapes every framework's model is tested against (lenet5.config.param_shapes), the padding and
+the pooling windows from how the sizes change.
+"""
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from . import reference
+from .cli import HelpFormatter, Parser, positive_int
+from .config import POOLINGS, param_shapes
+from .plot import is_ours
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUT = ROOT / "LeNet_architecture.png"
+MAKER = "lenet5.architecture"
+INPUT_SHAPE = (1, 28, 28)  # channels, height, width: MNIST as the models see it
+COLORS = {"input": "#e8e8e8", "convolution": "#9ecae1", "pooling": "#fdd0a2", "dense": "#a1d99b"}
+
+
+def layer_table(num_classes=10, pooling="max", input_shape=INPUT_SHAPE):
+    """One dict per layer, input to output: name (C1...), key (c1...), kind, shape (of one
+    image's output), kernel (height, width) or pooling window, padding, params."""
+    shapes = param_shapes(num_classes)
+    params = {name: np.zeros(shape) for name, shape in shapes.items()}
+    rows = [dict(name="INPUT", key="input", kind="input", shape=tuple(input_shape), kernel=None, padding=0, params=0)]
+    for key, out in reference.trace(params, np.zeros((1, *input_shape)), pooling):
+        shape, before = out.shape[1:], rows[-1]["shape"]
+        row = dict(name=key.upper(), key=key, shape=shape, kernel=None, padding=0, params=0)
+        if f"{key}.weight" not in shapes:  # subsampling: the window is what the size shrank by
+            row.update(kind="pooling", kernel=(before[1] // shape[1], before[2] // shape[2]))
+        else:
+            weight = shapes[f"{key}.weight"]
+            row["params"] = math.prod(weight) + math.prod(shapes[f"{key}.bias"])
+            if len(weight) == 4:  # out = in + 2 * padding - kernel + 1
+                row.update(kind="convolution", kernel=weight[2:], padding=(shape[1] - before[1] + weight[2] - 1) // 2)
+            else:
+                row["kind"] = "dense"
+        rows.append(row)
+    return rows
+
+
+def describe(row, pooling="max"):
+    """The lines under a layer in the figure: what it does and its parameter count."""
+    if row["kind"] == "input":
+        return "image"
+    k = "x".join(map(str, row["kernel"] or ()))
+    what = {"convolution": f"conv {k}" + (f", pad {row['padding']}" if row["padding"] else ""),
+            "pooling": f"{pooling} pool {k}", "dense": "full connection"}[row["kind"]]
+    return f"{what}\n{row['params']:,} params" if row["params"] else f"{what}\nno params"
+
+
+def size_label(shape):
+    return f"{shape[0]}@{shape[1]}x{shape[2]}" if len(shape) == 3 else f"{shape[0]}"
+
+
+def figure(rows, pooling="max"):
+    """The classic drawing: stacks of feature maps as boxes, vectors of units as columns, a
+    kernel's receptive field joined to the unit it feeds, fans for the full connections."""
+    fig = Figure(figsize=(16, 4.6), layout="constrained")
+    ax = fig.subplots()
+    pixel, gap = 0.12, 2.3  # drawing units per image pixel; space between layers
+    x, boxes = 0.0, []
+    for row in rows:
+        shape = row["shape"]
+        if len(shape) == 3 and shape[1] > 1:  # feature maps: a stack of squares, the back ones up and right
+            count, side = shape[0], shape[1] * pixel
+            step = min(0.22, 2.2 / count)
+            width = height = side + (count - 1) * step
+            for i in reversed(range(count)):
+                ax.add_patch(Rectangle((x + i * step, -height / 2 + i * step), side, side,
+                                       facecolor=COLORS[row["kind"]], edgecolor="#333333", linewidth=0.7))
+            box = dict(maps=(x, -height / 2, side))  # the front map: left, bottom, side
+        else:  # a vector of units (C5's 120 maps are 1x1): a column that grows with the unit count
+            width, height = 0.45, min(max(shape[0] * 0.05, 1.2), 6.0)
+            ax.add_patch(Rectangle((x, -height / 2), width, height, facecolor=COLORS[row["kind"]],
+                                   edgecolor="#333333", linewidth=0.9))
+            box = dict(maps=None)
+        boxes.append(dict(box, left=x, right=x + width, top=height / 2))
+        ax.text(x + width / 2, 3.3, f"{row['name']}\n{size_label(shape)}", ha="center", va="bottom",
+                fontsize=11, fontweight="bold" if row["params"] else "normal")
+        ax.text(x + width / 2, -3.3, describe(row, pooling), ha="center", va="top", fontsize=9.5, color="#333333")
+        x += width + gap
+
+    red = "#c0392b"
+    for src, dst, row in zip(boxes, boxes[1:], rows[1:]):
+        if src["maps"]:  # a kernel-sized patch of the previous maps feeds one unit of the next layer
+            sx, sy, side = src["maps"]
+            k = row["kernel"][0] * pixel
+            px, py = sx + (side - k) * 0.6, sy + (side - k) * 0.6
+            if dst["maps"]:
+                dx, dy, dside = dst["maps"]
+                ux, uy = dx + (dside - pixel) * 0.6, dy + (dside - pixel) * 0.6
+            else:
+                ux, uy = dst["left"], -pixel / 2
+            ax.add_patch(Rectangle((px, py), k, k, fill=False, edgecolor=red, linewidth=1.2, zorder=3))
+            for cx, cy in ((px, py), (px, py + k), (px + k, py), (px + k, py + k)):
+                ax.plot([cx, ux + pixel / 2], [cy, uy + pixel / 2], color=red, linewidth=0.6, zorder=3)
+            ax.add_patch(Rectangle((ux, uy), pixel, pixel, facecolor=red, edgecolor="none", zorder=3))
+        else:  # full connection: every unit of one layer to every unit of the next
+            for a in (src["top"], -src["top"]):
+                for b in (dst["top"], -dst["top"]):
+                    ax.plot([src["right"], dst["left"]], [a, b], color="#888888", linewidth=0.5, zorder=0)
+    total = sum(row["params"] for row in rows)
+    ax.set_title(f"LeNet-5: {total:,} parameters", fontsize=14)
+    ax.set_xlim(-0.4, x - gap + 0.4)
+    ax.set_ylim(-4.6, 4.4)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    return fig
+
+
+def main(argv=None):
+    parser = Parser(prog="python -m lenet5.architecture", description=__doc__.split("\n\n")[0],
+                    formatter_class=HelpFormatter)
+    parser.add_argument("-o", "--output", default=str(DEFAULT_OUTPUT), metavar="FILE",
+                        help="the PNG to write; one this command wrote before is replaced, any other file never")
+    parser.add_argument("--num-classes", type=positive_int, default=10, metavar="N", help="units of the output layer")
+    parser.add_argument("--pooling", choices=POOLINGS, default="max", help="subsampling in S2 and S4")
+    args = parser.parse_args(argv)
+    output = Path(args.output)
+    if output.suffix.lower() != ".png":
+        parser.error(f"-o {args.output}: the figure is a PNG; name a .png file")
+    if output.exists() and not is_ours(output, MAKER):
+        parser.error(f"-o {args.output}: exists and was not made by {MAKER}; choose another file")
+    rows = layer_table(args.num_classes, args.pooling)
+    try:
+        figure(rows, args.pooling).savefig(output, dpi=120, metadata={"Software": MAKER})
+    except OSError as error:
+        sys.exit(f"{parser.prog}: error: cannot write {output} ({error.strerror or error})")
+    print(output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""Plots of a run folder: training curves, the confusion matrix and the misclassified images of
+the test set, and a sample of the dataset, as PNG files.
+
+    python -m lenet5.plot runs/<run folder>                       # all four, into <run folder>/plots/
+    python -m lenet5.plot RUN --what curves errors --output-dir figures/
+
+The curves come from metrics.csv, the confusion matrix and the misclassified images from
+test_predictions.npz (which train.py writes at the end of a run), their pixels and the sample
+from the dataset the run trained on, loaded as config.json says. Framework-neutral: numpy and
+matplotlib only, through Figure objects rather than pyplot, so that no GUI backend is involved.
+"""
+import csv
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from PIL import Image
+
+from .cli import HelpFormatter, Parser, positive_int
+from .config import Config
+from .data import DataError, load_dataset
+from .run import CLASSES, PREDICTIONS
+
+PLOTS = ("curves", "confusion", "errors", "samples")
+MAKER = "lenet5.plot"  # written into each PNG's metadata: a file that says so may be replaced
+TRAIN, VAL = "tab:blue", "tab:orange"
+
+
+class PlotError(Exception):
+    """The run folder cannot be plotted; the message says why."""
+
+
+def load_images(cfg, split):
+    """(uint8 images (N, H, W), labels) of the "train" or "test" split as the run `cfg` used them
+    (the test set cut to --limit-test): MNIST, or the run's --dataset."""
+    data_dir = cfg.data_dir if cfg.data_dir and Path(cfg.data_dir).is_dir() else None  # else the default cache
+    try:
+        mnist = load_dataset(cfg.dataset, data_dir, progress=False)
+    except DataError as error:
+        raise PlotError(error) from None
+    if split == "test":
+        end = cfg.limit_test or None
+        return mnist["test_images"][:end], mnist["test_labels"][:end].astype(np.int64)
+    return mnist["train_images"], mnist["train_labels"].astype(np.int64)
+
+
+def class_names(run_dir, num_classes):
+    """The class names the run saved (classes.json), else 0, 1, ..."""
+    path = Path(run_dir) / CLASSES
+    names = json.loads(path.read_text()) if path.is_file() else None
+    return [str(n) for n in names] if names else [str(i) for i in range(num_classes)]
+
+
+def read_metrics(run_dir):
+    """metrics.csv as columns of floats ({} when no epoch has finished)."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        rows = [row for row in csv.DictReader(f) if "" not in row.values() and None not in row.values()]
+    return {key: np.array([float(row[key]) for row in rows]) for key in rows[0]} if rows else {}
+
+
+def read_predictions(run_dir):
+    """test_predictions.npz as a dict of arrays, or None for a run that has none."""
+    path = Path(run_dir) / PREDICTIONS
+    if not path.is_file():
+        return None
+    with np.load(path) as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+def curves_figure(metrics, title=""):
+    """Loss and accuracy per epoch, training vs validation."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    for ax, what, scale in zip(fig.subplots(1, 2), ("loss", "acc"), (1, 100)):
+        for split, color in (("train", TRAIN), ("val", VAL)):
+            values = metrics[f"{split}_{what}"] * scale
+            if not np.isnan(values).all():  # a run without a validation split has no val curve
+                ax.plot(metrics["epoch"], values, "o-", color=color, markersize=3,
+                        label="training" if split == "train" else "validation")
+        ax.set(xlabel="epoch", ylabel="cross-entropy" if what == "loss" else "accuracy (%)",
+               title="loss" if what == "loss" else "accuracy")
+        if what == "loss":
+            ax.set_yscale("log")  # late epochs differ by orders of magnitude
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    return fig
+
+
+def confusion_matrix(labels, predictions, num_classes):
+    """counts[true, predicted], and each true class's share of them (a row of zeros for a class
+    without test images)."""
+    counts = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(counts, (labels, predictions), 1)
+    return counts, counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+
+
+def confusion_figure(labels, predictions, names, title=""):
+    """Counts of (true, predicted) classes, with each class's accuracy on the right. The diagonal
+    is blue by the class's accuracy; the mistakes red by their count, on their own scale, as they
+    would all be near-white beside the diagonal's hundreds."""
+    n = len(names)
+    counts, share = confusion_matrix(labels, predictions, n)
+    diagonal = np.eye(n, dtype=bool)
+    mistakes = np.where(diagonal, 0, counts)
+    shade = np.where(diagonal, share, 0.8 * mistakes / max(mistakes.max(), 1))
+    colors = np.where(diagonal[..., None], colormaps["Blues"](shade), colormaps["Reds"](shade))
+    colors[counts == 0] = 1.0  # white
+    size = max(5.0, 0.5 * n + 2)
+    fig = Figure(figsize=(size + 1, size), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(colors)
+    if n <= 30:  # beyond that, numbers would not fit their cells
+        for (i, j), count in np.ndenumerate(counts):
+            if count:
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                        color="white" if shade[i, j] > 0.5 else "black")
+    ax.set_xticks(range(n), names, rotation=90 if max(map(len, names)) > 2 else 0)
+    ax.set_yticks(range(n), names)
+    ax.set(xlabel="predicted class", ylabel="true class")
+    right = ax.secondary_yaxis("right")
+    right.set_yticks(range(n), [f"{share[i, i]:.1%}" if counts[i].sum() else "-" for i in range(n)])
+    right.set_ylabel("accuracy of the class")
+    ax.set_title(title or f"test set: {np.trace(counts):,} of {counts.sum():,} right "
+                          f"({np.trace(counts) / max(counts.sum(), 1):.2%})")
+    return fig
+
+
+def image_grid(images, captions, columns, title, cell=1.1):
+    """Images (None: an empty cell) in rows of `columns`, each with its caption."""
+    rows = max(1, -(-len(images) // columns))
+    fig = Figure(figsize=(columns * cell, rows * cell * 1.15 + 0.5), layout="constrained")
+    for ax, image, caption in zip(fig.subplots(rows, columns, squeeze=False).flat, images, captions):
+        if image is not None:
+            ax.imshow(image, cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(caption, fontsize=7, loc="left" if image is None else "center")
+    for ax in fig.axes:
+        ax.set_axis_off()
+    fig.suptitle(title)
+    return fig
+
+
+def errors_figure(images, labels, probability, names, limit=60):
+    """The misclassified test images, the most confident mistakes first, with the true class,
+    the predicted one and its probability."""
+    predictions = probability.argmax(axis=1)
+    wrong = np.flatnonzero(predictions != labels)
+    wrong = wrong[np.argsort(-probability[wrong, predictions[wrong]], kind="stable")][:limit]
+    captions = [f"true {names[labels[i]]}\npred {names[predictions[i]]} {probability[i, predictions[i]]:.2f}"
+                for i in wrong]
+    shown = f"the {len(wrong)} most confident" if len(wrong) < (predictions != labels).sum() else "all"
+    return image_grid(list(images[wrong]), captions, 10,
+                      f"{(predictions != labels).sum():,} of {len(labels):,} test images misclassified; "
+                      f"{shown}, most confident first")
+
+
+def samples_figure(images, labels, names, per_class=10):
+    """The first `per_class` images of each class: one row per class (blank where a class has fewer)."""
+    cells, captions = [], []
+    for c, name in enumerate(names):
+        pick = list(np.flatnonzero(labels == c)[:per_class])
+        cells += [images[i] for i in pick] + [None] * (per_class - len(pick))
+        captions += [name] + [""] * (per_class - 1)
+    return image_grid(cells, captions, per_class, f"training images, the first {per_class} of each class", cell=0.8)
+
+
+def is_ours(path, maker=MAKER):
+    """Whether `path` is a PNG that `maker` wrote (and may therefore replace)."""
+    try:
+        with Image.open(path) as image:
+            return image.text.get("Software") == maker
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def make_plots(run_dir, output_dir=None, what=PLOTS, per_class=10, max_errors=60):
+    """Write the plots `what` of a run folder into output_dir (default <run>/plots); returns
+    (paths written, notes on what was skipped and why)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise PlotError(f"{run_dir}: not a run folder (no config.json there)")
+    output_dir = Path(output_dir) if output_dir else run_dir / "plots"
+    targets = {name: output_dir / f"{name}.png" for name in what}
+    foreign = [str(p) for p in targets.values() if p.exists() and not is_ours(p)]
+    if foreign:  # checked before anything is written
+        raise PlotError(f"{', '.join(foreign)} exists and was not made by {MAKER}; choose another --output-dir")
+    try:
+        cfg = Config.load(run_dir / "config.json")
+        metrics, predictions = read_metrics(run_dir), read_predictions(run_dir)
+    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:  # a damaged file
+        raise PlotError(f"{run_dir}: unreadable run files ({error})") from None
+    num_classes = predictions["probability"].shape[1] if predictions else None
+    figures, notes = {}, []
+    if "curves" in what:
+        if metrics:
+            figures["curves"] = curves_figure(metrics, run_dir.name)
+        else:
+            notes.append("curves: no finished epoch in metrics.csv yet")
+    if {"confusion", "errors"} & set(what):
+        if predictions is None:
+            notes.append(f"confusion, errors: no {PREDICTIONS} in the run folder (a run that has not "
+                         "finished, or one from before train.py saved its test predictions)")
+        else:
+            names = class_names(run_dir, num_classes)
+            if "confusion" in what:
+                figures["confusion"] = confusion_figure(predictions["label"], predictions["prediction"], names)
+            if "errors" in what:
+                images, labels = load_images(cfg, "test")
+                if len(labels) != len(predictions["label"]) or (labels != predictions["label"]).any():
+                    raise PlotError(f"the test set loaded from {cfg.data_dir or 'the cache'} does not match "
+                                    f"the labels in {run_dir / PREDICTIONS}")
+                figures["errors"] = errors_figure(images, labels, predictions["probability"], names, max_errors)
+    if "samples" in what:
+        images, labels = load_images(cfg, "train")
+        names = class_names(run_dir, num_classes or int(labels.max()) + 1)
+        figures["samples"] = samples_figure(images, labels, names, per_class)
+    try:
+        if figures:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        for name, fig in figures.items():
+            fig.savefig(targets[name], dpi=110, metadata={"Software": MAKER})
+    except OSError as error:
+        raise PlotError(f"cannot write into {output_dir} ({error.strerror or error}); choose another --output-dir") from None
+    return [targets[name] for name in figures], notes
+
+
+def build_parser():
+    parser = Parser(prog="python -m lenet5.plot", description=__doc__.split("\n\n")[0],
+                    formatter_class=HelpFormatter)
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by train.py")
+    parser.add_argument("--output-dir", metavar="DIR",
+                        help="where the PNGs go (default: RUN_DIR/plots); plots this command made "
+                             "earlier are replaced, any other file is never overwritten")
+    parser.add_argument("--what", nargs="+", choices=PLOTS, metavar="PLOT",
+                        help=f"which plots, of {', '.join(PLOTS)} (default: all)")
+    parser.add_argument("--per-class", type=positive_int, default=10, metavar="N",
+                        help="sample images per class")
+    parser.add_argument("--max-errors", type=positive_int, default=60, metavar="N",
+                        help="misclassified images shown at most")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not (Path(args.run_dir) / "config.json").is_file():
+        parser.error(f"{args.run_dir}: not a run folder (no config.json there)")
+    try:
+        paths, notes = make_plots(args.run_dir, args.output_dir, tuple(dict.fromkeys(args.what or PLOTS)),
+                                  args.per_class, args.max_errors)
+    except PlotError as error:
+        sys.exit(f"{parser.prog}: error: {error}")
+    for path in paths:
+        print(path)
+    for note in notes:
+        print(f"{parser.prog}: skipped {note}", file=sys.stderr)
+    return 0 if paths else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

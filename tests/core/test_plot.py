@@ -1,0 +1,151 @@
+"""What a run writes for plots (test predictions, TensorBoard events) and python -m lenet5.plot,
+on tiny run folders made with lenet5.run itself."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import read_events, read_scalars
+from lenet5 import plot
+from lenet5.config import Config
+from lenet5.run import PREDICTIONS, Run, RunError
+
+EPOCHS = [dict(epoch=1, train_loss=0.9, train_acc=0.7, val_loss=0.5, val_acc=0.8, lr=0.004, seconds=2.0),
+          dict(epoch=2, train_loss=0.3, train_acc=0.9, val_loss=0.25, val_acc=0.92, lr=0.001, seconds=1.5)]
+
+
+def make_run(tmp_path, data_dir="", tensorboard=False, name="run", epochs=EPOCHS, logits=None, labels=None):
+    """A finished run folder as train.py leaves it, without the framework's files."""
+    cfg = Config(output_dir=str(tmp_path / "runs"), run_name=name, data_dir=str(data_dir), epochs=len(epochs),
+                 no_progress=True, tensorboard=tensorboard)
+    run = Run(cfg)
+    run.start()
+    for row in epochs:
+        run.log_epoch(**row)
+    if logits is not None:  # else a run from before train.py saved its test predictions
+        run.save_predictions(labels, logits)
+    run.finish(0.4, 0.75, 61_706, "0", "cpu")
+    return run.dir
+
+
+def test_predictions_file_has_every_test_image_in_order(tmp_path):
+    logits = np.array([[2.0, 1.0, 0.0], [0.0, 0.0, 5.0], [1000.0, 0.0, 0.0], [0.0, 3.0, 1.0]], np.float32)
+    run_dir = make_run(tmp_path, logits=logits, labels=[0, 2, 1, 1])
+    with np.load(run_dir / PREDICTIONS) as saved:
+        np.testing.assert_array_equal(saved["label"], [0, 2, 1, 1])
+        np.testing.assert_array_equal(saved["prediction"], [0, 2, 0, 1])
+        np.testing.assert_array_equal(saved["logits"], logits)
+        np.testing.assert_allclose(saved["probability"].sum(axis=1), 1, rtol=1e-6)
+        assert saved["probability"][2, 0] == 1.0  # no overflow from large logits
+        np.testing.assert_allclose(saved["probability"][0], np.exp([2, 1, 0]) / np.exp([2, 1, 0]).sum(), rtol=1e-6)
+
+
+def test_tensorboard_events_hold_every_epoch_and_a_resume_purges_the_redone_ones(tmp_path, capsys):
+    # A run checkpointed at the end of epoch 1, then stopped after logging epoch 2 (before its checkpoint).
+    cfg = Config(output_dir=str(tmp_path), run_name="run", epochs=2, no_progress=True, tensorboard=True)
+    run = Run(cfg)
+    run.start()
+    run.log_epoch(**EPOCHS[0])
+    run.save_checkpoint(1, 10, lambda stem: [stem.touch() or stem.name])
+    run.log_epoch(**EPOCHS[1])
+    with pytest.raises(SystemExit), run.stopping():  # stopped: the queued events are written
+        raise RunError("the training loss became nan")
+    scalars = read_scalars(run.dir / "tensorboard")
+    assert {tag for _, tag, _ in scalars} == {"loss/train", "accuracy/train", "loss/val", "accuracy/val",
+                                              "lr", "seconds"}
+    assert (1, "accuracy/val", pytest.approx(0.8)) in scalars and (2, "lr", pytest.approx(0.001)) in scalars
+
+    run = Run(Config(**dict(cfg.to_dict(), resume=str(run.dir))))
+    assert run.resume()[0] == 1
+    run.start()
+    run.log_epoch(**dict(EPOCHS[1], val_acc=0.95))
+    run.finish(0.3, 0.93, 61_706, "0", "cpu")
+    newest = sorted((run.dir / "tensorboard").glob("events.out.tfevents.*"))[-1]
+    assert (2, "accuracy/val", pytest.approx(0.95)) in read_scalars(newest.parent)
+    assert (2, "test/accuracy", pytest.approx(0.93)) in read_scalars(newest.parent)
+    # tensorboardX's purge marker, a session start at step 2: TensorBoard hides the first epoch 2.
+    assert [(e.step, e.session_log.status) for e in read_events(newest) if e.HasField("session_log")] == [(2, 1)]
+
+
+def test_no_validation_split_gives_no_val_scalars(tmp_path):
+    nan = float("nan")
+    run_dir = make_run(tmp_path, tensorboard=True, epochs=[dict(EPOCHS[0], val_loss=nan, val_acc=nan)])
+    assert {tag for _, tag, _ in read_scalars(run_dir / "tensorboard")} == {
+        "loss/train", "accuracy/train", "lr", "seconds", "test/loss", "test/accuracy"}
+
+
+@pytest.fixture
+def run_with_predictions(tmp_path, tiny_mnist):
+    """A run on the tiny MNIST (4 test images), with predictions: two right, two wrong."""
+    _, cache, _ = tiny_mnist
+    labels = plot.load_images(Config(data_dir=str(cache)), "test")[1]
+    logits = np.eye(10, dtype=np.float32)[[labels[0], labels[1], (labels[2] + 1) % 10, (labels[3] + 1) % 10]] * 4
+    return make_run(tmp_path, data_dir=cache, logits=logits, labels=labels)
+
+
+def test_plot_writes_every_png_and_replaces_only_its_own(run_with_predictions, capsys):
+    run_dir = run_with_predictions
+    assert plot.main([str(run_dir)]) == 0
+    names = {f"{what}.png" for what in plot.PLOTS}
+    assert {p.name for p in (run_dir / "plots").iterdir()} == names
+    for name in names:
+        with Image.open(run_dir / "plots" / name) as image:
+            assert image.format == "PNG" and image.width > 300 and image.text["Software"] == plot.MAKER
+    assert plot.main([str(run_dir), "--what", "curves"]) == 0  # its own plot: replaced
+    capsys.readouterr()
+
+    mine = run_dir / "plots" / "confusion.png"
+    Image.new("RGB", (8, 8)).save(mine)  # a user's file under the same name
+    before = mine.read_bytes()
+    with pytest.raises(SystemExit) as exit_:
+        plot.main([str(run_dir)])
+    assert "was not made by lenet5.plot" in str(exit_.value.code) and "\n" not in str(exit_.value.code)
+    assert mine.read_bytes() == before
+
+    other = run_dir.parent / "elsewhere"
+    assert plot.main([str(run_dir), "--output-dir", str(other), "--what", "errors", "samples"]) == 0
+    assert sorted(p.name for p in other.iterdir()) == ["errors.png", "samples.png"]
+
+
+def test_a_run_without_predictions_still_gets_its_curves(tmp_path, tiny_mnist, capsys):
+    _, cache, _ = tiny_mnist
+    run_dir = make_run(tmp_path, data_dir=cache)  # as a run from before test_predictions.npz
+    assert plot.main([str(run_dir), "--what", "curves", "confusion", "errors"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip().endswith("curves.png") and sorted(p.name for p in (run_dir / "plots").iterdir()) == ["curves.png"]
+    assert err.count("\n") == 1 and f"skipped confusion, errors: no {PREDICTIONS}" in err
+    assert plot.main([str(run_dir), "--what", "confusion"]) == 1  # nothing it was asked for could be made
+
+
+def test_bad_input_gets_one_line(tmp_path, capsys):
+    for argv in ([str(tmp_path)], [str(tmp_path / "missing")], [str(tmp_path), "--what", "bars"]):
+        with pytest.raises(SystemExit) as exit_:
+            plot.main(argv)
+        assert exit_.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_class_names_from_the_run_else_digits(tmp_path):
+    run_dir = make_run(tmp_path)
+    assert plot.class_names(run_dir, 3) == ["0", "1", "2"]
+    (run_dir / "classes.json").write_text(json.dumps(["cat", "dog", "cow"]))
+    assert plot.class_names(run_dir, 3) == ["cat", "dog", "cow"]
+
+
+def test_confusion_matrix_and_figures_for_any_class_count():
+    labels, predictions = np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 2, 0])
+    counts, share = plot.confusion_matrix(labels, predictions, 4)
+    assert counts.tolist() == [[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 2, 0], [0, 0, 0, 0]]
+    np.testing.assert_allclose(np.diag(share), [0.5, 1, 2 / 3, 0])
+    fig = plot.confusion_figure(labels, predictions, ["cat", "dog", "cow", "yak"])
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["cat", "dog", "cow", "yak"]
+    images = np.zeros((6, 28, 28), np.uint8)
+    fig = plot.samples_figure(images, labels, ["cat", "dog", "cow", "yak"], per_class=3)
+    assert len(fig.axes) == 12  # one row per class, blank cells where a class has fewer
+
+
+def test_damaged_run_files_get_one_line(run_with_predictions):
+    (run_with_predictions / PREDICTIONS).write_bytes(b"not a zip file")
+    with pytest.raises(SystemExit) as exit_:
+        plot.main([str(run_with_predictions)])
+    assert "unreadable run files" in str(exit_.value.code) and "\n" not in str(exit_.value.code)
