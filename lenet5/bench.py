@@ -94,13 +94,23 @@ def summarize(epochs, n_train, n_test, rss_mib):
     }
 
 
+def thread_args(threads):
+    return ["--threads", str(threads)] if threads else []  # 0: each framework's own default
+
+
+def thread_env(threads):
+    """The children's environment: OMP_NUM_THREADS too, for what sizes its pool on import (MXNet)."""
+    return {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
+
+
 def bench_train_py(framework, args, work, threads=None, train_args=None, name="train.py"):
     """train.py as users run it, its per-epoch test accuracy from --validate-on-test."""
     name = f"{framework}-{name}"
+    threads = threads or args.threads
     cmd = [envs.env_python(framework), envs.ROOT / f"train_{framework}" / "train.py", "--validate-on-test",
            "--no-progress", "--output-dir", work, "--run-name", name, "--data-dir", args.data_dir,
-           "--threads", str(threads or args.threads), *(train_args or args.train_args)]
-    code, rss = run_measured(cmd, work / f"{name}.log")
+           *thread_args(threads), *(train_args or args.train_args)]
+    code, rss = run_measured(cmd, work / f"{name}.log", thread_env(threads))
     if code:
         return None
     run_dir = work / name
@@ -120,8 +130,8 @@ def train_size(cfg):
 def bench_baseline(framework, args, work):
     out = work / f"{framework}-baseline.json"
     cmd = [envs.env_python(framework), envs.ROOT / "bench" / f"baseline_{framework}.py", "--output", out,
-           "--data-dir", args.data_dir, "--threads", str(args.threads), *args.train_args]
-    code, rss = run_measured(cmd, work / f"{framework}-baseline.log")
+           "--data-dir", args.data_dir, *thread_args(args.threads), *args.train_args]
+    code, rss = run_measured(cmd, work / f"{framework}-baseline.log", thread_env(args.threads))
     if code:
         return None
     result = json.loads(out.read_text())
@@ -140,7 +150,7 @@ def bench_onnx(framework, args, work):
         tqdm.write(f"ONNX export failed: {error}")
         return None
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
+    options.intra_op_num_threads, options.inter_op_num_threads = resolve_threads(args.threads), 1
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     test = load_splits(limit_test=QUICK_TEST if args.quick else 0, data_dir=args.data_dir, progress=False)["test"]
     batch_size = Config.batch_size  # as train.py evaluates
@@ -250,7 +260,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=cli.positive_int, default=Config.epochs,
                         help="epochs of the default recipe for train.py and the baselines")
     parser.add_argument("--threads", type=cli.non_negative_int, default=0,
-                        help="CPU threads for every run (0: train.py's auto default)")
+                        help="CPU threads for every run (0: each framework's default, as train.py's)")
     parser.add_argument("--scaling", nargs="*", type=cli.positive_int, metavar="N",
                         help="also time short train.py runs with each of these thread counts (default: 1, 2, 4, ... "
                         "up to the usable cores)")
@@ -262,7 +272,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.train_args = QUICK if args.quick else ["--epochs", str(args.epochs)]
     args.scaling_args = QUICK if args.quick else ["--epochs", "3"]
-    args.threads = resolve_threads(args.threads)
     cores = len(os.sched_getaffinity(0))
     if args.scaling is None:
         args.scaling = [2 ** i for i in range(cores.bit_length()) if 2 ** i <= cores]
@@ -307,8 +316,9 @@ def main(argv=None):
     }
     write_json(out / "bench.json", summary)
     notes = [f"{k.replace('_', ' ')}: {v:.2f}x" for k, v in summary["ratios"].items()]
+    threads = args.threads or "each framework's default"
     md = (f"`{' '.join(summary['command'])}` on {summary['date']}, {summary['machine']['usable_cores']} cores, "
-          f"{args.threads} threads per run.\n\n{text}\n\n"
+          f"threads per run: {threads}.\n\n{text}\n\n"
           f"FLOPs per image: {forward_flops / 1e6:.2f} M forward, {train_flops / 1e6:.2f} M training step; "
           f"numpy float32 matmul: {gflops:.0f} GFLOP/s.\n\n" + "; ".join(notes) + "\n"
           + scaling_table(scaling, args.scaling_args))

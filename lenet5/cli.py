@@ -1,6 +1,7 @@
 """The command line of every framework's train.py: one definition, so flags and defaults match."""
 import argparse
 import math
+import os
 from pathlib import Path
 
 from .config import ACTIVATIONS, DEVICES, MAX_AUTO_THREADS, OPTIMIZERS, POOLINGS, SCHEDULERS, Config
@@ -120,6 +121,20 @@ def build_parser(framework, description=None, with_defaults=True):
         del defaults["framework"]
         parser.set_defaults(**defaults)
     return parser
+
+
+def threads_before_import(argv):
+    """An explicit --threads N of a command line as OMP_NUM_THREADS, for MXNet, which sizes its
+    engine's OpenMP pool when it is imported (MXSetNumOMPThreads later reaches only the calling
+    thread). A bad value is left for the full parse to report."""
+    early = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    early.add_argument("--threads", type=int, default=0)
+    try:
+        threads = early.parse_known_args(argv)[0].threads
+    except argparse.ArgumentError:
+        return
+    if threads > 0:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 def flag(name):

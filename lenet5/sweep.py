@@ -101,7 +101,10 @@ def finished(run, sweep_dir):
 
 
 def thread_env(jobs):
-    """Environment for one of `jobs` parallel runs: the CPU threads divided between them."""
+    """Environment for one of `jobs` parallel runs: the CPU threads divided between them (one
+    run at a time keeps each framework's own default)."""
+    if jobs == 1:
+        return dict(os.environ)
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
             "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1",

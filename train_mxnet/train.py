@@ -7,13 +7,17 @@
 Kept parallel to train_pytorch/train.py and train_tensorflow/train.py: a diff of two of them
 shows only what the frameworks force. The options, data and run folder come from lenet5/.
 """
-import ctypes
 import functools
+import os
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the project's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+if __name__ == "__main__":  # before MXNet is imported, which sizes its thread pool then
+    from lenet5.cli import threads_before_import
+    threads_before_import(sys.argv[1:])
 
 try:
     from model_mxnet import LeNet5
@@ -26,7 +30,7 @@ from mxnet import autograd, gluon
 
 from lenet5 import weights
 from lenet5.cli import parse_args
-from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
+from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at
 from lenet5.data import DataError, batches, load_splits, num_batches
 from lenet5.run import Run, RunError
 
@@ -36,7 +40,10 @@ WEIGHTS = "model"  # model.params for LeNet5().load_parameters(...), and model-s
 
 
 def set_threads(n):
-    mx.base.check_call(mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(n)))  # MXNet's own C API
+    """The CPU threads MXNet uses: sized on import (see the top of this file), from --threads or
+    OMP_NUM_THREADS, else MXNet's own choice, which was the fastest here (two threads on two cores
+    made its steps 30% slower: LeNet-5's operators are too small to share)."""
+    return os.environ.get("OMP_NUM_THREADS", "MXNet's default")
 
 
 def select_device(name):
@@ -125,8 +132,7 @@ def load_checkpoint(run, model, optimizer, device):
 def main(argv=None):
     cfg = parse_args(FRAMEWORK, argv, __doc__.split("\n\n")[0])
     try:
-        threads = resolve_threads(cfg.threads)
-        set_threads(threads)
+        threads = set_threads(cfg.threads)
         device = select_device(cfg.device)
         mx.random.seed(cfg.seed)  # same seed, same metrics
         data = load_splits(cfg.val_size, cfg.limit_train, cfg.limit_test, channels_last=False,

@@ -32,7 +32,9 @@ WEIGHTS = "model.pt"  # the trained state_dict, for LeNet5().load_state_dict(tor
 
 
 def set_threads(n):
-    torch.set_num_threads(n)
+    """Use --threads N CPU threads (0: auto, see resolve_threads); returns how many."""
+    torch.set_num_threads(resolve_threads(n))
+    return torch.get_num_threads()
 
 
 def select_device(name):
@@ -123,8 +125,7 @@ def load_checkpoint(run, model, optimizer):
 def main(argv=None):
     cfg = parse_args(FRAMEWORK, argv, __doc__.split("\n\n")[0])
     try:
-        threads = resolve_threads(cfg.threads)
-        set_threads(threads)
+        threads = set_threads(cfg.threads)
         device = select_device(cfg.device)
         torch.manual_seed(cfg.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)  # same seed, same metrics

@@ -43,10 +43,13 @@ WEIGHTS = "model.keras"  # the trained model, for keras.saving.load_model(...)
 
 
 def set_threads(n):
-    # Before TensorFlow runs its first op: the pools are fixed from then on. LeNet-5's graph is
-    # one chain of ops, so a second inter-op thread has nothing to run beside the first.
+    """Use --threads N CPU threads (0: auto, see resolve_threads); returns how many. Called before
+    TensorFlow runs its first op: its pools are fixed from then on. LeNet-5's graph is one chain
+    of ops: one inter-op thread runs it as fast as TensorFlow's default of one per core."""
+    n = resolve_threads(n)
     tf.config.threading.set_intra_op_parallelism_threads(n)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    return n
 
 
 def select_device(name):
@@ -158,8 +161,7 @@ def load_checkpoint(run, model, optimizer):
 def main(argv=None):
     cfg = parse_args(FRAMEWORK, argv, __doc__.split("\n\n")[0])
     try:
-        threads = resolve_threads(cfg.threads)
-        set_threads(threads)
+        threads = set_threads(cfg.threads)
         device = select_device(cfg.device)
         keras.utils.set_random_seed(cfg.seed)
         tf.config.experimental.enable_op_determinism()  # same seed, same metrics
