@@ -30,6 +30,7 @@ from .config import Config
 from .data import DIGITS, normalize
 from .envs import env_python
 from .files import atomic_path
+from .reference import softmax
 from .run import CLASSES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,11 +92,6 @@ def classes_of(model):
     """Class names of a run folder, or of the run folder holding a model file; else the digits."""
     folder = Path(model) if Path(model).is_dir() else Path(model).parent
     return read_run(folder)[1] if (folder / "config.json").is_file() else list(DIGITS)
-
-
-def softmax(logits):
-    z = np.exp(logits - logits.max(1, keepdims=True))
-    return z / z.sum(1, keepdims=True)
 
 
 def expand(inputs):

@@ -48,3 +48,9 @@ def forward(params, x, pooling="max", activation="relu"):
     for _, x in trace(params, x, pooling, activation):
         pass
     return x
+
+
+def softmax(logits):
+    """Class probabilities of logits (N, classes), shifted by each row's maximum: no overflow."""
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)

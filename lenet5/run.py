@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .files import atomic_path, write_json
+from .reference import softmax
 
 CHECKPOINT = "checkpoint.json"  # names the last complete checkpoint's files
 CLASSES = "classes.json"  # the class names, in label order
@@ -244,10 +245,9 @@ class Run:
         """Write test_predictions.npz: for every test image, in test-set order, its label, the
         predicted class, the softmax probabilities and the logits (what lenet5.plot reads)."""
         logits = np.asarray(logits, np.float32)
-        exp = np.exp(logits - logits.max(axis=1, keepdims=True))  # shifted: no overflow
         with atomic_path(self.path(PREDICTIONS)) as tmp:
             np.savez_compressed(tmp, label=np.asarray(labels, np.int64), prediction=logits.argmax(axis=1),
-                                probability=exp / exp.sum(axis=1, keepdims=True), logits=logits)
+                                probability=softmax(logits), logits=logits)
 
     def finish(self, test_loss, test_acc, num_params, framework_version, device):
         """Write result.json and print the test accuracy."""

@@ -15,9 +15,9 @@ import zipfile
 
 import numpy as np
 
-from .config import ACTIVATIONS, POOLINGS
+from .config import ACTIVATIONS, POOLINGS, param_shapes
 from .files import atomic_path
-from .reference import LAYERS
+from .reference import LAYERS  # noqa: F401 - the layers in order, for model_<framework>/convert.py
 
 FILENAME = "model.npz"  # in every finished run folder, beside the framework's own files
 FORMAT, VERSION = "lenet5-weights", 1
@@ -38,11 +38,11 @@ def flat_features():
 
 
 def shapes(num_classes=10):
-    """{name: shape} of every array in the neutral layout."""
-    weights = {"c1": (6, 1, 5, 5), "c3": (16, 6, 5, 5), "c5": (120, 16, 5, 5),
-               "f6": (84, flat_features()), "output": (num_classes, 84)}
-    return {key: shape for name in LAYERS
-            for key, shape in ((f"{name}.weight", weights[name]), (f"{name}.bias", weights[name][:1]))}
+    """{name: shape} of every array in the neutral layout: the paper's (lenet5.config.param_shapes),
+    F6's input size checked against the one derived here."""
+    expected = param_shapes(num_classes)
+    assert expected["f6.weight"][1] == flat_features()
+    return expected
 
 
 def make_meta(pooling, activation, num_classes=10, framework=""):

@@ -159,7 +159,7 @@ def main(argv=None):
     with atomic_path(run.path(WEIGHTS)) as tmp:
         torch.save(model.state_dict(), tmp)
     weights.save(run.path(weights.FILENAME), to_neutral(model),  # the neutral copy: lenet5.convert, ONNX
-                 weights.make_meta(cfg.pooling, cfg.activation, framework=FRAMEWORK))
+                 weights.make_meta(cfg.pooling, cfg.activation, len(data["classes"]), FRAMEWORK))
     test_loss, test_acc, test_logits = evaluate(model, data["test"], cfg.batch_size, device)
     run.save_predictions(data["test"].y, test_logits)
     run.finish(test_loss, test_acc, num_params, torch.__version__, str(device))

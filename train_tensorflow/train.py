@@ -197,7 +197,7 @@ def main(argv=None):
     with atomic_path(run.path(WEIGHTS)) as tmp:
         model.save(tmp)
     weights.save(run.path(weights.FILENAME), to_neutral(model),  # the neutral copy: lenet5.convert, ONNX
-                 weights.make_meta(cfg.pooling, cfg.activation, framework=FRAMEWORK))
+                 weights.make_meta(cfg.pooling, cfg.activation, len(data["classes"]), FRAMEWORK))
     test_loss, test_acc, test_logits = evaluate(eval_step, data["test"], cfg.batch_size)
     run.save_predictions(data["test"].y, test_logits)
     run.finish(test_loss, test_acc, num_params, tf.__version__, device)

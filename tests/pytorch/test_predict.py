@@ -171,3 +171,25 @@ def test_a_folder_of_mnist_pngs_trains_to_95_percent_and_predict_uses_its_class_
     assert read_json(run_dir / "config.json")["dataset"] == str(folder)
     code, out, _ = run_predict(capsys, run_dir, *sorted((folder / "test" / "seven").iterdir())[:20], "--format", "json")
     assert code == 0 and sum(r["predictions"][0]["class"] == "seven" for r in json.loads(out)) >= 18
+
+
+def test_a_three_class_folder_gives_a_three_class_model_in_every_file(mnist, tmp_path, capsys):
+    from lenet5 import onnx_export, weights
+    folder = tmp_path / "three"
+    for name in NAMES[:3]:
+        (folder / name).mkdir(parents=True)
+    for i in np.flatnonzero(mnist["train_labels"] < 3)[:900]:
+        Image.fromarray(mnist["train_images"][i]).save(folder / NAMES[mnist["train_labels"][i]] / f"{i:05d}.png")
+    proc = subprocess.run([sys.executable, str(ROOT / "train_pytorch" / "train.py"), "--dataset", str(folder),
+                           "--epochs", "1", "--val-size", "100", "--data-dir", str(tmp_path / "cache"),
+                           "--output-dir", str(tmp_path / "runs"), "--run-name", "three", "--no-progress"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = tmp_path / "runs" / "three"
+    params, meta = weights.load(run_dir / "model.npz")
+    assert meta["num_classes"] == 3 and params["output.weight"].shape == (3, 84)
+    onnx_file, _ = onnx_export.export(run_dir)
+    pictures = sorted((folder / "two").iterdir())[:5]
+    code, out, err = run_predict(capsys, onnx_file, *pictures, "--format", "json", "--top-k", "5")
+    assert code == 0, err
+    assert {p["class"] for r in json.loads(out) for p in r["predictions"]} == {"zero", "one", "two"}
