@@ -36,8 +36,9 @@ def test_one_epoch_of_the_default_recipe_reaches_97_percent(train, framework):
 
 
 def test_smoke_run_writes_every_file(train, framework, mnist_dir):
-    proc, run_dir = train(framework, "--epochs", "2", *SMALL, "--tensorboard")
+    proc, run_dir = train(framework, "--epochs", "2", *SMALL, "--tensorboard", "--threads", "1")
     assert proc.stdout.count("\nepoch ") == 2 and "test accuracy" in proc.stdout
+    assert "(1 threads)" in proc.stdout.splitlines()[0]  # MXNet: through OMP_NUM_THREADS, before its import
     config = read_json(run_dir / "config.json")
     assert set(config) == set(Config().to_dict()) and config["framework"] == framework
     rows = read_metrics(run_dir)

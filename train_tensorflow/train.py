@@ -47,8 +47,11 @@ def set_threads(n):
     TensorFlow runs its first op: its pools are fixed from then on. LeNet-5's graph is one chain
     of ops: one inter-op thread runs it as fast as TensorFlow's default of one per core."""
     n = resolve_threads(n)
-    tf.config.threading.set_intra_op_parallelism_threads(n)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already ran in this process (main() called again): pools are set
+        return tf.config.threading.get_intra_op_parallelism_threads() or "TensorFlow's default"
     return n
 
 

@@ -1,5 +1,6 @@
 """The shared command line, options, LR schedule, run folders and environments."""
 import math
+import os
 
 import pytest
 
@@ -142,3 +143,16 @@ def test_envs_locations(tmp_path, monkeypatch):
     assert envs.env_python("mxnet").parent.parent == tmp_path / "mxnet"
     monkeypatch.setenv("LENET5_MXNET_PYTHON", "/opt/conda/envs/mx/bin/python")
     assert str(envs.env_python("mxnet")) == "/opt/conda/envs/mx/bin/python"
+
+
+def test_threads_reach_mxnet_before_its_import_as_omp_num_threads(monkeypatch):
+    from lenet5.cli import threads_before_import
+    from lenet5.config import MAX_AUTO_THREADS, resolve_threads
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for argv in (["--epochs", "2"], ["--threads", "0"], ["--threads", "x"]):  # absent, auto, bad: untouched
+        threads_before_import(argv)
+        assert "OMP_NUM_THREADS" not in os.environ
+    threads_before_import(["--pooling", "avg", "--threads", "3"])
+    assert os.environ["OMP_NUM_THREADS"] == "3" and resolve_threads(0) == 3 and resolve_threads(5) == 5
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert 1 <= resolve_threads(0) <= MAX_AUTO_THREADS
