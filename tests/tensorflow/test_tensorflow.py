@@ -13,6 +13,7 @@ from lenet5 import reference
 from lenet5.config import ACTIVATIONS, POOLINGS, expected_num_params
 from lenet5.data import load_splits
 from model_tensorflow import LeNet5
+from predict_contract import *  # noqa: F401,F403 - predict with this framework's runs
 from train_contract import *  # noqa: F401,F403 - the tests every framework passes
 
 FRAMEWORK = "tensorflow"
