@@ -267,7 +267,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help=f"tiny runs ({' '.join(QUICK)}) that show the benchmark works; their numbers mean nothing")
     parser.add_argument("--output-dir", default=str(cli.DEFAULT_OUTPUT_DIR / "bench"), metavar="DIR",
-                        help="where bench.json, bench.md and the runs' logs go")
+                        help="where bench.json and bench.md (replaced by each run) and runs/ (the runs and their "
+                        "logs, a new folder each time) go")
     parser.add_argument("--data-dir", default=str(default_data_dir()), metavar="DIR", help="MNIST cache folder")
     args = parser.parse_args(argv)
     args.train_args = QUICK if args.quick else ["--epochs", str(args.epochs)]
@@ -289,18 +290,16 @@ def main(argv=None):
     results = {}
     (out / "runs").mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=out / "runs"))  # never reused
-    jobs = [(fw, kind) for fw in args.frameworks for kind in ("train.py", "baseline")]
-    jobs += [(fw, n) for fw in args.frameworks for n in args.scaling]
+    jobs = [(fw, kind, None) for fw in args.frameworks for kind in ("train.py", "baseline")]
+    jobs += [(fw, f"threads{n}", n) for fw in args.frameworks for n in args.scaling]  # short train.py runs
     scaling = {}
-    for fw, kind in tqdm(jobs, unit="run", dynamic_ncols=True):
-        if kind == "train.py":
-            result = results.setdefault(fw, {})[kind] = bench_train_py(fw, args, work)
-        elif kind == "baseline":
-            result = results.setdefault(fw, {})[kind] = bench_baseline(fw, args, work)
-        else:  # threads: a short run of train.py
-            kind = f"threads{kind}"
-            result = bench_train_py(fw, args, work, int(kind[7:]), args.scaling_args, kind)
-            scaling.setdefault(fw, {})[kind[7:]] = result and result["train_images_per_s"]
+    for fw, kind, threads in tqdm(jobs, unit="run", dynamic_ncols=True):
+        if threads:
+            result = bench_train_py(fw, args, work, threads, args.scaling_args, kind)
+            scaling.setdefault(fw, {})[str(threads)] = result and result["train_images_per_s"]
+        else:
+            measure = bench_train_py if kind == "train.py" else bench_baseline
+            result = results.setdefault(fw, {})[kind] = measure(fw, args, work)
         if result is None:
             tqdm.write(f"FAILED: {fw} {kind}; log: {work / f'{fw}-{kind}.log'}")
     done = [fw for fw in args.frameworks if results[fw]["train.py"]]
