@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from . import weights
 from .files import atomic_path, write_json
 from .reference import softmax
 
@@ -65,6 +66,7 @@ class Run:
         self._interrupted = False  # Ctrl-C seen: checkpoint at the next step, then stop
         self._epoch_started = self._epoch_trained = 0.0
         self._tensorboard = None  # a tensorboardX SummaryWriter with --tensorboard
+        self.classes = [str(digit) for digit in range(10)]
 
     def start(self, classes=None):
         """Write config.json, classes.json (the class names in label order, for predict) and,
@@ -72,7 +74,8 @@ class Run:
         loaded, so that a resume that fails changes nothing on disk."""
         write_json(self.path("config.json"), self.cfg.to_dict())
         if classes is not None:
-            write_json(self.path(CLASSES), list(classes))
+            self.classes = list(classes)
+            write_json(self.path(CLASSES), self.classes)
         if self.cfg.resume:
             with atomic_path(self.path("metrics.csv")) as tmp, open(tmp, "w", newline="") as f:
                 writer = csv.DictWriter(f, METRICS)
@@ -240,6 +243,12 @@ class Run:
         if self._tensorboard:
             self._tensorboard.close()
             self._tensorboard = None
+
+    def save_weights(self, params):
+        """Write model.npz: the trained weights in the neutral layout (from the framework's
+        model_<framework>/convert.py), with the options that rebuild the model."""
+        weights.save(self.path(weights.FILENAME), params, weights.make_meta(
+            self.cfg.pooling, self.cfg.activation, len(self.classes), self.cfg.framework))
 
     def save_predictions(self, labels, logits):
         """Write test_predictions.npz: for every test image, in test-set order, its label, the

@@ -28,7 +28,6 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from lenet5 import weights
 from lenet5.cli import parse_args
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at
 from lenet5.data import DataError, batches, load_splits, num_batches
@@ -166,8 +165,7 @@ def main(argv=None):
 
     model.save_parameters(str(run.path(WEIGHTS + ".params")))
     model.export(str(run.path(WEIGHTS)))
-    weights.save(run.path(weights.FILENAME), to_neutral(model),  # the neutral copy: lenet5.convert, ONNX
-                 weights.make_meta(cfg.pooling, cfg.activation, len(data["classes"]), FRAMEWORK))
+    run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
     test_loss, test_acc, test_logits = evaluate(model, data["test"], cfg.batch_size, device)
     run.save_predictions(data["test"].y, test_logits)
     run.finish(test_loss, test_acc, num_params, mx.__version__, str(device))

@@ -29,7 +29,6 @@ finally:
     os.dup2(_stderr, 2)
     os.close(_stderr)
 
-from lenet5 import weights
 from lenet5.cli import parse_args
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
 from lenet5.data import DataError, batches, load_splits, num_batches
@@ -199,8 +198,7 @@ def main(argv=None):
 
     with atomic_path(run.path(WEIGHTS)) as tmp:
         model.save(tmp)
-    weights.save(run.path(weights.FILENAME), to_neutral(model),  # the neutral copy: lenet5.convert, ONNX
-                 weights.make_meta(cfg.pooling, cfg.activation, len(data["classes"]), FRAMEWORK))
+    run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
     test_loss, test_acc, test_logits = evaluate(eval_step, data["test"], cfg.batch_size)
     run.save_predictions(data["test"].y, test_logits)
     run.finish(test_loss, test_acc, num_params, tf.__version__, device)
