@@ -12,6 +12,7 @@ from lenet5 import reference
 from lenet5.config import ACTIVATIONS, POOLINGS, expected_num_params
 from lenet5.data import load_splits
 from model_mxnet import LeNet5
+from model_mxnet.convert import to_neutral
 from predict_contract import *  # noqa: F401,F403 - predict with this framework's runs
 from train_contract import *  # noqa: F401,F403 - the tests every framework passes
 
@@ -21,12 +22,6 @@ FRAMEWORK = "mxnet"
 @pytest.fixture
 def has_gpu():
     return mx.context.num_gpus() > 0
-
-
-def weights(model):
-    """The model's weights under the reference's names and layout (which MXNet shares)."""
-    return {f"{name}.{kind}": getattr(getattr(model, name), kind).data().asnumpy()
-            for name in reference.LAYERS for kind in ("weight", "bias")}
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
@@ -42,7 +37,7 @@ def test_model_matches_the_paper_and_the_numpy_reference(pooling, activation, hy
     x = np.random.default_rng(0).standard_normal((8, 1, 28, 28)).astype(np.float32)
     logits = model(mx.nd.array(x)).asnumpy()
     assert logits.shape == (8, 10)
-    np.testing.assert_allclose(logits, reference.forward(weights(model), x, pooling, activation), atol=1e-4)
+    np.testing.assert_allclose(logits, reference.forward(to_neutral(model), x, pooling, activation), atol=1e-4)
 
 
 def test_model_options():

@@ -9,6 +9,7 @@ from lenet5 import reference
 from lenet5.config import ACTIVATIONS, POOLINGS, expected_num_params
 from lenet5.data import load_splits
 from model_pytorch import LeNet5
+from model_pytorch.convert import to_neutral
 from train_contract import *  # noqa: F401,F403 - the tests every framework passes
 
 FRAMEWORK = "pytorch"
@@ -17,11 +18,6 @@ FRAMEWORK = "pytorch"
 @pytest.fixture
 def has_gpu():
     return torch.cuda.is_available()
-
-
-def weights(model):
-    """The model's weights under the reference's names and layout (PyTorch's own)."""
-    return {k: v.detach().numpy() for k, v in model.state_dict().items()}
 
 
 @pytest.mark.parametrize("pooling", POOLINGS)
@@ -34,7 +30,7 @@ def test_model_matches_the_paper_and_the_numpy_reference(pooling, activation):
     with torch.no_grad():
         logits = model(torch.from_numpy(x)).numpy()
     assert logits.shape == (8, 10)
-    np.testing.assert_allclose(logits, reference.forward(weights(model), x, pooling, activation), atol=1e-4)
+    np.testing.assert_allclose(logits, reference.forward(to_neutral(model), x, pooling, activation), atol=1e-4)
 
 
 def test_model_options():

@@ -13,6 +13,7 @@ from lenet5 import reference
 from lenet5.config import ACTIVATIONS, POOLINGS, expected_num_params
 from lenet5.data import load_splits
 from model_tensorflow import LeNet5
+from model_tensorflow.convert import to_neutral
 from predict_contract import *  # noqa: F401,F403 - predict with this framework's runs
 from train_contract import *  # noqa: F401,F403 - the tests every framework passes
 
@@ -24,17 +25,6 @@ def has_gpu():
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def weights(model):
-    """The model's weights under the reference's names, moved to its (PyTorch's) layout:
-    Keras keeps kernels as (h, w, in, out) and dense weights as (in, out)."""
-    params = {}
-    for name in reference.LAYERS:
-        kernel, bias = model.get_layer(name).get_weights()
-        params[f"{name}.weight"] = kernel.transpose(3, 2, 0, 1) if kernel.ndim == 4 else kernel.T
-        params[f"{name}.bias"] = bias
-    return params
-
-
 @pytest.mark.parametrize("pooling", POOLINGS)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_model_matches_the_paper_and_the_numpy_reference(pooling, activation):
@@ -44,7 +34,7 @@ def test_model_matches_the_paper_and_the_numpy_reference(pooling, activation):
     x = np.random.default_rng(0).standard_normal((8, 1, 28, 28)).astype(np.float32)
     logits = model(x.transpose(0, 2, 3, 1), training=False).numpy()
     assert logits.shape == (8, 10)
-    np.testing.assert_allclose(logits, reference.forward(weights(model), x, pooling, activation), atol=1e-4)
+    np.testing.assert_allclose(logits, reference.forward(to_neutral(model), x, pooling, activation), atol=1e-4)
 
 
 def test_model_options():
