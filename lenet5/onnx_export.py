@@ -103,8 +103,7 @@ def onnx_logits(path_or_session, images, batch_size=1024):
     if images.shape[1:] != (1, 28, 28):
         raise ValueError(f"images have shape {images.shape}; expected (N, 1, 28, 28) or (N, 28, 28, 1)")
     name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: np.ascontiguousarray(images[i:i + batch_size])})[0]
-                           for i in range(0, max(len(images), 1), batch_size)])
+    return weights.batched(lambda x: sess.run(None, {name: x})[0], images, batch_size)
 
 
 def main(argv=None):

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import images
+from . import images, weights
 from .cli import HelpFormatter, Parser, positive_int
-from .config import Config
+from .config import FRAMEWORKS, Config
 from .data import DIGITS, normalize
 from .envs import env_python
 from .files import atomic_path
@@ -56,12 +56,21 @@ def read_run(run_dir):
     return cfg, classes
 
 
-def _framework(name):
-    def load(run_dir):
-        if str(ROOT) not in sys.path:  # the train_<framework> folders are beside lenet5/
-            sys.path.insert(0, str(ROOT))
-        return importlib.import_module(f"train_{name}.predict").load_model(run_dir)
-    return load
+def load_run(run_dir):
+    """A finished run's trained model, opened by its framework (model_<framework>/convert.py), as
+    a function from normalised (N, 1, 28, 28) float32 batches to logits. ImportError when this
+    Python lacks the framework."""
+    cfg, classes = read_run(run_dir)
+    if str(ROOT) not in sys.path:  # the model_<framework> folders are beside lenet5/
+        sys.path.insert(0, str(ROOT))
+    native = importlib.import_module(f"model_{cfg.framework}.convert")
+    path = Path(run_dir) / ("model" + native.SUFFIX)
+    if not path.is_file():
+        raise PredictError(f"{run_dir}: no {path.name}: the run has not finished (train it to the end, or --resume it)")
+    try:
+        return native.native_model(path, weights.make_meta(cfg.pooling, cfg.activation, len(classes), cfg.framework))
+    except Exception as error:  # truncated file, another architecture, not the framework's file at all
+        raise PredictError(f"cannot load {path}: {str(error).splitlines()[0]}") from None
 
 
 def _onnx(path):
@@ -75,7 +84,7 @@ def _onnx(path):
 # Each backend turns a model (a run folder, or a file) into a function from normalised
 # (N, 1, 28, 28) float32 batches to (N, classes) logits; ImportError when this Python lacks
 # what it needs. Another kind of model file is one entry here and one line in backend_of.
-BACKENDS = {**{name: _framework(name) for name in ("pytorch", "tensorflow", "mxnet")}, "onnx": _onnx}
+BACKENDS = {**{name: load_run for name in FRAMEWORKS}, "onnx": _onnx}
 
 
 def backend_of(model):

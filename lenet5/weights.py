@@ -113,3 +113,10 @@ def load(path, num_classes=None):
     if num_classes is not None and meta["num_classes"] != num_classes:
         raise WeightsError(f"{path}: has {meta['num_classes']} classes, expected {num_classes}")
     return params, meta
+
+
+def batched(logits_of, images, batch_size=1024):
+    """`logits_of` applied to `images` `batch_size` at a time, concatenated: memory stays bounded
+    for any number of images (for the converters' and ONNX's checks of whole test sets)."""
+    return np.concatenate([logits_of(np.ascontiguousarray(images[i:i + batch_size]))
+                           for i in range(0, max(len(images), 1), batch_size)])

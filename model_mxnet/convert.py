@@ -47,12 +47,16 @@ def write_native(params, meta, stem):
     return [stem.with_name(stem.name + s) for s in (SUFFIX, "-symbol.json", "-0000.params")]
 
 
-def native_logits(path, meta, images, batch_size=1024):
-    """Logits for normalised images (N, 1, 28, 28) from a native file, opened as a user would:
-    the exported graph beside model.params, which needs no project code."""
+def native_model(path, meta):
+    """A native file opened as a user would, as a function from normalised (N, 1, 28, 28) float32
+    images to logits: the exported graph beside model.params, which needs no project code."""
     stem = str(path)[:-len(SUFFIX)]
     with warnings.catch_warnings():  # "Cannot decide type for ... data": it is float32, as given below
         warnings.simplefilter("ignore", UserWarning)
         model = mx.gluon.SymbolBlock.imports(stem + "-symbol.json", ["data"], stem + "-0000.params")
-    return np.concatenate([model(mx.nd.array(images[i:i + batch_size])).asnumpy()
-                           for i in range(0, len(images), batch_size)])
+    return lambda x: model(mx.nd.array(x)).asnumpy()
+
+
+def native_logits(path, meta, images, batch_size=1024):
+    """Logits for normalised images (N, 1, 28, 28) from a native file, `batch_size` at a time."""
+    return weights.batched(native_model(path, meta), images, batch_size)

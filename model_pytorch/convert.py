@@ -38,13 +38,17 @@ def write_native(params, meta, stem):
     return [path]
 
 
-@torch.no_grad()
-def native_logits(path, meta, images, batch_size=1024):
-    """Logits for normalised images (N, 1, 28, 28) from a native file, opened as a user would."""
+def native_model(path, meta):
+    """A native file opened as a user would, as a function from normalised (N, 1, 28, 28) float32
+    images to logits."""
     model = LeNet5(meta["num_classes"], meta["pooling"], meta["activation"]).eval()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return np.concatenate([model(torch.from_numpy(images[i:i + batch_size])).numpy()
-                           for i in range(0, len(images), batch_size)])
+    return torch.no_grad()(lambda x: model(torch.from_numpy(x)).numpy())
+
+
+def native_logits(path, meta, images, batch_size=1024):
+    """Logits for normalised images (N, 1, 28, 28) from a native file, `batch_size` at a time."""
+    return weights.batched(native_model(path, meta), images, batch_size)
 
 
 def _numpy(state_dict):

@@ -47,8 +47,13 @@ def write_native(params, meta, stem):
     return [path]
 
 
+def native_model(path, meta):
+    """A native file opened as a user would, as a function from normalised (N, 1, 28, 28) float32
+    images to logits."""
+    model = keras.saving.load_model(path, compile=False)  # the whole model: meta is not needed
+    return lambda x: model(x.transpose(0, 2, 3, 1), training=False).numpy()  # Keras is channels last
+
+
 def native_logits(path, meta, images, batch_size=1024):
-    """Logits for normalised images (N, 1, 28, 28) from a native file, opened as a user would."""
-    model = keras.saving.load_model(path, compile=False)
-    return np.concatenate([model(images[i:i + batch_size].transpose(0, 2, 3, 1), training=False).numpy()
-                           for i in range(0, len(images), batch_size)])
+    """Logits for normalised images (N, 1, 28, 28) from a native file, `batch_size` at a time."""
+    return weights.batched(native_model(path, meta), images, batch_size)

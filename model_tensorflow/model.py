@@ -4,8 +4,20 @@ Kept parallel to model_pytorch/ and model_mxnet/: the same layer names (c1, s2, 
 f6, output), in the same order, with the same initialisation. Built from Keras' own layers
 only, so a saved model opens with keras.saving.load_model without this package.
 """
-import keras
-from keras import layers
+import os
+
+# Loading TensorFlow writes banners to stderr from C++, past TF_CPP_MIN_LOG_LEVEL: silence file
+# descriptor 2 for the import alone, so that whatever imports this model (train.py, predict,
+# convert) keeps its error messages the one line they are.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # and its Python-side start-up chatter
+_stderr = os.dup(2)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+try:
+    import keras
+    from keras import layers
+finally:
+    os.dup2(_stderr, 2)
+    os.close(_stderr)
 
 from lenet5.config import ACTIVATIONS, LEAKY_SLOPE, POOLINGS, check_choice
 

@@ -2,8 +2,9 @@
 
     python predict.py runs/<run folder> photo.jpg digits/ clip.mp4 --top-k 3
 
-Kept parallel to train_tensorflow/predict.py and train_mxnet/predict.py: each only loads its
-framework's model; reading, preprocessing and output are lenet5.predict's.
+Kept parallel to train_tensorflow/predict.py and train_mxnet/predict.py: each is this framework's
+command line; reading, preprocessing, output and opening the model (model_pytorch/convert.py) are
+lenet5.predict's.
 """
 import sys
 from pathlib import Path
@@ -11,29 +12,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the project's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch
+from lenet5.predict import main as predict_main
 
-from lenet5.predict import PredictError, main as predict_main, read_run
-from model_pytorch import LeNet5
-from train_pytorch.train import FRAMEWORK, WEIGHTS
-
-
-def load_model(run_dir):
-    """The run's trained model as a function from normalised (N, 1, 28, 28) float32 batches to logits."""
-    cfg, classes = read_run(run_dir)
-    path = Path(run_dir) / WEIGHTS
-    if not path.is_file():
-        raise PredictError(f"{run_dir}: no {path.name}: the run has not finished (train it to the end, or --resume it)")
-    model = LeNet5(num_classes=len(classes), pooling=cfg.pooling, activation=cfg.activation).eval()
-    try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except Exception as error:  # truncated file, another architecture, not a state_dict at all
-        raise PredictError(f"cannot load {path}: {str(error).splitlines()[0]}") from None
-
-    @torch.no_grad()
-    def logits(x):
-        return model(torch.from_numpy(x)).numpy()
-    return logits
+FRAMEWORK = "pytorch"
 
 
 def main(argv=None):

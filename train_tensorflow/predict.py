@@ -2,8 +2,9 @@
 
     python predict.py runs/<run folder> photo.jpg digits/ clip.mp4 --top-k 3
 
-Kept parallel to train_pytorch/predict.py and train_mxnet/predict.py: each only loads its
-framework's model; reading, preprocessing and output are lenet5.predict's.
+Kept parallel to train_pytorch/predict.py and train_mxnet/predict.py: each is this framework's
+command line; reading, preprocessing, output and opening the model (model_tensorflow/convert.py) are
+lenet5.predict's.
 """
 import sys
 from pathlib import Path
@@ -11,24 +12,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the project's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lenet5.predict import PredictError, main as predict_main, read_run
-from train_tensorflow.train import FRAMEWORK, WEIGHTS, keras  # train.py imports Keras quietly
+from lenet5.predict import main as predict_main
 
-
-def load_model(run_dir):
-    """The run's trained model as a function from normalised (N, 1, 28, 28) float32 batches to logits."""
-    cfg, classes = read_run(run_dir)
-    path = Path(run_dir) / WEIGHTS
-    if not path.is_file():
-        raise PredictError(f"{run_dir}: no {path.name}: the run has not finished (train it to the end, or --resume it)")
-    try:
-        model = keras.saving.load_model(path)  # the whole model: no need for cfg's options
-    except Exception as error:  # truncated file, not a Keras archive at all
-        raise PredictError(f"cannot load {path}: {str(error).splitlines()[0]}") from None
-
-    def logits(x):
-        return model(x.transpose(0, 2, 3, 1), training=False).numpy()  # Keras is channels last
-    return logits
+FRAMEWORK = "tensorflow"
 
 
 def main(argv=None):

@@ -7,35 +7,24 @@
 Kept parallel to train_pytorch/train.py and train_mxnet/train.py: a diff of two of them
 shows only what the frameworks force. The options, data and run folder come from lenet5/.
 """
-import os
 import functools
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the project's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
 
+from model_tensorflow import LeNet5  # first: it imports TensorFlow without its banners on stderr
+from model_tensorflow.convert import to_neutral
+import keras
 import numpy as np
-
-# Loading TensorFlow also writes banners to stderr from C++, past TF_CPP_MIN_LOG_LEVEL: silence
-# file descriptor 2 for the import alone, so that an error message stays the one line it is.
-_stderr = os.dup(2)
-os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-try:
-    import keras
-    import tensorflow as tf
-finally:
-    os.dup2(_stderr, 2)
-    os.close(_stderr)
+import tensorflow as tf
 
 from lenet5.cli import parse_args
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
 from lenet5.data import DataError, batches, load_splits, num_batches
 from lenet5.files import atomic_path
 from lenet5.run import Run, RunError
-from model_tensorflow import LeNet5
-from model_tensorflow.convert import to_neutral
 
 FRAMEWORK = "tensorflow"
 WEIGHTS = "model.keras"  # the trained model, for keras.saving.load_model(...)
