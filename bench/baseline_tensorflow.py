@@ -2,11 +2,8 @@
 model.compile + model.fit on numpy arrays, as in the Keras examples, with the same model, data and
 recipe (Adam, cosine decay per step); the test set is fit's validation_data."""
 import os
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
@@ -44,7 +41,7 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
     data = load_splits(limit_train=args.limit_train, limit_test=args.limit_test, channels_last=True,
                        data_dir=args.data_dir, progress=False)
-    train, test = data["train"], data["test"]
+    train, test = data.train, data.test
     schedule = keras.optimizers.schedules.CosineDecay(
         args.lr, decay_steps=args.epochs * num_batches(len(train), args.batch_size))
     model = LeNet5()

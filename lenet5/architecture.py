@@ -18,10 +18,9 @@ from matplotlib.patches import Rectangle
 
 from . import reference
 from .cli import HelpFormatter, Parser, positive_int
-from .config import POOLINGS, param_shapes
+from .config import POOLINGS, ROOT, param_shapes
 from .plot import is_ours
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "LeNet_architecture.png"
 MAKER = "lenet5.architecture"
 INPUT_SHAPE = (1, 28, 28)  # channels, height, width: MNIST as the models see it

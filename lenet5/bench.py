@@ -27,12 +27,12 @@ import numpy as np
 from tqdm import tqdm
 
 from . import cli, envs
+from .config import FRAMEWORK_NAMES as NAMES
 from .config import FRAMEWORKS, Config, resolve_threads
 from .data import TRAIN_SIZE, DataError, default_data_dir, load_mnist, load_splits
 from .files import write_json
 
 TARGET_ACCURACY = 0.99
-NAMES = {"pytorch": "PyTorch", "tensorflow": "TensorFlow", "mxnet": "MXNet"}
 QUICK_TEST = 1000
 QUICK = ["--epochs", "2", "--limit-train", "2048", "--limit-test", str(QUICK_TEST)]
 # (name, input channels, output channels, kernel, output side) of the layers with weights
@@ -152,7 +152,7 @@ def bench_onnx(framework, args, work):
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = resolve_threads(args.threads), 1
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    test = load_splits(limit_test=QUICK_TEST if args.quick else 0, data_dir=args.data_dir, progress=False)["test"]
+    test = load_splits(limit_test=QUICK_TEST if args.quick else 0, data_dir=args.data_dir, progress=False).test
     batch_size = Config.batch_size  # as train.py evaluates
     onnx_logits(session, test.x[:batch_size], batch_size)  # warm-up
     seconds = []

@@ -4,10 +4,9 @@ import math
 import os
 from pathlib import Path
 
-from .config import ACTIVATIONS, DEVICES, MAX_AUTO_THREADS, OPTIMIZERS, POOLINGS, SCHEDULERS, Config
+from .config import ACTIVATIONS, DEVICES, MAX_AUTO_THREADS, OPTIMIZERS, POOLINGS, ROOT, SCHEDULERS, Config
 from .data import DOWNLOADABLE, TRAIN_SIZE, default_data_dir
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT_DIR = ROOT / "runs"
 # What a resumed run may change; every other option comes from the run's config.json.
 RESUME_OVERRIDES = ("epochs", "device", "no_progress", "data_dir", "checkpoint_every", "threads",

@@ -7,8 +7,11 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent  # the project folder (the package is installed editable)
 FRAMEWORKS = ("pytorch", "tensorflow", "mxnet")
+FRAMEWORK_NAMES = {"pytorch": "PyTorch", "tensorflow": "TensorFlow", "mxnet": "MXNet"}  # as people write them
 POOLINGS = ("max", "avg")
 ACTIVATIONS = ("relu", "leakyrelu", "tanh", "sigmoid")
 OPTIMIZERS = ("adam", "sgd")

@@ -16,6 +16,7 @@ import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from filelock import FileLock
@@ -362,10 +363,18 @@ class Split:
         return len(self.y)
 
 
+@dataclass
+class Splits:
+    """The splits a run trains, validates and tests on, and the class names in label order."""
+    train: Split
+    val: Optional[Split]  # None with --val-size 0; the test split with --validate-on-test
+    test: Split
+    classes: list
+
+
 def load_splits(val_size=5000, limit_train=0, limit_test=0, channels_last=False,
                 data_dir=None, progress=True, dataset="mnist", validate_on_test=False):
-    """Train, validation and test splits as normalised arrays, and the class names ("classes");
-    `val` is None when val_size is 0.
+    """Train, validation and test splits as normalised arrays, and the class names.
 
     The validation images are a fixed random draw from the training images (60,000 in MNIST;
     the same draw for every seed and framework). limit_train / limit_test keep only the first N
@@ -385,15 +394,10 @@ def load_splits(val_size=5000, limit_train=0, limit_test=0, channels_last=False,
     def split(images, labels):
         return Split(normalize(images, channels_last), labels.astype(np.int64))
 
-    splits = {
-        "train": split(mnist["train_images"][train_idx], mnist["train_labels"][train_idx]),
-        "val": split(mnist["train_images"][val_idx], mnist["train_labels"][val_idx]) if val_size else None,
-        "test": split(mnist["test_images"][:test_end], mnist["test_labels"][:test_end]),
-        "classes": list(mnist["classes"]),
-    }
-    if validate_on_test:
-        splits["val"] = splits["test"]
-    return splits
+    test = split(mnist["test_images"][:test_end], mnist["test_labels"][:test_end])
+    val = split(mnist["train_images"][val_idx], mnist["train_labels"][val_idx]) if val_size else None
+    return Splits(train=split(mnist["train_images"][train_idx], mnist["train_labels"][train_idx]),
+                  val=test if validate_on_test else val, test=test, classes=list(mnist["classes"]))
 
 
 def num_batches(n, batch_size):

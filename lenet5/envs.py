@@ -1,30 +1,44 @@
-"""Create, find and run the per-framework virtual environments.
+"""Create, find and use the per-framework virtual environments.
 
 The three frameworks cannot share one environment (MXNet 1.9.1 needs numpy < 1.24, current
-TensorFlow numpy >= 1.26), so each gets its own venv built from requirements/<framework>.txt.
-An environment is rebuilt only when its requirements (or the Python building it) change: the
-hash of both is stamped into the venv, so a fresh clone pointed at the same LENET5_VENV_DIR
-reuses what an earlier clone built.
+TensorFlow numpy >= 1.26), so each gets its own venv built from requirements/<framework>.txt, with
+this project installed into it editable (`pip install --no-deps -e .`): every environment imports
+lenet5, model_* and train_* from this checkout. An environment is rebuilt only when its
+requirements (or the Python building it) change: the hash of both is stamped into the venv, so a
+fresh clone pointed at the same LENET5_VENV_DIR reuses what an earlier clone built, and only
+installs itself into it again.
 
-Standard library only: this runs before any environment exists.
+A step that needs another framework than this Python has runs there through `call`, which hands
+back its result, or its one-line error, as JSON. Standard library only: this runs before any
+environment exists.
 
     python -m lenet5.envs ensure pytorch          # build if missing or stale, print its python
     python -m lenet5.envs run pytorch -m pytest   # ensure, then run its python with arguments
 """
 import argparse
 import hashlib
+import importlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from .config import FRAMEWORKS, ROOT
+from .files import write_json
+
 REQUIREMENTS = ROOT / "requirements"
-FRAMEWORKS = ("pytorch", "tensorflow", "mxnet")
-STAMP = "lenet5-requirements.sha256"
+STAMP = "lenet5-requirements.sha256"  # in the venv: what its requirements were built from
+INSTALLED = "lenet5-project.txt"  # in the venv: the checkout installed into it, and its pyproject's hash
 # MXNet 1.9.1 has no wheels past Python 3.11 and TensorFlow 2.21 none before 3.9.
 PYTHON_RANGE = ((3, 9), (3, 11))
+
+
+class EnvError(Exception):
+    """An environment cannot be built or used, or a step run in one failed; the message says why in one line."""
 
 
 def venv_root():
@@ -36,13 +50,17 @@ def env_dir(framework):
     return venv_root() / framework
 
 
+def own_python_variable(framework):
+    return f"LENET5_{framework.upper()}_PYTHON"
+
+
 def env_python(framework):
     """The python of a framework's environment (which may not exist yet).
 
     $LENET5_<FRAMEWORK>_PYTHON (e.g. LENET5_PYTORCH_PYTHON) names an interpreter of your own,
-    such as a conda environment's, and is then used as it is.
+    such as a conda environment's with `pip install -e .` done in it, and is then used as it is.
     """
-    own = os.environ.get(f"LENET5_{framework.upper()}_PYTHON")
+    own = os.environ.get(own_python_variable(framework))
     if own:
         return Path(own)
     bindir = "Scripts" if os.name == "nt" else "bin"
@@ -66,39 +84,97 @@ def requirements_hash(framework):
     return digest.hexdigest()
 
 
-def ensure(framework):
-    """Build the framework's environment when it is missing or stale; return its python."""
-    if framework not in FRAMEWORKS:
-        raise SystemExit(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
-    python = env_python(framework)
-    if os.environ.get(f"LENET5_{framework.upper()}_PYTHON"):
-        if not python.exists():
-            raise SystemExit(f"LENET5_{framework.upper()}_PYTHON={python} does not exist")
-        return python
-    stamp = env_dir(framework) / STAMP
-    wanted = requirements_hash(framework)
-    if python.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
-        return python
-    low, high = PYTHON_RANGE
-    if not low <= sys.version_info[:2] <= high:
-        raise SystemExit(
-            f"Python {sys.version.split()[0]} cannot build the {framework} environment: use "
-            f"Python {low[0]}.{low[1]} to {high[0]}.{high[1]}, e.g. make PYTHON=python3.11")
-    target = env_dir(framework)
-    print(f"Building the {framework} environment in {target} (once; a few minutes) ...",
-          file=sys.stderr, flush=True)
-    if target.exists():
-        shutil.rmtree(target)
-    subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
-    # The stamp is written last, so an interrupted build is simply built again next time.
+def _pip(python, *args, what):
     try:
-        subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check",
-                        "-r", str(REQUIREMENTS / f"{framework}.txt")], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check", *args], check=True)
     except subprocess.CalledProcessError:
-        raise SystemExit(f"pip could not install requirements/{framework}.txt into {target}; "
-                         "see pip's message above") from None
-    stamp.write_text(wanted + "\n")
+        raise EnvError(f"pip could not install {what} into {python}; see pip's message above") from None
+
+
+def ensure(framework):
+    """Build the framework's environment when it is missing or stale, install this checkout into
+    it when it holds another (or none); return its python."""
+    if framework not in FRAMEWORKS:
+        raise EnvError(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
+    python = env_python(framework)
+    if os.environ.get(own_python_variable(framework)):
+        if not python.exists():
+            raise EnvError(f"{own_python_variable(framework)}={python} does not exist")
+        return python
+    target = env_dir(framework)
+    wanted = requirements_hash(framework)
+    if not (python.exists() and (target / STAMP).exists() and (target / STAMP).read_text().strip() == wanted):
+        low, high = PYTHON_RANGE
+        if not low <= sys.version_info[:2] <= high:
+            raise EnvError(f"Python {sys.version.split()[0]} cannot build the {framework} environment: use "
+                           f"Python {low[0]}.{low[1]} to {high[0]}.{high[1]}, e.g. make PYTHON=python3.11")
+        print(f"Building the {framework} environment in {target} (once; a few minutes) ...",
+              file=sys.stderr, flush=True)
+        if target.exists():
+            shutil.rmtree(target)
+        subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
+        _pip(python, "-r", str(REQUIREMENTS / f"{framework}.txt"), what=f"requirements/{framework}.txt")
+        # The stamp is written last, so an interrupted build is simply built again next time.
+        (target / STAMP).write_text(wanted + "\n")
+    # An environment shared by several clones (CI's) runs the code of the clone that last used it.
+    project = f"{ROOT}\n{hashlib.sha256((ROOT / 'pyproject.toml').read_bytes()).hexdigest()}\n"
+    if not (target / INSTALLED).exists() or (target / INSTALLED).read_text() != project:
+        _pip(python, "--quiet", "--no-deps", "--editable", str(ROOT), what=f"this project ({ROOT})")
+        (target / INSTALLED).write_text(project)
     return python
+
+
+def has_framework(framework):
+    """Whether this Python can import the framework's model package (and so the framework)."""
+    try:
+        importlib.import_module(f"model_{framework}")
+    except ImportError:
+        return False
+    return True
+
+
+def _function(name):
+    module, _, attribute = name.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def call(framework, function, *args):
+    """`function` ("package.module:name") called with `args` in `framework`'s environment: in this
+    process when this Python has the framework, else in that environment's Python, the arguments
+    and the result passed as JSON (paths as strings, arrays in files). A failure there raises
+    EnvError with its one-line message; here, the function's own exception propagates."""
+    if has_framework(framework):
+        return _function(function)(*args)
+    python = env_python(framework)
+    if not python.exists():
+        raise EnvError(f"this needs {framework}, which this Python lacks, and its environment {python} "
+                       f"does not exist (make env-{framework} builds it)")
+    with tempfile.TemporaryDirectory(prefix="lenet5-call-") as tmp:
+        reply = Path(tmp) / "reply.json"
+        proc = subprocess.run([str(python), "-m", "lenet5.envs", "call", function, str(reply)],
+                              input=json.dumps(args), capture_output=True, text=True,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        try:
+            answer = json.loads(reply.read_text())
+        except (OSError, ValueError):  # it died before answering: its last words
+            lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
+            raise EnvError(f"{framework} environment ({python}): {lines[-1]}") from None
+    if "error" in answer:
+        raise EnvError(answer["error"])
+    return answer["result"]
+
+
+def _answer(function, reply):
+    """The other end of `call`, in the framework's environment: arguments from stdin, the result or
+    the error's first line into `reply` (the traceback of an error on stderr, for whoever looks)."""
+    try:
+        answer = {"result": _function(function)(*json.load(sys.stdin))}
+    except Exception as error:
+        traceback.print_exc()
+        lines = str(error).strip().splitlines()
+        answer = {"error": lines[0] if lines else type(error).__name__, "type": type(error).__name__}
+    write_json(reply, answer)
+    return 0
 
 
 def main(argv=None):
@@ -111,11 +187,19 @@ def main(argv=None):
         cmd.add_argument("framework", choices=FRAMEWORKS)
         if name == "run":
             cmd.add_argument("args", nargs=argparse.REMAINDER)
+    answer = sub.add_parser("call", help="(used by lenet5.envs.call) run a function with JSON arguments from stdin")
+    answer.add_argument("function", help="package.module:name")
+    answer.add_argument("reply", type=Path, help="JSON file for the result or the error")
     args = parser.parse_args(argv)
+    if args.command == "call":
+        return _answer(args.function, args.reply)
     if args.command == "path":
         print(env_python(args.framework))
         return 0
-    python = ensure(args.framework)
+    try:
+        python = ensure(args.framework)
+    except EnvError as error:
+        sys.exit(f"lenet5.envs: error: {error}")
     if args.command == "ensure":
         print(python)
         return 0

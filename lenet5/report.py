@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import FRAMEWORK_NAMES as NAMES
 from .config import FRAMEWORKS
 
 # The original PyTorch project's table (batch 256, one run per cell), for comparison.
 ORIGINAL = {("max", "relu"): 99.07, ("max", "leakyrelu"): 99.00, ("max", "tanh"): 98.96,
             ("avg", "leakyrelu"): 98.92, ("avg", "relu"): 98.00, ("avg", "tanh"): 97.96}
 RESULTS = ("val_accuracy", "test_accuracy", "test_loss", "train_seconds", "seconds_per_epoch")  # per run
-NAMES = {"pytorch": "PyTorch", "tensorflow": "TensorFlow", "mxnet": "MXNet"}
 COLUMNS = {"pooling": "Pooling", "activation": "Activation", "batch_size": "Batch-size"}
 
 

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from lenet5 import data
-
-ROOT = Path(__file__).resolve().parent.parent
+from lenet5.config import ROOT
 
 
 def write_idx(path, array):

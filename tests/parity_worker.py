@@ -19,7 +19,7 @@ from lenet5.data import load_splits  # noqa: E402
 
 def main(target, data_dir, *run_dirs):
     module = importlib.import_module(f"model_{target}.convert")
-    test = load_splits(0, data_dir=data_dir, progress=False)["test"]
+    test = load_splits(0, data_dir=data_dir, progress=False).test
     for run_dir in map(Path, run_dirs):
         out = run_dir / f"converted-{target}"
         assert convert.main([str(run_dir), "--to", target, "--output", str(out)]) == 0

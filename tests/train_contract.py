@@ -56,7 +56,7 @@ def test_smoke_run_writes_every_file(train, framework, mnist_dir):
         assert name.startswith("checkpoint-epoch0002") and (run_dir / name).stat().st_size > 0
     assert not list(run_dir.glob("checkpoint-epoch0001*"))  # the previous epoch's are gone
     with np.load(run_dir / PREDICTIONS) as predictions:  # every test image, in order
-        test = load_splits(0, limit_test=500, data_dir=mnist_dir, progress=False)["test"]
+        test = load_splits(0, limit_test=500, data_dir=mnist_dir, progress=False).test
         assert predictions["label"].tolist() == test.y.tolist() and predictions["probability"].shape == (500, 10)
         assert (predictions["prediction"] == test.y).mean() == result["test_accuracy"]
         assert (predictions["logits"].argmax(axis=1) == predictions["prediction"]).all()

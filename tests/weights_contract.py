@@ -94,7 +94,7 @@ def test_convert_an_interrupted_run_takes_its_last_checkpoint(interrupted_run, f
     params, meta = weights.load(tmp_path / "checkpoint.npz")
     assert_same_params(params, expected)
     assert meta["framework"] == framework and meta["pooling"] == "max"
-    test = load_splits(0, limit_test=500, data_dir=mnist_dir, progress=False)["test"]
+    test = load_splits(0, limit_test=500, data_dir=mnist_dir, progress=False).test
     assert (reference.forward(params, test.x).argmax(1) == test.y).mean() > 0.5  # trained weights, not init
 
     target = others(framework)[0]  # written in that framework's own environment
@@ -116,7 +116,7 @@ def parity(framework, native, mnist_dir, tmp_path_factory):
     (both at once), which leave their logits in the run folder."""
     train = importlib.import_module(f"train_{framework}.train")
     out = tmp_path_factory.mktemp(f"parity-{framework}")
-    test = load_splits(0, data_dir=mnist_dir, progress=False)["test"]
+    test = load_splits(0, data_dir=mnist_dir, progress=False).test
     runs = {}
     for pooling, activation in COMBOS:
         run_dir = out / f"{pooling}-{activation}"

@@ -10,10 +10,6 @@ shows only what the frameworks force. The options, data and run folder come from
 import functools
 import os
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the project's packages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 if __name__ == "__main__":  # before MXNet is imported, which sizes its thread pool then
     from lenet5.cli import threads_before_import
@@ -137,37 +133,37 @@ def main(argv=None):
         data = load_splits(cfg.val_size, cfg.limit_train, cfg.limit_test, channels_last=False,
                            data_dir=cfg.data_dir, progress=not cfg.no_progress, dataset=cfg.dataset,
                            validate_on_test=cfg.validate_on_test)
-        model = LeNet5(num_classes=len(data["classes"]), pooling=cfg.pooling, activation=cfg.activation)
+        model = LeNet5(num_classes=len(data.classes), pooling=cfg.pooling, activation=cfg.activation)
         model.initialize(ctx=device)
         model.hybridize(static_alloc=True, static_shape=True)
         optimizer = make_optimizer(cfg, model)
         run = Run(cfg)
         start = load_checkpoint(run, model, optimizer, device) if cfg.resume else 0
-        run.start(data["classes"])
+        run.start(data.classes)
     except (DataError, RunError) as error:
         sys.exit(f"train.py: error: {error}")
 
-    steps_per_epoch = num_batches(len(data["train"]), cfg.batch_size)
+    steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
     num_params = sum(p.data().size for p in model.collect_params().values())
     print(f"MXNet {mx.__version__} on {device} ({threads} threads), {num_params:,} parameters; "
-          f"{len(data['train']):,} train / {len(data['val'] or ()):,} val / {len(data['test']):,} test images; "
+          f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
           f"{run.dir}", flush=True)
     step = start * steps_per_epoch
     save = functools.partial(save_checkpoint, model=model, optimizer=optimizer)
     with run.stopping():  # Ctrl-C or a diverging loss: one line, and the last checkpoint kept
         for epoch in range(start + 1, cfg.epochs + 1):
             train_loss, train_acc, step, lr = train_one_epoch(
-                model, optimizer, data["train"], cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run, save)
+                model, optimizer, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run, save)
             seconds = run.epoch_seconds()
-            val_loss, val_acc, _ = evaluate(model, data["val"], cfg.batch_size, device) if data["val"] else (float("nan"),) * 3
+            val_loss, val_acc, _ = evaluate(model, data.val, cfg.batch_size, device) if data.val else (float("nan"),) * 3
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
             run.save_checkpoint(epoch, step, save)
 
     model.save_parameters(str(run.path(WEIGHTS + ".params")))
     model.export(str(run.path(WEIGHTS)))
     run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
-    test_loss, test_acc, test_logits = evaluate(model, data["test"], cfg.batch_size, device)
-    run.save_predictions(data["test"].y, test_logits)
+    test_loss, test_acc, test_logits = evaluate(model, data.test, cfg.batch_size, device)
+    run.save_predictions(data.test.y, test_logits)
     run.finish(test_loss, test_acc, num_params, mx.__version__, str(device))
     return 0
 

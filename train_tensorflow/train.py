@@ -9,10 +9,6 @@ shows only what the frameworks force. The options, data and run folder come from
 """
 import functools
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the project's packages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model_tensorflow import LeNet5  # first: it imports TensorFlow without its banners on stderr
 from model_tensorflow.convert import to_neutral
@@ -159,37 +155,37 @@ def main(argv=None):
         data = load_splits(cfg.val_size, cfg.limit_train, cfg.limit_test, channels_last=True,
                            data_dir=cfg.data_dir, progress=not cfg.no_progress, dataset=cfg.dataset,
                            validate_on_test=cfg.validate_on_test)
-        model = LeNet5(num_classes=len(data["classes"]), pooling=cfg.pooling, activation=cfg.activation)
+        model = LeNet5(num_classes=len(data.classes), pooling=cfg.pooling, activation=cfg.activation)
         optimizer = make_optimizer(cfg)
         model.compile(optimizer=optimizer)  # so that model.save() keeps the optimizer's state
         run = Run(cfg)
         start = load_checkpoint(run, model, optimizer) if cfg.resume else 0
-        run.start(data["classes"])
+        run.start(data.classes)
     except (DataError, RunError) as error:
         sys.exit(f"train.py: error: {error}")
 
     train_step, eval_step = make_steps(model, optimizer, cfg.weight_decay)
-    steps_per_epoch = num_batches(len(data["train"]), cfg.batch_size)
+    steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
     num_params = model.count_params()
     print(f"TensorFlow {tf.__version__} (Keras {keras.__version__}) on {device} ({threads} threads), {num_params:,} parameters; "
-          f"{len(data['train']):,} train / {len(data['val'] or ()):,} val / {len(data['test']):,} test images; "
+          f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
           f"{run.dir}", flush=True)
     step = start * steps_per_epoch
     save = functools.partial(save_checkpoint, model=model)
     with run.stopping():  # Ctrl-C or a diverging loss: one line, and the last checkpoint kept
         for epoch in range(start + 1, cfg.epochs + 1):
             train_loss, train_acc, step, lr = train_one_epoch(
-                train_step, data["train"], cfg, epoch, step, cfg.epochs * steps_per_epoch, run, save)
+                train_step, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, run, save)
             seconds = run.epoch_seconds()
-            val_loss, val_acc, _ = evaluate(eval_step, data["val"], cfg.batch_size) if data["val"] else (float("nan"),) * 3
+            val_loss, val_acc, _ = evaluate(eval_step, data.val, cfg.batch_size) if data.val else (float("nan"),) * 3
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
             run.save_checkpoint(epoch, step, save)
 
     with atomic_path(run.path(WEIGHTS)) as tmp:
         model.save(tmp)
     run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
-    test_loss, test_acc, test_logits = evaluate(eval_step, data["test"], cfg.batch_size)
-    run.save_predictions(data["test"].y, test_logits)
+    test_loss, test_acc, test_logits = evaluate(eval_step, data.test, cfg.batch_size)
+    run.save_predictions(data.test.y, test_logits)
     run.finish(test_loss, test_acc, num_params, tf.__version__, device)
     return 0
 

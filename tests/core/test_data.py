@@ -111,13 +111,13 @@ def test_batches_cover_every_image_once_in_a_seeded_order():
 
 def test_real_mnist_splits(mnist_dir):
     splits = data.load_splits(val_size=5000, data_dir=mnist_dir, progress=False)
-    assert (len(splits["train"]), len(splits["val"]), len(splits["test"])) == (55000, 5000, 10000)
-    assert np.bincount(splits["test"].y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (55000, 5000, 10000)
+    assert np.bincount(splits.test.y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     # The validation images are the same whatever else changes, and not in the training split.
     small = data.load_splits(val_size=5000, limit_train=100, data_dir=mnist_dir, progress=False)
-    np.testing.assert_array_equal(small["val"].x, splits["val"].x)
-    train_images = {hash(image.tobytes()) for image in splits["train"].x}
-    assert sum(hash(image.tobytes()) in train_images for image in splits["val"].x) <= 5
-    assert len(small["train"]) == 100
+    np.testing.assert_array_equal(small.val.x, splits.val.x)
+    train_images = {hash(image.tobytes()) for image in splits.train.x}
+    assert sum(hash(image.tobytes()) in train_images for image in splits.val.x) <= 5
+    assert len(small.train) == 100
     none = data.load_splits(val_size=0, limit_test=50, data_dir=mnist_dir, progress=False)
-    assert none["val"] is None and len(none["train"]) == 60000 and len(none["test"]) == 50
+    assert none.val is None and len(none.train) == 60000 and len(none.test) == 50

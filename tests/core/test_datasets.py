@@ -61,8 +61,8 @@ def test_fashion_mnist_downloads_from_its_own_mirrors_checked_by_md5(fashion_mir
     mirror, gz = fashion_mirror
     cache = tmp_path / "cache"
     splits = data.load_splits(val_size=2, data_dir=cache, progress=False, dataset="fashion-mnist")
-    assert splits["classes"] == list(data.FASHION_CLASSES) and splits["classes"][9] == "Ankle boot"
-    assert (len(splits["train"]), len(splits["val"]), len(splits["test"])) == (10, 2, 4)
+    assert splits.classes == list(data.FASHION_CLASSES) and splits.classes[9] == "Ankle boot"
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (10, 2, 4)
     for name, content in gz.items():  # kept as the published .gz, beside (not over) MNIST's files
         assert (cache / "fashion-mnist" / f"{name}.gz").read_bytes() == content
     assert not (cache / "train-images-idx3-ubyte").exists()
@@ -114,9 +114,9 @@ def test_a_folder_of_class_folders_is_converted_split_and_cached(tmp_path, monke
     folder = image_folder(tmp_path / "shapes", per_class=7)
     (folder / "ring" / "notes.txt").write_text("not an image: ignored")
     splits = data.load_splits(val_size=3, data_dir=tmp_path / "cache", progress=False, dataset=str(folder))
-    assert splits["classes"] == ["bar", "cross", "ring"]  # the subfolders' names, sorted
-    assert (len(splits["train"]), len(splits["val"]), len(splits["test"])) == (18 - 3, 3, 3)  # 21 // 7 to test
-    assert splits["train"].x.shape[1:] == (1, 28, 28)
+    assert splits.classes == ["bar", "cross", "ring"]  # the subfolders' names, sorted
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (18 - 3, 3, 3)  # 21 // 7 to test
+    assert splits.train.x.shape[1:] == (1, 28, 28)
     (cached,) = (tmp_path / "cache" / "image-folders").iterdir()
     assert cached.name.startswith("shapes-") and cached.suffix == ".npz"
 
@@ -124,8 +124,8 @@ def test_a_folder_of_class_folders_is_converted_split_and_cached(tmp_path, monke
         raise AssertionError("converted again despite the cache")
     monkeypatch.setattr(images, "to_mnist", no_conversion)
     again = data.load_splits(val_size=3, data_dir=tmp_path / "cache", progress=False, dataset=str(folder))
-    np.testing.assert_array_equal(again["test"].x, splits["test"].x)
-    assert again["classes"] == splits["classes"]
+    np.testing.assert_array_equal(again.test.x, splits.test.x)
+    assert again.classes == splits.classes
     monkeypatch.undo()
     image_folder(tmp_path / "more", per_class=1, classes=["bar"])
     (tmp_path / "more" / "bar" / "0.png").rename(folder / "bar" / "extra.png")  # the folder changed

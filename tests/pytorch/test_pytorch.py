@@ -46,7 +46,7 @@ def test_native_checkpoints_open_with_pytorch_alone(train, mnist_dir):
                        "--pooling", "avg", "--activation", "tanh")
     model = LeNet5(pooling="avg", activation="tanh").eval()
     model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
-    test = load_splits(0, limit_test=500, data_dir=mnist_dir, progress=False)["test"]
+    test = load_splits(0, limit_test=500, data_dir=mnist_dir, progress=False).test
     with torch.no_grad():
         accuracy = (model(torch.from_numpy(test.x)).argmax(1).numpy() == test.y).mean()
     assert accuracy == read_json(run_dir / "result.json")["test_accuracy"]

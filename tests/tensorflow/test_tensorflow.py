@@ -48,7 +48,7 @@ def test_model_options():
 def test_native_checkpoints_open_with_keras_alone(train, mnist_dir, tmp_path):
     _, run_dir = train(FRAMEWORK, "--epochs", "1", "--limit-train", "2048", "--limit-test", "500",
                        "--pooling", "avg", "--activation", "tanh")
-    test = load_splits(0, limit_test=500, channels_last=True, data_dir=mnist_dir, progress=False)["test"]
+    test = load_splits(0, limit_test=500, channels_last=True, data_dir=mnist_dir, progress=False).test
     np.save(tmp_path / "x.npy", test.x)
     np.save(tmp_path / "y.npy", test.y)
     # A user's script that imports nothing of this project: keras.saving.load_model is enough.
