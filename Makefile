@@ -7,6 +7,7 @@
 #   make envs                      build all three environments now
 #   make sweep ARGS="--frameworks pytorch mxnet --lr 0.002 0.005 --seeds 0 1 --jobs 2"
 #   make table                     the README's results: 3 frameworks x 6 cells x 3 seeds
+#   make lint                      ruff: lint and format check (configured in pyproject.toml)
 #   make recipe                    the validation runs that chose the default recipe
 #   make bench                     training speed of each framework against its idiomatic baseline
 
@@ -21,11 +22,11 @@ ENVS := $(PYTHON) -m lenet5.envs
 TABLE_ARGS := --frameworks pytorch tensorflow mxnet --pooling max avg --activation relu leakyrelu tanh \
 	--batch-size 256 --seeds 0 1 2 --jobs 2 --output-dir results/table
 
-# How the default recipe was chosen: PyTorch, on the validation split (see README).
+# How the default recipe was chosen: PyTorch, on the validation split (docs/results.md).
 RECIPE_ARGS := --frameworks pytorch --epochs 1 10 15 20 --lr 0.001 0.002 0.003 0.005 --seeds 0 1 \
 	--jobs 2 --output-dir results/recipe
 
-.PHONY: train test test-tools sweep table recipe bench envs $(addprefix test-,$(FRAMEWORKS)) $(addprefix env-,$(FRAMEWORKS))
+.PHONY: train test test-tools lint sweep table recipe bench envs $(addprefix test-,$(FRAMEWORKS)) $(addprefix env-,$(FRAMEWORKS))
 
 train:
 	$(ENVS) run $(FRAMEWORK) train_$(FRAMEWORK)/train.py $(ARGS)
@@ -41,6 +42,11 @@ $(addprefix test-,$(FRAMEWORKS)): test-%: envs
 test-tools: envs
 	$(ENVS) run pytorch -m pytest tests/sweep tests/bench $(PYTEST_ARGS)
 
+# ruff lives in the PyTorch environment (requirements/pytorch.txt), like the tools' tests.
+lint: env-pytorch
+	$(ENVS) run pytorch -m ruff check .
+	$(ENVS) run pytorch -m ruff format --check .
+
 sweep:
 	$(ENVS) run pytorch -m lenet5.sweep $(ARGS)
 
@@ -50,7 +56,7 @@ table:
 recipe:
 	$(ENVS) run pytorch -m lenet5.sweep $(RECIPE_ARGS) $(ARGS)
 
-# The README's speed table: each framework's train.py against its idiomatic baseline (~10 min).
+# The speed table (docs/speed.md): each framework's train.py against its idiomatic baseline (~10 min).
 bench: envs
 	$(ENVS) run pytorch -m lenet5.bench --output-dir results/bench $(ARGS)
 

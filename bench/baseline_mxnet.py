@@ -1,6 +1,7 @@
 """The idiomatic Gluon loop that python -m lenet5.bench compares train_mxnet/train.py with: a
 DataLoader over an ArrayDataset and a hybridized network, as in the Gluon tutorials and d2l, with
 the same model, data and recipe (Adam, cosine schedule per update)."""
+
 import time
 
 import mxnet as mx
@@ -16,18 +17,31 @@ def main(argv=None):
     args = baseline_args("mxnet", argv)
     mx.random.seed(args.seed)
     data = load_splits(limit_train=args.limit_train, limit_test=args.limit_test, data_dir=args.data_dir, progress=False)
-    train = gluon.data.DataLoader(gluon.data.ArrayDataset(mx.nd.array(data.train.x), mx.nd.array(data.train.y)),
-                                  batch_size=args.batch_size, shuffle=True)
-    test = gluon.data.DataLoader(gluon.data.ArrayDataset(mx.nd.array(data.test.x), mx.nd.array(data.test.y)),
-                                 batch_size=args.batch_size)
+    train = gluon.data.DataLoader(
+        gluon.data.ArrayDataset(mx.nd.array(data.train.x), mx.nd.array(data.train.y)),
+        batch_size=args.batch_size,
+        shuffle=True,
+    )
+    test = gluon.data.DataLoader(
+        gluon.data.ArrayDataset(mx.nd.array(data.test.x), mx.nd.array(data.test.y)), batch_size=args.batch_size
+    )
     model = LeNet5()
     model.initialize()
     model.hybridize()
-    schedule = mx.lr_scheduler.CosineScheduler(args.epochs * num_batches(len(data.train), args.batch_size),
-                                               base_lr=args.lr, final_lr=0)
-    trainer = gluon.Trainer(model.collect_params(), "adam", {"learning_rate": args.lr, "lr_scheduler": schedule,
-                                                             "beta1": ADAM_BETAS[0], "beta2": ADAM_BETAS[1],
-                                                             "epsilon": ADAM_EPS})
+    schedule = mx.lr_scheduler.CosineScheduler(
+        args.epochs * num_batches(len(data.train), args.batch_size), base_lr=args.lr, final_lr=0
+    )
+    trainer = gluon.Trainer(
+        model.collect_params(),
+        "adam",
+        {
+            "learning_rate": args.lr,
+            "lr_scheduler": schedule,
+            "beta1": ADAM_BETAS[0],
+            "beta2": ADAM_BETAS[1],
+            "epsilon": ADAM_EPS,
+        },
+    )
     cross_entropy = gluon.loss.SoftmaxCrossEntropyLoss()
     timer = EpochTimer()
     for _ in range(args.epochs):

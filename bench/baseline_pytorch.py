@@ -1,6 +1,7 @@
 """The idiomatic PyTorch loop that python -m lenet5.bench compares train_pytorch/train.py with:
 a DataLoader over a TensorDataset, as in the PyTorch tutorials and d2l, with the same model, data
 and recipe (Adam, cosine schedule stepped per batch)."""
+
 import time
 
 import torch
@@ -18,10 +19,10 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     data = load_splits(limit_train=args.limit_train, limit_test=args.limit_test, data_dir=args.data_dir, progress=False)
-    train = DataLoader(TensorDataset(*map(torch.from_numpy, (data.train.x, data.train.y))),
-                       batch_size=args.batch_size, shuffle=True)
-    test = DataLoader(TensorDataset(*map(torch.from_numpy, (data.test.x, data.test.y))),
-                      batch_size=args.batch_size)
+    train = DataLoader(
+        TensorDataset(*map(torch.from_numpy, (data.train.x, data.train.y))), batch_size=args.batch_size, shuffle=True
+    )
+    test = DataLoader(TensorDataset(*map(torch.from_numpy, (data.test.x, data.test.y))), batch_size=args.batch_size)
     model = LeNet5()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=ADAM_BETAS, eps=ADAM_EPS)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * len(train))

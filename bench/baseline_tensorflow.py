@@ -1,10 +1,12 @@
 """The idiomatic Keras loop that python -m lenet5.bench compares train_tensorflow/train.py with:
 model.compile + model.fit on numpy arrays, as in the Keras examples, with the same model, data and
 recipe (Adam, cosine decay per step); the test set is fit's validation_data."""
-import os
+
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# isort: off
+from model_tensorflow import LeNet5  # first: it imports TensorFlow without its banners on stderr
+# isort: on
 
 import keras
 import tensorflow as tf
@@ -12,7 +14,6 @@ import tensorflow as tf
 from lenet5.bench import EpochTimer, baseline_args
 from lenet5.config import ADAM_BETAS, ADAM_EPS
 from lenet5.data import load_splits, num_batches
-from model_tensorflow import LeNet5
 
 
 class Clock(keras.callbacks.Callback):
@@ -39,18 +40,35 @@ def main(argv=None):
     args = baseline_args("tensorflow", argv)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     keras.utils.set_random_seed(args.seed)
-    data = load_splits(limit_train=args.limit_train, limit_test=args.limit_test, channels_last=True,
-                       data_dir=args.data_dir, progress=False)
+    data = load_splits(
+        limit_train=args.limit_train,
+        limit_test=args.limit_test,
+        channels_last=True,
+        data_dir=args.data_dir,
+        progress=False,
+    )
     train, test = data.train, data.test
     schedule = keras.optimizers.schedules.CosineDecay(
-        args.lr, decay_steps=args.epochs * num_batches(len(train), args.batch_size))
+        args.lr, decay_steps=args.epochs * num_batches(len(train), args.batch_size)
+    )
     model = LeNet5()
-    model.compile(optimizer=keras.optimizers.Adam(schedule, beta_1=ADAM_BETAS[0], beta_2=ADAM_BETAS[1],
-                                                  epsilon=ADAM_EPS),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule, beta_1=ADAM_BETAS[0], beta_2=ADAM_BETAS[1], epsilon=ADAM_EPS),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     timer = EpochTimer()
-    model.fit(train.x, train.y, batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=0,
-              validation_data=(test.x, test.y), validation_batch_size=args.batch_size, callbacks=[Clock(timer)])
+    model.fit(
+        train.x,
+        train.y,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        shuffle=True,
+        verbose=0,
+        validation_data=(test.x, test.y),
+        validation_batch_size=args.batch_size,
+        callbacks=[Clock(timer)],
+    )
     timer.write(args.output, len(train), len(test))
 
 

@@ -8,6 +8,7 @@ Nothing in the figure is typed in: the feature-map sizes come from running the n
 shapes every framework's model is tested against (lenet5.config.param_shapes), the padding and
 the pooling windows from how the sizes change.
 """
+
 import math
 import sys
 from pathlib import Path
@@ -54,8 +55,11 @@ def describe(row, pooling="max"):
     if row["kind"] == "input":
         return "image"
     k = "x".join(map(str, row["kernel"] or ()))
-    what = {"convolution": f"conv {k}" + (f", pad {row['padding']}" if row["padding"] else ""),
-            "pooling": f"{pooling} pool {k}", "dense": "full connection"}[row["kind"]]
+    what = {
+        "convolution": f"conv {k}" + (f", pad {row['padding']}" if row["padding"] else ""),
+        "pooling": f"{pooling} pool {k}",
+        "dense": "full connection",
+    }[row["kind"]]
     return f"{what}\n{row['params']:,} params" if row["params"] else f"{what}\nno params"
 
 
@@ -77,17 +81,35 @@ def figure(rows, pooling="max"):
             step = min(0.22, 2.2 / count)
             width = height = side + (count - 1) * step
             for i in reversed(range(count)):
-                ax.add_patch(Rectangle((x + i * step, -height / 2 + i * step), side, side,
-                                       facecolor=COLORS[row["kind"]], edgecolor="#333333", linewidth=0.7))
+                ax.add_patch(
+                    Rectangle(
+                        (x + i * step, -height / 2 + i * step),
+                        side,
+                        side,
+                        facecolor=COLORS[row["kind"]],
+                        edgecolor="#333333",
+                        linewidth=0.7,
+                    )
+                )
             box = dict(maps=(x, -height / 2, side))  # the front map: left, bottom, side
         else:  # a vector of units (C5's 120 maps are 1x1): a column that grows with the unit count
             width, height = 0.45, min(max(shape[0] * 0.05, 1.2), 6.0)
-            ax.add_patch(Rectangle((x, -height / 2), width, height, facecolor=COLORS[row["kind"]],
-                                   edgecolor="#333333", linewidth=0.9))
+            ax.add_patch(
+                Rectangle(
+                    (x, -height / 2), width, height, facecolor=COLORS[row["kind"]], edgecolor="#333333", linewidth=0.9
+                )
+            )
             box = dict(maps=None)
         boxes.append(dict(box, left=x, right=x + width, top=height / 2))
-        ax.text(x + width / 2, 3.3, f"{row['name']}\n{size_label(shape)}", ha="center", va="bottom",
-                fontsize=11, fontweight="bold" if row["params"] else "normal")
+        ax.text(
+            x + width / 2,
+            3.3,
+            f"{row['name']}\n{size_label(shape)}",
+            ha="center",
+            va="bottom",
+            fontsize=11,
+            fontweight="bold" if row["params"] else "normal",
+        )
         ax.text(x + width / 2, -3.3, describe(row, pooling), ha="center", va="top", fontsize=9.5, color="#333333")
         x += width + gap
 
@@ -120,10 +142,16 @@ def figure(rows, pooling="max"):
 
 
 def main(argv=None):
-    parser = Parser(prog="python -m lenet5.architecture", description=__doc__.split("\n\n")[0],
-                    formatter_class=HelpFormatter)
-    parser.add_argument("-o", "--output", default=str(DEFAULT_OUTPUT), metavar="FILE",
-                        help="the PNG to write; one this command wrote before is replaced, any other file never")
+    parser = Parser(
+        prog="python -m lenet5.architecture", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=str(DEFAULT_OUTPUT),
+        metavar="FILE",
+        help="the PNG to write; one this command wrote before is replaced, any other file never",
+    )
     parser.add_argument("--num-classes", type=positive_int, default=10, metavar="N", help="units of the output layer")
     parser.add_argument("--pooling", choices=POOLINGS, default="max", help="subsampling in S2 and S4")
     args = parser.parse_args(argv)

@@ -13,7 +13,7 @@ and, once, the FLOP bound: LeNet-5's FLOPs per training image and this machine's
 matrix-multiply rate (numpy), so that each framework's share of the peak shows.
 It prints a table and writes bench.json and bench.md into --output-dir.
 """
-import csv
+
 import json
 import os
 import platform
@@ -28,16 +28,24 @@ from tqdm import tqdm
 
 from . import cli, envs
 from .config import FRAMEWORK_NAMES as NAMES
-from .config import FRAMEWORKS, Config, resolve_threads
-from .data import TRAIN_SIZE, DataError, default_data_dir, load_mnist, load_splits
+from .config import FRAMEWORKS, ROOT, Config, resolve_threads
+from .data import load_splits
+from .download import TRAIN_SIZE, default_data_dir, load_mnist
 from .files import write_json
+from .idx import DataError
+from .runfolder import RunFolder
 
 TARGET_ACCURACY = 0.99
 QUICK_TEST = 1000
 QUICK = ["--epochs", "2", "--limit-train", "2048", "--limit-test", str(QUICK_TEST)]
 # (name, input channels, output channels, kernel, output side) of the layers with weights
-LAYERS = [("c1", 1, 6, 5, 28), ("c3", 6, 16, 5, 10), ("c5", 16, 120, 5, 1), ("f6", 120, 84, 1, 1),
-          ("output", 84, 10, 1, 1)]
+LAYERS = [
+    ("c1", 1, 6, 5, 28),
+    ("c3", 6, 16, 5, 10),
+    ("c5", 16, 120, 5, 1),
+    ("f6", 120, 84, 1, 1),
+    ("output", 84, 10, 1, 1),
+]
 
 
 def flops_per_image():
@@ -59,7 +67,7 @@ def matmul_gflops(n=2048, seconds=2.0):
         start = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n**3 / best / 1e9
 
 
 def run_measured(cmd, log, env=None):
@@ -107,18 +115,27 @@ def bench_train_py(framework, args, work, threads=None, train_args=None, name="t
     """train.py as users run it, its per-epoch test accuracy from --validate-on-test."""
     name = f"{framework}-{name}"
     threads = threads or args.threads
-    cmd = [envs.env_python(framework), envs.ROOT / f"train_{framework}" / "train.py", "--validate-on-test",
-           "--no-progress", "--output-dir", work, "--run-name", name, "--data-dir", args.data_dir,
-           *thread_args(threads), *(train_args or args.train_args)]
+    cmd = [
+        envs.env_python(framework),
+        "-m",
+        f"train_{framework}.train",
+        "--validate-on-test",
+        "--no-progress",
+        "--output-dir",
+        work,
+        "--run-name",
+        name,
+        "--data-dir",
+        args.data_dir,
+        *thread_args(threads),
+        *(train_args or args.train_args),
+    ]
     code, rss = run_measured(cmd, work / f"{name}.log", thread_env(threads))
     if code:
         return None
-    run_dir = work / name
-    with open(run_dir / "metrics.csv", newline="") as f:
-        rows = [{"seconds": float(r["seconds"]), "eval_seconds": float(r["eval_seconds"]),
-                 "test_acc": float(r["val_acc"])} for r in csv.DictReader(f)]
-    result = json.loads((run_dir / "result.json").read_text())
-    cfg = Config.from_dict(result["config"])
+    run = RunFolder(work / name)
+    rows = [dict(row, test_acc=row["val_acc"]) for row in run.metrics()]  # --validate-on-test
+    cfg = run.config()
     n_train, n_test = train_size(cfg), cfg.limit_test or 10_000
     return summarize(rows, n_train, n_test, rss)
 
@@ -129,8 +146,16 @@ def train_size(cfg):
 
 def bench_baseline(framework, args, work):
     out = work / f"{framework}-baseline.json"
-    cmd = [envs.env_python(framework), envs.ROOT / "bench" / f"baseline_{framework}.py", "--output", out,
-           "--data-dir", args.data_dir, *thread_args(args.threads), *args.train_args]
+    cmd = [
+        envs.env_python(framework),
+        ROOT / "bench" / f"baseline_{framework}.py",
+        "--output",
+        out,
+        "--data-dir",
+        args.data_dir,
+        *thread_args(args.threads),
+        *args.train_args,
+    ]
     code, rss = run_measured(cmd, work / f"{framework}-baseline.log", thread_env(args.threads))
     if code:
         return None
@@ -144,6 +169,7 @@ def bench_onnx(framework, args, work):
     import onnxruntime
 
     from .onnx_export import export, onnx_logits
+
     try:
         path, _ = export(work / f"{framework}-train.py", work / f"{framework}.onnx")
     except Exception as error:  # reported like a failed run: the table says so
@@ -160,18 +186,27 @@ def bench_onnx(framework, args, work):
         start = time.perf_counter()
         logits = onnx_logits(session, test.x, batch_size)
         seconds.append(time.perf_counter() - start)
-    return {"model": f"{framework} train.py run, exported", "eval_images_per_s": len(test) / float(np.median(seconds)),
-            "test_accuracy": float((logits.argmax(1) == test.y).mean())}
+    return {
+        "model": f"{framework} train.py run, exported",
+        "eval_images_per_s": len(test) / float(np.median(seconds)),
+        "test_accuracy": float((logits.argmax(1) == test.y).mean()),
+    }
 
 
 # ---- what a baseline script shares (they import this module: numpy and the standard library only)
 
+
 def baseline_args(framework, argv=None):
     """The options of bench/baseline_<framework>.py: the train.py options the recipe needs."""
-    parser = cli.Parser(prog=f"bench/baseline_{framework}.py", formatter_class=cli.HelpFormatter,
-                        description=f"Idiomatic {framework} training loop for python -m lenet5.bench.")
+    parser = cli.Parser(
+        prog=f"bench/baseline_{framework}.py",
+        formatter_class=cli.HelpFormatter,
+        description=f"Idiomatic {framework} training loop for python -m lenet5.bench.",
+    )
     defaults = Config()
-    parser.add_argument("--epochs", type=cli.positive_int, default=defaults.epochs, help="passes over the training split")
+    parser.add_argument(
+        "--epochs", type=cli.positive_int, default=defaults.epochs, help="passes over the training split"
+    )
     parser.add_argument("--batch-size", type=cli.positive_int, default=defaults.batch_size, help="images per step")
     parser.add_argument("--lr", type=cli.positive_float, default=defaults.lr, help="peak learning rate (Adam, cosine)")
     parser.add_argument("--seed", type=cli.non_negative_int, default=defaults.seed, help="random seed")
@@ -193,8 +228,11 @@ class EpochTimer:
 
     def add(self, seconds, eval_seconds, test_acc):
         self.epochs.append({"seconds": seconds, "eval_seconds": eval_seconds, "test_acc": float(test_acc)})
-        print(f"epoch {len(self.epochs)}: {seconds:.2f} s, test accuracy {test_acc:.2%} "
-              f"(evaluated in {eval_seconds:.2f} s)", flush=True)
+        print(
+            f"epoch {len(self.epochs)}: {seconds:.2f} s, test accuracy {test_acc:.2%} "
+            f"(evaluated in {eval_seconds:.2f} s)",
+            flush=True,
+        )
 
     def write(self, path, n_train, n_test):
         write_json(Path(path), {"epochs": self.epochs, "n_train": n_train, "n_test": n_test})
@@ -202,10 +240,13 @@ class EpochTimer:
 
 # ---- the table
 
+
 def table(results, gflops, flops, onnx=None):
-    lines = ["| framework | code | train img/s | epoch s (first) | eval img/s | to 99.0% test | test acc "
-             "| peak RSS MiB | % of matmul peak |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| framework | code | train img/s | epoch s (first) | eval img/s | to 99.0% test | test acc "
+        "| peak RSS MiB | % of matmul peak |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for fw, row in results.items():
         for kind, label in (("train.py", "train.py"), ("baseline", "baseline")):
             r = row.get(kind)
@@ -214,12 +255,16 @@ def table(results, gflops, flops, onnx=None):
                 continue
             to = f"{r['seconds_to_target']:.1f} s" if r["seconds_to_target"] is not None else "not reached"
             share = r["train_images_per_s"] * flops / (gflops * 1e9)
-            lines.append(f"| {NAMES[fw]} | {label} | {r['train_images_per_s']:,.0f} | {r['epoch_seconds']:.2f} "
-                         f"({r['first_epoch_seconds']:.2f}) | {r['eval_images_per_s']:,.0f} | {to} | "
-                         f"{r['test_accuracy']:.2%} | {r['peak_rss_mib']:,.0f} | {share:.1%} |")
+            lines.append(
+                f"| {NAMES[fw]} | {label} | {r['train_images_per_s']:,.0f} | {r['epoch_seconds']:.2f} "
+                f"({r['first_epoch_seconds']:.2f}) | {r['eval_images_per_s']:,.0f} | {to} | "
+                f"{r['test_accuracy']:.2%} | {r['peak_rss_mib']:,.0f} | {share:.1%} |"
+            )
     if onnx:
-        lines.append(f"| onnxruntime | {onnx['model']} | | | {onnx['eval_images_per_s']:,.0f} | | "
-                     f"{onnx['test_accuracy']:.2%} | | |")
+        lines.append(
+            f"| onnxruntime | {onnx['model']} | | | {onnx['eval_images_per_s']:,.0f} | | "
+            f"{onnx['test_accuracy']:.2%} | | |"
+        )
     return "\n".join(lines)
 
 
@@ -228,9 +273,11 @@ def scaling_table(scaling, train_args):
     if not scaling:
         return ""
     counts = sorted({int(n) for row in scaling.values() for n in row})
-    lines = [f"\ntrain.py images/s by --threads (`{' '.join(train_args)}`):\n",
-             "| framework | " + " | ".join(f"{n} thread{'s' * (n > 1)}" for n in counts) + " |",
-             "|---|" + "---:|" * len(counts)]
+    lines = [
+        f"\ntrain.py images/s by --threads (`{' '.join(train_args)}`):\n",
+        "| framework | " + " | ".join(f"{n} thread{'s' * (n > 1)}" for n in counts) + " |",
+        "|---|" + "---:|" * len(counts),
+    ]
     for fw, row in scaling.items():
         cells = [row.get(str(n)) for n in counts]
         lines.append(f"| {NAMES[fw]} | " + " | ".join(f"{c:,.0f}" if c else "failed" for c in cells) + " |")
@@ -243,8 +290,9 @@ def ratios(results):
     speeds = {}
     for fw, row in results.items():
         if row.get("train.py") and row.get("baseline"):
-            out[f"{fw}_speedup_over_baseline"] = (row["train.py"]["train_images_per_s"]
-                                                  / row["baseline"]["train_images_per_s"])
+            out[f"{fw}_speedup_over_baseline"] = (
+                row["train.py"]["train_images_per_s"] / row["baseline"]["train_images_per_s"]
+            )
         if row.get("train.py"):
             speeds[fw] = row["train.py"]["train_images_per_s"]
     if len(speeds) > 1:
@@ -253,36 +301,63 @@ def ratios(results):
 
 
 def main(argv=None):
-    parser = cli.Parser(prog="python -m lenet5.bench", description=__doc__.split("\n\n")[0],
-                        formatter_class=cli.HelpFormatter)
-    parser.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS), metavar="FW",
-                        help=f"frameworks to measure ({', '.join(FRAMEWORKS)})")
-    parser.add_argument("--epochs", type=cli.positive_int, default=Config.epochs,
-                        help="epochs of the default recipe for train.py and the baselines")
-    parser.add_argument("--threads", type=cli.non_negative_int, default=0,
-                        help="CPU threads for every run (0: each framework's default, as train.py's)")
-    parser.add_argument("--scaling", nargs="*", type=cli.positive_int, metavar="N",
-                        help="also time short train.py runs with each of these thread counts (default: 1, 2, 4, ... "
-                        "up to the usable cores)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"tiny runs ({' '.join(QUICK)}) that show the benchmark works; their numbers mean nothing")
-    parser.add_argument("--output-dir", default=str(cli.DEFAULT_OUTPUT_DIR / "bench"), metavar="DIR",
-                        help="where bench.json and bench.md (replaced by each run) and runs/ (the runs and their "
-                        "logs, a new folder each time) go")
+    parser = cli.Parser(
+        prog="python -m lenet5.bench", description=__doc__.split("\n\n")[0], formatter_class=cli.HelpFormatter
+    )
+    parser.add_argument(
+        "--frameworks",
+        nargs="+",
+        choices=FRAMEWORKS,
+        default=list(FRAMEWORKS),
+        metavar="FW",
+        help=f"frameworks to measure ({', '.join(FRAMEWORKS)})",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=cli.positive_int,
+        default=Config.epochs,
+        help="epochs of the default recipe for train.py and the baselines",
+    )
+    parser.add_argument(
+        "--threads",
+        type=cli.non_negative_int,
+        default=0,
+        help="CPU threads for every run (0: each framework's default, as train.py's)",
+    )
+    parser.add_argument(
+        "--scaling",
+        nargs="*",
+        type=cli.positive_int,
+        metavar="N",
+        help="also time short train.py runs with each of these thread counts (default: 1, 2, 4, ... "
+        "up to the usable cores)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"tiny runs ({' '.join(QUICK)}) that show the benchmark works; their numbers mean nothing",
+    )
+    parser.add_argument(
+        "--output-dir",
+        default=str(cli.DEFAULT_OUTPUT_DIR / "bench"),
+        metavar="DIR",
+        help="where bench.json and bench.md (replaced by each run) and runs/ (the runs and their "
+        "logs, a new folder each time) go",
+    )
     parser.add_argument("--data-dir", default=str(default_data_dir()), metavar="DIR", help="MNIST cache folder")
     args = parser.parse_args(argv)
     args.train_args = QUICK if args.quick else ["--epochs", str(args.epochs)]
     args.scaling_args = QUICK if args.quick else ["--epochs", "3"]
     cores = len(os.sched_getaffinity(0))
     if args.scaling is None:
-        args.scaling = [2 ** i for i in range(cores.bit_length()) if 2 ** i <= cores]
+        args.scaling = [2**i for i in range(cores.bit_length()) if 2**i <= cores]
     out = Path(args.output_dir).expanduser().resolve()
     try:
         out.mkdir(parents=True, exist_ok=True)
         load_mnist(args.data_dir)
         for framework in args.frameworks:
             envs.ensure(framework)
-    except (DataError, OSError) as error:
+    except (DataError, envs.EnvError, OSError) as error:
         sys.exit(f"lenet5.bench: error: {error}")
 
     gflops = matmul_gflops(seconds=0.5 if args.quick else 3.0)
@@ -308,19 +383,33 @@ def main(argv=None):
     summary = {
         "command": ["python -m lenet5.bench", *(argv if argv is not None else sys.argv[1:])],
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "usable_cores": len(os.sched_getaffinity(0)), "threads": args.threads},
-        "matmul_gflops": gflops, "forward_flops_per_image": forward_flops, "train_flops_per_image": train_flops,
-        "results": results, "onnxruntime": onnx, "ratios": ratios(results), "thread_scaling_images_per_s": scaling, "logs": str(work),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "usable_cores": len(os.sched_getaffinity(0)),
+            "threads": args.threads,
+        },
+        "matmul_gflops": gflops,
+        "forward_flops_per_image": forward_flops,
+        "train_flops_per_image": train_flops,
+        "results": results,
+        "onnxruntime": onnx,
+        "ratios": ratios(results),
+        "thread_scaling_images_per_s": scaling,
+        "logs": str(work),
     }
     write_json(out / "bench.json", summary)
     notes = [f"{k.replace('_', ' ')}: {v:.2f}x" for k, v in summary["ratios"].items()]
     threads = args.threads or "each framework's default"
-    md = (f"`{' '.join(summary['command'])}` on {summary['date']}, {summary['machine']['usable_cores']} cores, "
-          f"threads per run: {threads}.\n\n{text}\n\n"
-          f"FLOPs per image: {forward_flops / 1e6:.2f} M forward, {train_flops / 1e6:.2f} M training step; "
-          f"numpy float32 matmul: {gflops:.0f} GFLOP/s.\n\n" + "; ".join(notes) + "\n"
-          + scaling_table(scaling, args.scaling_args))
+    md = (
+        f"`{' '.join(summary['command'])}` on {summary['date']}, {summary['machine']['usable_cores']} cores, "
+        f"threads per run: {threads}.\n\n{text}\n\n"
+        f"FLOPs per image: {forward_flops / 1e6:.2f} M forward, {train_flops / 1e6:.2f} M training step; "
+        f"numpy float32 matmul: {gflops:.0f} GFLOP/s.\n\n"
+        + "; ".join(notes)
+        + "\n"
+        + scaling_table(scaling, args.scaling_args)
+    )
     (out / "bench.md").write_text(md)
     print(md)
     print(f"written: {out / 'bench.json'}, {out / 'bench.md'}; logs in {work}")

@@ -1,16 +1,20 @@
 """The command line of every framework's train.py: one definition, so flags and defaults match."""
+
 import argparse
 import math
 import os
+import sys
 from pathlib import Path
 
 from .config import ACTIVATIONS, DEVICES, MAX_AUTO_THREADS, OPTIMIZERS, POOLINGS, ROOT, SCHEDULERS, Config
-from .data import DOWNLOADABLE, TRAIN_SIZE, default_data_dir
+from .download import DOWNLOADABLE, TRAIN_SIZE, default_data_dir
+from .idx import DataError
+from .run import Stopped
+from .runfolder import RunError, RunFolder
 
 DEFAULT_OUTPUT_DIR = ROOT / "runs"
 # What a resumed run may change; every other option comes from the run's config.json.
-RESUME_OVERRIDES = ("epochs", "device", "no_progress", "data_dir", "checkpoint_every", "threads",
-                    "tensorboard")
+RESUME_OVERRIDES = ("epochs", "device", "no_progress", "data_dir", "checkpoint_every", "threads", "tensorboard")
 
 
 class Parser(argparse.ArgumentParser):
@@ -32,23 +36,19 @@ def _number(kind, low, low_ok):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
         if not math.isfinite(value) or value < low or (value == low and not low_ok):
             raise argparse.ArgumentTypeError(f"must be {'>=' if low_ok else '>'} {low}, got {text}")
         return value
+
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
 
 
 positive_int, non_negative_int = _number(int, 0, False), _number(int, 0, True)
 positive_float, non_negative_float = _number(float, 0.0, False), _number(float, 0.0, True)
-
-
-def val_size(text):
-    value = non_negative_int(text)
-    if value >= TRAIN_SIZE:
-        raise argparse.ArgumentTypeError(f"must be < {TRAIN_SIZE} (the training set), got {value}")
-    return value
 
 
 def dataset(text):
@@ -64,9 +64,11 @@ def dataset(text):
 
 def build_parser(framework, description=None, with_defaults=True):
     parser = Parser(
-        prog=f"train_{framework}/train.py", description=description,
+        prog=f"train_{framework}/train.py",
+        description=description,
         formatter_class=HelpFormatter,
-        argument_default=None if with_defaults else argparse.SUPPRESS)
+        argument_default=None if with_defaults else argparse.SUPPRESS,
+    )
 
     model = parser.add_argument_group("model")
     model.add_argument("--pooling", choices=POOLINGS, help="subsampling in S2 and S4")
@@ -78,41 +80,77 @@ def build_parser(framework, description=None, with_defaults=True):
     train.add_argument("--lr", type=positive_float, help="peak learning rate")
     train.add_argument("--optimizer", choices=OPTIMIZERS, help="adam, or sgd with --momentum")
     train.add_argument("--momentum", type=non_negative_float, metavar="M", help="momentum of sgd (ignored by adam)")
-    train.add_argument("--weight-decay", type=non_negative_float, metavar="WD",
-                       help="L2 penalty added to the gradient (coupled, as torch.optim.Adam)")
+    train.add_argument(
+        "--weight-decay",
+        type=non_negative_float,
+        metavar="WD",
+        help="L2 penalty added to the gradient (coupled, as torch.optim.Adam)",
+    )
     train.add_argument("--scheduler", choices=SCHEDULERS, help="learning-rate schedule over all steps")
     train.add_argument("--seed", type=non_negative_int, help="seeds weights, batch order and the framework")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", type=dataset, metavar="NAME|DIR",
-                      help=f"{' or '.join(DOWNLOADABLE)}; or a folder holding the four IDX files (.gz or not), "
-                           "or one subfolder of images per class (optionally inside train/ and test/)")
-    data.add_argument("--val-size", type=val_size, metavar="N",
-                      help=f"images held out of the {TRAIN_SIZE:,} training images for validation (0: none)")
-    data.add_argument("--data-dir", metavar="DIR",
-                      help="dataset cache folder: MNIST, then fashion-mnist/ and image-folders/ in it (or set LENET5_DATA_DIR)")
-    data.add_argument("--validate-on-test", action="store_true",
-                      help="evaluate on the test set after each epoch instead of the validation split: for "
-                      "measuring time to a test accuracy (the benchmark), never for choosing hyperparameters")
-    data.add_argument("--limit-train", type=non_negative_int, metavar="N",
-                      help="train on the first N images only, for a quick smoke run (0: all)")
-    data.add_argument("--limit-test", type=non_negative_int, metavar="N",
-                      help="test on the first N test images only (0: all 10,000)")
+    data.add_argument(
+        "--dataset",
+        type=dataset,
+        metavar="NAME|DIR",
+        help=f"{' or '.join(DOWNLOADABLE)}; or a folder holding the four IDX files (.gz or not), "
+        "or one subfolder of images per class (optionally inside train/ and test/)",
+    )
+    data.add_argument(
+        "--val-size",
+        type=non_negative_int,
+        metavar="N",
+        help=f"images held out of the {TRAIN_SIZE:,} training images for validation (0: none)",
+    )
+    data.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="dataset cache folder: MNIST, then fashion-mnist/ and image-folders/ in it (or set LENET5_DATA_DIR)",
+    )
+    data.add_argument(
+        "--validate-on-test",
+        action="store_true",
+        help="evaluate on the test set after each epoch instead of the validation split: for "
+        "measuring time to a test accuracy (the benchmark), never for choosing hyperparameters",
+    )
+    data.add_argument(
+        "--limit-train",
+        type=non_negative_int,
+        metavar="N",
+        help="train on the first N images only, for a quick smoke run (0: all)",
+    )
+    data.add_argument(
+        "--limit-test", type=non_negative_int, metavar="N", help="test on the first N test images only (0: all 10,000)"
+    )
 
     run = parser.add_argument_group("run")
     run.add_argument("--output-dir", metavar="DIR", help="parent folder of run folders")
-    run.add_argument("--run-name", metavar="NAME",
-                     help="run folder name (default: framework-pooling-activation-seed-time); never overwritten")
+    run.add_argument(
+        "--run-name",
+        metavar="NAME",
+        help="run folder name (default: framework-pooling-activation-seed-time); never overwritten",
+    )
     run.add_argument("--resume", metavar="PATH", help="continue the run in this run folder (or its checkpoint file)")
     run.add_argument("--device", choices=DEVICES, help="auto: a GPU if the framework sees one, else the CPU")
-    run.add_argument("--checkpoint-every", type=non_negative_int, metavar="N",
-                     help="also checkpoint every N steps inside an epoch (0: at the end of each epoch only)")
-    run.add_argument("--threads", type=non_negative_int, metavar="N",
-                     help=f"CPU threads (0: $OMP_NUM_THREADS if set, else the cores, at most {MAX_AUTO_THREADS})")
+    run.add_argument(
+        "--checkpoint-every",
+        type=non_negative_int,
+        metavar="N",
+        help="also checkpoint every N steps inside an epoch (0: at the end of each epoch only)",
+    )
+    run.add_argument(
+        "--threads",
+        type=non_negative_int,
+        metavar="N",
+        help=f"CPU threads (0: $OMP_NUM_THREADS if set, else the cores, at most {MAX_AUTO_THREADS})",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bars (the per-epoch lines remain)")
-    run.add_argument("--tensorboard", action="store_true",
-                     help="also log the per-epoch metrics into <run folder>/tensorboard/ "
-                          "(view with: tensorboard --logdir runs/)")
+    run.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also log the per-epoch metrics into <run folder>/tensorboard/ (view with: tensorboard --logdir runs/)",
+    )
 
     if with_defaults:
         defaults = Config(framework=framework).to_dict()
@@ -140,6 +178,21 @@ def flag(name):
     return "--" + name.replace("_", "-")
 
 
+def run_command(framework, train, argv=None, description=None):
+    """A train.py's main(): parse its command line, call `train(cfg)`, and end a run that cannot go
+    on with one line and an exit status (130 after Ctrl-C, as a shell reports it; 1 after an error)."""
+    cfg = parse_args(framework, argv, description)
+    try:
+        train(cfg)
+    except Stopped as stop:  # Ctrl-C: a checkpoint at the end of the current step
+        print(f"\n{stop}", file=sys.stderr)
+        return 130
+    except (DataError, RunError) as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parse_args(framework, argv=None, description=None):
     """Parse a train.py command line into a Config; with --resume, the run's own config."""
     parser = build_parser(framework, description)
@@ -150,12 +203,10 @@ def parse_args(framework, argv=None, description=None):
     run_dir = Path(cfg.resume).expanduser().resolve()
     if run_dir.is_file():
         run_dir = run_dir.parent
-    if not (run_dir / "config.json").is_file():
-        parser.error(f"--resume {cfg.resume}: not a run folder (no config.json there)")
     try:
-        saved = Config.load(run_dir / "config.json")
-    except (ValueError, TypeError) as error:
-        parser.error(f"--resume {cfg.resume}: unreadable config.json ({error})")
+        saved = RunFolder(run_dir).config()
+    except RunError as error:
+        parser.error(f"--resume {cfg.resume}: {error}")
     if saved.framework != framework:
         parser.error(f"--resume {cfg.resume}: that run was trained with {saved.framework}, not {framework}")
     given = vars(build_parser(framework, with_defaults=False).parse_args(argv))
@@ -163,7 +214,9 @@ def parse_args(framework, argv=None, description=None):
         if name in RESUME_OVERRIDES:
             setattr(saved, name, value)
         elif name != "resume" and value != getattr(saved, name):
-            parser.error(f"{flag(name)} {value} differs from the resumed run's {getattr(saved, name)}; "
-                         f"a resumed run keeps its options except {', '.join(map(flag, RESUME_OVERRIDES))}")
+            parser.error(
+                f"{flag(name)} {value} differs from the resumed run's {getattr(saved, name)}; "
+                f"a resumed run keeps its options except {', '.join(map(flag, RESUME_OVERRIDES))}"
+            )
     saved.resume = str(run_dir)
     return saved

@@ -1,12 +1,13 @@
 """The options every framework's train.py shares: names, valid choices, defaults, and the LR schedule.
 
-The defaults are the recipe chosen on the validation split (see README, "Choosing the default
-recipe"); the test set played no part in choosing them.
+The defaults are the recipe chosen on the validation split (docs/results.md, "How the
+default recipe was chosen"); the test set played no part in choosing them. Also here: the
+constants every part of the project shares (the project folder, the frameworks and their names).
 """
-import json
+
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent  # the project folder (the package is installed editable)
@@ -62,16 +63,6 @@ class Config:
 
     def to_dict(self):
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values):
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-    @classmethod
-    def load(cls, path):
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
 
 
 def lr_at(cfg, step, total_steps):

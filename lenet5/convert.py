@@ -9,95 +9,99 @@ Reading a native file needs the framework that wrote it, writing one needs the t
 step runs here when this interpreter has that framework, else in the framework's own environment
 (lenet5.envs), so any environment converts in every direction. Nothing existing is overwritten.
 """
+
 import importlib
-import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from . import weights
+from . import envs, weights
 from .cli import HelpFormatter, Parser
-from .config import FRAMEWORKS, Config
-from .envs import ROOT, env_python
+from .runfolder import RunError, RunFolder
 
 NEUTRAL = weights.FILENAME
-# The files written for a stem, per target (as model_<framework>/convert.py writes them); the
-# first suffix is the one --output may end in.
-FILES = {"pytorch": (".pt",), "tensorflow": (".keras",), "mxnet": (".params", "-symbol.json", "-0000.params"),
-         "npz": (".npz",)}
-FINAL = {framework: "model" + FILES[framework][0] for framework in FRAMEWORKS}  # a run's, as train.py names it
+# The files written for a stem, per target: a framework's own (weights.NATIVE), or the neutral
+# file; the first suffix is the one --output may end in.
+FILES = {**weights.NATIVE, "npz": (".npz",)}
 
 
 class ConvertError(Exception):
     """The conversion cannot be done; the message says why in one line."""
 
 
-def _framework_module(framework):
-    """model_<framework>.convert if this interpreter can import the framework, else None."""
+def _in_env(framework, function, *args):
+    """One step in the framework's environment (lenet5.envs.call); its failure becomes ConvertError."""
     try:
-        return importlib.import_module(f"model_{framework}.convert")
-    except ImportError:
-        return None
+        return envs.call(framework, function, *args)
+    except envs.EnvError as error:
+        raise ConvertError(str(error)) from None
 
 
-def _in_env(framework, command, source, target):
-    """Run one step of _worker in the framework's own environment; a failure becomes ConvertError."""
-    python = env_python(framework)
-    if not python.exists():
-        raise ConvertError(f"converting needs {framework}, which this Python lacks and whose environment "
-                           f"{python} does not exist (make env-{framework} builds it)")
-    proc = subprocess.run(
-        [str(python), "-c", "import sys; from lenet5.convert import _worker; sys.exit(_worker(sys.argv[1:]))",
-         framework, command, str(Path(source).resolve()), str(Path(target).resolve())],
-        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
-        raise ConvertError(next((line[len("lenet5.convert: "):] for line in reversed(lines)
-                                 if line.startswith("lenet5.convert: ")), lines[-1]))
+def _native(framework):
+    return importlib.import_module(f"model_{framework}.convert")
 
 
-def _worker(argv):
-    """The framework half of a conversion, in that framework's environment:
-    `FRAMEWORK read NATIVE OUT.npz` or `FRAMEWORK write IN.npz STEM`."""
-    framework, command, source, target = argv
+def read_step(framework, path, out):
+    """In `framework`'s environment: the weights of its native file or checkpoint `path`, as
+    neutral arrays (unvalidated) into the .npz `out`."""
     try:
-        if command == "read":
-            np.savez(target, **read_native(framework, source))
-        else:
-            write_native(framework, *weights.load(source), Path(target))
-    except (ConvertError, weights.WeightsError) as error:
-        print(f"lenet5.convert: {error}", file=sys.stderr)
-        return 1
-    return 0
+        params = _native(framework).read_native(Path(path))
+    except Exception as error:  # truncated, another framework's, not a weight file at all
+        raise ConvertError(f"cannot read {path} with {framework}: {str(error).strip().splitlines()[0]}") from None
+    np.savez(out, **params)
+
+
+def write_step(framework, neutral, stem):
+    """In `framework`'s environment: its own files for `stem` (a path without suffix) from the
+    neutral file `neutral`."""
+    params, meta = weights.load(neutral)
+    _native(framework).write_native(params, meta, Path(stem))
+
+
+def logits_step(framework, path, meta, images, out, batch_size):
+    """In `framework`'s environment: the logits of the normalised images in the .npy `images` from
+    its native model file `path`, opened as a user would, into the .npy `out`."""
+    try:
+        model = _native(framework).native_model(Path(path), meta)
+    except Exception as error:  # truncated file, another architecture, not the framework's file at all
+        raise ConvertError(f"cannot load {path}: {str(error).strip().splitlines()[0]}") from None
+    np.save(out, weights.batched(model, np.load(images), batch_size))
 
 
 def read_native(framework, path):
     """Neutral weights (unvalidated) from a native weight file or checkpoint of `framework`."""
-    module = _framework_module(framework)
-    if module is None:
-        with tempfile.TemporaryDirectory() as tmp:
-            _in_env(framework, "read", path, Path(tmp) / NEUTRAL)
-            with np.load(Path(tmp) / NEUTRAL) as npz:
-                return {k: npz[k] for k in npz.files}
-    try:
-        return module.read_native(path)
-    except Exception as error:  # truncated, another framework's, not a weight file at all
-        raise ConvertError(f"cannot read {path} with {framework}: {str(error).strip().splitlines()[0]}") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        _in_env(framework, "lenet5.convert:read_step", framework, path, Path(tmp) / NEUTRAL)
+        with np.load(Path(tmp) / NEUTRAL) as npz:
+            return {k: npz[k] for k in npz.files}
 
 
 def write_native(framework, params, meta, stem):
     """Write `framework`'s own files for `stem` (a path without suffix); returns their paths."""
-    module = _framework_module(framework)
-    if module is not None:
-        return module.write_native(params, meta, stem)
     with tempfile.TemporaryDirectory() as tmp:
         weights.save(Path(tmp) / NEUTRAL, params, meta)
-        _in_env(framework, "write", Path(tmp) / NEUTRAL, stem)
+        _in_env(framework, "lenet5.convert:write_step", framework, Path(tmp) / NEUTRAL, stem)
     return [stem.with_name(stem.name + suffix) for suffix in FILES[framework]]
+
+
+def native_logits(framework, path, meta, images, batch_size=1024):
+    """Logits of normalised images (N, 1, 28, 28) from a native model file of `framework`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "images.npy", images)
+        _in_env(
+            framework,
+            "lenet5.convert:logits_step",
+            framework,
+            path,
+            meta,
+            Path(tmp) / "images.npy",
+            Path(tmp) / "logits.npy",
+            batch_size,
+        )
+        return np.load(Path(tmp) / "logits.npy")
 
 
 def load_weights(source):
@@ -108,39 +112,23 @@ def load_weights(source):
         return (*weights.load(source), str(source))
     if not source.is_dir():
         raise ConvertError(f"{source}: no such run folder or .npz file")
-    try:
-        cfg = Config.load(source / "config.json")
-    except FileNotFoundError:
-        raise ConvertError(f"{source}: not a run folder (no config.json) nor an .npz file") from None
-    except (ValueError, TypeError) as error:
-        raise ConvertError(f"{source}/config.json is unreadable ({error})") from None
-    meta = weights.make_meta(cfg.pooling, cfg.activation, framework=cfg.framework)
-    checkpoint = _read_json(source / "checkpoint.json")
-    result = _read_json(source / "result.json")
+    run = RunFolder(source)
+    cfg, checkpoint, result = run.config(), run.checkpoint(), run.result()
     # Finished, and not resumed since to train longer: the final weights. Else the last checkpoint.
-    if result and (not checkpoint or (checkpoint["epoch"] == result["epochs"] and not checkpoint.get("partial"))):
-        if (source / NEUTRAL).exists():
-            return (*weights.load(source / NEUTRAL), f"{source / NEUTRAL} (final weights)")
-        path, what = source / FINAL[cfg.framework], "final weights"
-    elif checkpoint:
-        path = source / checkpoint["files"][0]
-        partial = checkpoint.get("partial")
-        what = (f"checkpoint inside epoch {partial['epoch']}, step {checkpoint['step']}" if partial
-                else f"checkpoint after epoch {checkpoint['epoch']}")
-    else:
+    if result and (not checkpoint or (checkpoint["epoch"] == result["epochs"] and not checkpoint["partial"])):
+        return (*weights.load(run.neutral_model()), f"{run.neutral_model()} (final weights)")
+    if not checkpoint:
         raise ConvertError(f"{source}: the run has no checkpoint yet, so no weights to convert")
+    path, partial = run.path(checkpoint["files"][0]), checkpoint["partial"]
+    what = (
+        f"checkpoint inside epoch {partial['epoch']}, step {checkpoint['step']}"
+        if partial
+        else f"checkpoint after epoch {checkpoint['epoch']}"
+    )
     if not path.exists():
         raise ConvertError(f"{path} is missing")
+    meta = weights.make_meta(cfg.pooling, cfg.activation, len(run.classes()), cfg.framework)
     return weights.validate(read_native(cfg.framework, path), meta, str(path)), meta, f"{path} ({what})"
-
-
-def _read_json(path):
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError as error:
-        raise ConvertError(f"{path} is damaged ({error})") from None
 
 
 def output_files(source, target, output=None):
@@ -155,8 +143,9 @@ def output_files(source, target, output=None):
     if output.suffix == FILES[target][0]:
         stem, suffixes = output.with_suffix(""), FILES[target]
     elif output.suffix in {files[0] for files in FILES.values()} | {".onnx"}:
-        raise ConvertError(f"--output {output}: that is not a {target} file; "
-                           f"name one ending in {FILES[target][0]}, or a folder")
+        raise ConvertError(
+            f"--output {output}: that is not a {target} file; name one ending in {FILES[target][0]}, or a folder"
+        )
     else:
         stem, suffixes = output / "model", tuple(dict.fromkeys(FILES[target] + FILES["npz"]))
     return [stem.with_name(stem.name + suffix) for suffix in suffixes]
@@ -198,19 +187,32 @@ def _refuse_existing(paths):
 
 
 def main(argv=None):
-    parser = Parser(prog="python -m lenet5.convert", description=__doc__.split("\n\n")[0],
-                    formatter_class=HelpFormatter)
-    parser.add_argument("source", type=Path,
-                        help="a run folder (its final weights, or its last checkpoint if unfinished) or an .npz file")
-    parser.add_argument("--to", required=True, choices=FILES, dest="target",
-                        help="the framework whose own files to write, or npz for the neutral file")
-    parser.add_argument("--output", "-o", type=Path,
-                        help="a folder, or a file name ending in the target's suffix (.pt, .keras, .params, .npz) "
-                             "(default: <run>/converted-<target>/ or <name>-<target>/ beside <name>.npz)")
+    parser = Parser(
+        prog="python -m lenet5.convert", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
+    parser.add_argument(
+        "source",
+        type=Path,
+        help="a run folder (its final weights, or its last checkpoint if unfinished) or an .npz file",
+    )
+    parser.add_argument(
+        "--to",
+        required=True,
+        choices=FILES,
+        dest="target",
+        help="the framework whose own files to write, or npz for the neutral file",
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        help="a folder, or a file name ending in the target's suffix (.pt, .keras, .params, .npz) "
+        "(default: <run>/converted-<target>/ or <name>-<target>/ beside <name>.npz)",
+    )
     args = parser.parse_args(argv)
     try:
         written, what = convert(args.source, args.target, args.output)
-    except (ConvertError, weights.WeightsError, FileExistsError) as error:
+    except (ConvertError, RunError, weights.WeightsError, FileExistsError) as error:
         parser.error(str(error))
     except OSError as error:
         parser.error(f"cannot write {error.filename}: {error.strerror}")

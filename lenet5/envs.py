@@ -15,6 +15,7 @@ environment exists.
     python -m lenet5.envs ensure pytorch          # build if missing or stale, print its python
     python -m lenet5.envs run pytorch -m pytest   # ensure, then run its python with arguments
 """
+
 import argparse
 import hashlib
 import importlib
@@ -106,10 +107,13 @@ def ensure(framework):
     if not (python.exists() and (target / STAMP).exists() and (target / STAMP).read_text().strip() == wanted):
         low, high = PYTHON_RANGE
         if not low <= sys.version_info[:2] <= high:
-            raise EnvError(f"Python {sys.version.split()[0]} cannot build the {framework} environment: use "
-                           f"Python {low[0]}.{low[1]} to {high[0]}.{high[1]}, e.g. make PYTHON=python3.11")
-        print(f"Building the {framework} environment in {target} (once; a few minutes) ...",
-              file=sys.stderr, flush=True)
+            raise EnvError(
+                f"Python {sys.version.split()[0]} cannot build the {framework} environment: use "
+                f"Python {low[0]}.{low[1]} to {high[0]}.{high[1]}, e.g. make PYTHON=python3.11"
+            )
+        print(
+            f"Building the {framework} environment in {target} (once; a few minutes) ...", file=sys.stderr, flush=True
+        )
         if target.exists():
             shutil.rmtree(target)
         subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
@@ -141,19 +145,25 @@ def _function(name):
 def call(framework, function, *args):
     """`function` ("package.module:name") called with `args` in `framework`'s environment: in this
     process when this Python has the framework, else in that environment's Python, the arguments
-    and the result passed as JSON (paths as strings, arrays in files). A failure there raises
+    and the result passed as JSON (paths become strings; arrays go in files). A failure there raises
     EnvError with its one-line message; here, the function's own exception propagates."""
     if has_framework(framework):
         return _function(function)(*args)
     python = env_python(framework)
     if not python.exists():
-        raise EnvError(f"this needs {framework}, which this Python lacks, and its environment {python} "
-                       f"does not exist (make env-{framework} builds it)")
+        raise EnvError(
+            f"this needs {framework}, which this Python lacks, and its environment {python} "
+            f"does not exist (make env-{framework} builds it)"
+        )
     with tempfile.TemporaryDirectory(prefix="lenet5-call-") as tmp:
         reply = Path(tmp) / "reply.json"
-        proc = subprocess.run([str(python), "-m", "lenet5.envs", "call", function, str(reply)],
-                              input=json.dumps(args), capture_output=True, text=True,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        proc = subprocess.run(
+            [str(python), "-m", "lenet5.envs", "call", function, str(reply)],
+            input=json.dumps(args, default=str),
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
         try:
             answer = json.loads(reply.read_text())
         except (OSError, ValueError):  # it died before answering: its last words
@@ -180,9 +190,11 @@ def _answer(function, reply):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lenet5.envs", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("ensure", "build the environment if needed and print its python"),
-                       ("path", "print the environment's python without building it"),
-                       ("run", "build if needed, then run its python with the remaining arguments")):
+    for name, text in (
+        ("ensure", "build the environment if needed and print its python"),
+        ("path", "print the environment's python without building it"),
+        ("run", "build if needed, then run its python with the remaining arguments"),
+    ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("framework", choices=FRAMEWORKS)
         if name == "run":

@@ -1,4 +1,5 @@
 """Writing files so that a crash or a parallel reader never sees half of one."""
+
 import json
 import os
 from contextlib import contextmanager

@@ -8,6 +8,7 @@ and the image-folder datasets both send every picture through `to_mnist` first.
     from lenet5.images import load_image, to_mnist
     digit = to_mnist(load_image("photo.jpg"))   # (28, 28) uint8
 """
+
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -68,7 +69,7 @@ def steps(grey):
         raise ImageError("no digit found (a blank image: nothing stands out from the background)")
     x = np.where(x >= INK * contrast, x, 0) * (255.0 / contrast)  # paper noise out, full range in
     rows, cols = np.nonzero(x.any(1))[0], np.nonzero(x.any(0))[0]
-    cropped = x[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    cropped = x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
     h, w = cropped.shape
     scale = BOX / max(h, w)
@@ -82,9 +83,14 @@ def steps(grey):
     top = int(np.clip(round(CENTRE - (ys * scaled).sum() / mass), 0, SIZE - scaled.shape[0]))
     left = int(np.clip(round(CENTRE - (xs * scaled).sum() / mass), 0, SIZE - scaled.shape[1]))
     mnist = np.zeros((SIZE, SIZE), np.float32)
-    mnist[top:top + scaled.shape[0], left:left + scaled.shape[1]] = scaled
-    return {"grey": grey.astype(np.uint8), "ink": _uint8(x), "cropped": _uint8(cropped),
-            "scaled": _uint8(scaled), "mnist": _uint8(mnist)}
+    mnist[top : top + scaled.shape[0], left : left + scaled.shape[1]] = scaled
+    return {
+        "grey": grey.astype(np.uint8),
+        "ink": _uint8(x),
+        "cropped": _uint8(cropped),
+        "scaled": _uint8(scaled),
+        "mnist": _uint8(mnist),
+    }
 
 
 def _uint8(image):

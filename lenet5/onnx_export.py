@@ -8,6 +8,7 @@ all three frameworks and needs none of them: Conv, the activation, MaxPool or Av
 Flatten and Gemm, in the neutral (channels-first) layout. Input `images`: float32 (N, 1, 28, 28),
 normalised as lenet5.data.normalize does, any N; output `logits`: (N, num_classes).
 """
+
 import sys
 from pathlib import Path
 
@@ -19,13 +20,18 @@ from . import weights
 from .cli import HelpFormatter, Parser
 from .config import LEAKY_SLOPE
 from .convert import ConvertError, load_weights
+from .runfolder import RunError
 
 OPSET = 13  # every op used here is unchanged since; onnxruntime runs it everywhere
 IR_VERSION = 7  # the IR of opset 13, so that older onnxruntime releases open the file too
 INPUT, OUTPUT = "images", "logits"
 POOL_OP = {"max": "MaxPool", "avg": "AveragePool"}
-ACTIVATION_OP = {"relu": ("Relu", {}), "leakyrelu": ("LeakyRelu", {"alpha": LEAKY_SLOPE}),
-                 "tanh": ("Tanh", {}), "sigmoid": ("Sigmoid", {})}
+ACTIVATION_OP = {
+    "relu": ("Relu", {}),
+    "leakyrelu": ("LeakyRelu", {"alpha": LEAKY_SLOPE}),
+    "tanh": ("Tanh", {}),
+    "sigmoid": ("Sigmoid", {}),
+}
 
 
 def build(params, meta):
@@ -54,14 +60,20 @@ def build(params, meta):
     nodes.append(helper.make_node("Gemm", [x, "output.weight", "output.bias"], [OUTPUT], name="output", transB=1))
 
     graph = helper.make_graph(
-        nodes, "lenet5",
+        nodes,
+        "lenet5",
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", 1, 28, 28])],
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N", meta["num_classes"]])],
-        initializer=[numpy_helper.from_array(value, key) for key, value in params.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="lenet5", ir_version=IR_VERSION,
-                              doc_string=f"LeNet-5, {meta['pooling']} pooling, {meta['activation']}, "
-                                         f"trained with {meta.get('framework') or 'unknown'}")
+        initializer=[numpy_helper.from_array(value, key) for key, value in params.items()],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="lenet5",
+        ir_version=IR_VERSION,
+        doc_string=f"LeNet-5, {meta['pooling']} pooling, {meta['activation']}, "
+        f"trained with {meta.get('framework') or 'unknown'}",
+    )
     helper.set_model_props(model, {k: str(v) for k, v in meta.items()})
     onnx.checker.check_model(model, full_check=True)
     return model
@@ -88,6 +100,7 @@ def export(source, output=None):
 def session(model):
     """An onnxruntime InferenceSession on the CPU for an .onnx file, or an onnx.ModelProto."""
     import onnxruntime  # only for running, not for exporting
+
     model = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     return onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
 
@@ -107,16 +120,20 @@ def onnx_logits(path_or_session, images, batch_size=1024):
 
 
 def main(argv=None):
-    parser = Parser(prog="python -m lenet5.onnx_export", description=__doc__.split("\n\n")[0],
-                    formatter_class=HelpFormatter)
+    parser = Parser(
+        prog="python -m lenet5.onnx_export", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     parser.add_argument("source", type=Path, help="a run folder (any framework, finished or not) or an .npz file")
-    parser.add_argument("-o", "--output", type=Path,
-                        help="the .onnx file to write (default: model.onnx in the run folder, or <name>.onnx "
-                             "beside <name>.npz)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="the .onnx file to write (default: model.onnx in the run folder, or <name>.onnx beside <name>.npz)",
+    )
     args = parser.parse_args(argv)
     try:
         path, what = export(args.source, args.output)
-    except (ConvertError, weights.WeightsError) as error:
+    except (ConvertError, RunError, weights.WeightsError) as error:
         parser.error(str(error))
     except OSError as error:
         parser.error(f"cannot write {error.filename}: {error.strerror}")

@@ -9,10 +9,8 @@ test_predictions.npz (which train.py writes at the end of a run), their pixels a
 from the dataset the run trained on, loaded as config.json says. Framework-neutral: numpy and
 matplotlib only, through Figure objects rather than pyplot, so that no GUI backend is involved.
 """
-import csv
-import json
+
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +20,9 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from .cli import HelpFormatter, Parser, positive_int
-from .config import Config
-from .data import DataError, load_dataset
-from .run import CLASSES, PREDICTIONS
+from .data import load_dataset
+from .idx import DataError
+from .runfolder import PREDICTIONS, RunError, RunFolder
 
 PLOTS = ("curves", "confusion", "errors", "samples")
 MAKER = "lenet5.plot"  # written into each PNG's metadata: a file that says so may be replaced
@@ -49,30 +47,9 @@ def load_images(cfg, split):
     return mnist["train_images"], mnist["train_labels"].astype(np.int64)
 
 
-def class_names(run_dir, num_classes):
-    """The class names the run saved (classes.json), else 0, 1, ..."""
-    path = Path(run_dir) / CLASSES
-    names = json.loads(path.read_text()) if path.is_file() else None
-    return [str(n) for n in names] if names else [str(i) for i in range(num_classes)]
-
-
-def read_metrics(run_dir):
-    """metrics.csv as columns of floats ({} when no epoch has finished)."""
-    path = Path(run_dir) / "metrics.csv"
-    if not path.is_file():
-        return {}
-    with open(path, newline="") as f:
-        rows = [row for row in csv.DictReader(f) if "" not in row.values() and None not in row.values()]
+def columns(rows):
+    """metrics.csv's rows (RunFolder.metrics) as columns of floats ({} when no epoch has finished)."""
     return {key: np.array([float(row[key]) for row in rows]) for key in rows[0]} if rows else {}
-
-
-def read_predictions(run_dir):
-    """test_predictions.npz as a dict of arrays, or None for a run that has none."""
-    path = Path(run_dir) / PREDICTIONS
-    if not path.is_file():
-        return None
-    with np.load(path) as npz:
-        return {key: npz[key] for key in npz.files}
 
 
 def curves_figure(metrics, title=""):
@@ -82,10 +59,19 @@ def curves_figure(metrics, title=""):
         for split, color in (("train", TRAIN), ("val", VAL)):
             values = metrics[f"{split}_{what}"] * scale
             if not np.isnan(values).all():  # a run without a validation split has no val curve
-                ax.plot(metrics["epoch"], values, "o-", color=color, markersize=3,
-                        label="training" if split == "train" else "validation")
-        ax.set(xlabel="epoch", ylabel="cross-entropy" if what == "loss" else "accuracy (%)",
-               title="loss" if what == "loss" else "accuracy")
+                ax.plot(
+                    metrics["epoch"],
+                    values,
+                    "o-",
+                    color=color,
+                    markersize=3,
+                    label="training" if split == "train" else "validation",
+                )
+        ax.set(
+            xlabel="epoch",
+            ylabel="cross-entropy" if what == "loss" else "accuracy (%)",
+            title="loss" if what == "loss" else "accuracy",
+        )
         if what == "loss":
             ax.set_yscale("log")  # late epochs differ by orders of magnitude
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -121,16 +107,25 @@ def confusion_figure(labels, predictions, names, title=""):
     if n <= 30:  # beyond that, numbers would not fit their cells
         for (i, j), count in np.ndenumerate(counts):
             if count:
-                ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
-                        color="white" if shade[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if shade[i, j] > 0.5 else "black",
+                )
     ax.set_xticks(range(n), names, rotation=90 if max(map(len, names)) > 2 else 0)
     ax.set_yticks(range(n), names)
     ax.set(xlabel="predicted class", ylabel="true class")
     right = ax.secondary_yaxis("right")
     right.set_yticks(range(n), [f"{share[i, i]:.1%}" if counts[i].sum() else "-" for i in range(n)])
     right.set_ylabel("accuracy of the class")
-    ax.set_title(title or f"test set: {np.trace(counts):,} of {counts.sum():,} right "
-                          f"({np.trace(counts) / max(counts.sum(), 1):.2%})")
+    ax.set_title(
+        title
+        or f"test set: {np.trace(counts):,} of {counts.sum():,} right ({np.trace(counts) / max(counts.sum(), 1):.2%})"
+    )
     return fig
 
 
@@ -154,12 +149,17 @@ def errors_figure(images, labels, probability, names, limit=60):
     predictions = probability.argmax(axis=1)
     wrong = np.flatnonzero(predictions != labels)
     wrong = wrong[np.argsort(-probability[wrong, predictions[wrong]], kind="stable")][:limit]
-    captions = [f"true {names[labels[i]]}\npred {names[predictions[i]]} {probability[i, predictions[i]]:.2f}"
-                for i in wrong]
+    captions = [
+        f"true {names[labels[i]]}\npred {names[predictions[i]]} {probability[i, predictions[i]]:.2f}" for i in wrong
+    ]
     shown = f"the {len(wrong)} most confident" if len(wrong) < (predictions != labels).sum() else "all"
-    return image_grid(list(images[wrong]), captions, 10,
-                      f"{(predictions != labels).sum():,} of {len(labels):,} test images misclassified; "
-                      f"{shown}, most confident first")
+    return image_grid(
+        list(images[wrong]),
+        captions,
+        10,
+        f"{(predictions != labels).sum():,} of {len(labels):,} test images misclassified; "
+        f"{shown}, most confident first",
+    )
 
 
 def samples_figure(images, labels, names, per_class=10):
@@ -184,43 +184,36 @@ def is_ours(path, maker=MAKER):
 def make_plots(run_dir, output_dir=None, what=PLOTS, per_class=10, max_errors=60):
     """Write the plots `what` of a run folder into output_dir (default <run>/plots); returns
     (paths written, notes on what was skipped and why)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise PlotError(f"{run_dir}: not a run folder (no config.json there)")
-    output_dir = Path(output_dir) if output_dir else run_dir / "plots"
+    run = RunFolder(run_dir)
+    output_dir = Path(output_dir) if output_dir else run.dir / "plots"
     targets = {name: output_dir / f"{name}.png" for name in what}
     foreign = [str(p) for p in targets.values() if p.exists() and not is_ours(p)]
     if foreign:  # checked before anything is written
         raise PlotError(f"{', '.join(foreign)} exists and was not made by {MAKER}; choose another --output-dir")
-    try:
-        cfg = Config.load(run_dir / "config.json")
-        metrics, predictions = read_metrics(run_dir), read_predictions(run_dir)
-    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:  # a damaged file
-        raise PlotError(f"{run_dir}: unreadable run files ({error})") from None
-    num_classes = predictions["probability"].shape[1] if predictions else None
+    cfg, names = run.config(), run.classes()
+    metrics, predictions = columns(run.metrics()), run.predictions()
     figures, notes = {}, []
     if "curves" in what:
         if metrics:
-            figures["curves"] = curves_figure(metrics, run_dir.name)
+            figures["curves"] = curves_figure(metrics, run.dir.name)
         else:
             notes.append("curves: no finished epoch in metrics.csv yet")
     if {"confusion", "errors"} & set(what):
         if predictions is None:
-            notes.append(f"confusion, errors: no {PREDICTIONS} in the run folder (a run that has not "
-                         "finished, or one from before train.py saved its test predictions)")
+            notes.append(f"confusion, errors: no {PREDICTIONS} in the run folder (a run that has not finished)")
         else:
-            names = class_names(run_dir, num_classes)
             if "confusion" in what:
                 figures["confusion"] = confusion_figure(predictions["label"], predictions["prediction"], names)
             if "errors" in what:
                 images, labels = load_images(cfg, "test")
                 if len(labels) != len(predictions["label"]) or (labels != predictions["label"]).any():
-                    raise PlotError(f"the test set loaded from {cfg.data_dir or 'the cache'} does not match "
-                                    f"the labels in {run_dir / PREDICTIONS}")
+                    raise PlotError(
+                        f"the test set loaded from {cfg.data_dir or 'the cache'} does not match "
+                        f"the labels in {run.path(PREDICTIONS)}"
+                    )
                 figures["errors"] = errors_figure(images, labels, predictions["probability"], names, max_errors)
     if "samples" in what:
         images, labels = load_images(cfg, "train")
-        names = class_names(run_dir, num_classes or int(labels.max()) + 1)
         figures["samples"] = samples_figure(images, labels, names, per_class)
     try:
         if figures:
@@ -228,34 +221,40 @@ def make_plots(run_dir, output_dir=None, what=PLOTS, per_class=10, max_errors=60
         for name, fig in figures.items():
             fig.savefig(targets[name], dpi=110, metadata={"Software": MAKER})
     except OSError as error:
-        raise PlotError(f"cannot write into {output_dir} ({error.strerror or error}); choose another --output-dir") from None
+        raise PlotError(
+            f"cannot write into {output_dir} ({error.strerror or error}); choose another --output-dir"
+        ) from None
     return [targets[name] for name in figures], notes
 
 
 def build_parser():
-    parser = Parser(prog="python -m lenet5.plot", description=__doc__.split("\n\n")[0],
-                    formatter_class=HelpFormatter)
+    parser = Parser(prog="python -m lenet5.plot", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by train.py")
-    parser.add_argument("--output-dir", metavar="DIR",
-                        help="where the PNGs go (default: RUN_DIR/plots); plots this command made "
-                             "earlier are replaced, any other file is never overwritten")
-    parser.add_argument("--what", nargs="+", choices=PLOTS, metavar="PLOT",
-                        help=f"which plots, of {', '.join(PLOTS)} (default: all)")
-    parser.add_argument("--per-class", type=positive_int, default=10, metavar="N",
-                        help="sample images per class")
-    parser.add_argument("--max-errors", type=positive_int, default=60, metavar="N",
-                        help="misclassified images shown at most")
+    parser.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        help="where the PNGs go (default: RUN_DIR/plots); plots this command made "
+        "earlier are replaced, any other file is never overwritten",
+    )
+    parser.add_argument(
+        "--what", nargs="+", choices=PLOTS, metavar="PLOT", help=f"which plots, of {', '.join(PLOTS)} (default: all)"
+    )
+    parser.add_argument("--per-class", type=positive_int, default=10, metavar="N", help="sample images per class")
+    parser.add_argument(
+        "--max-errors", type=positive_int, default=60, metavar="N", help="misclassified images shown at most"
+    )
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not (Path(args.run_dir) / "config.json").is_file():
-        parser.error(f"{args.run_dir}: not a run folder (no config.json there)")
     try:
-        paths, notes = make_plots(args.run_dir, args.output_dir, tuple(dict.fromkeys(args.what or PLOTS)),
-                                  args.per_class, args.max_errors)
+        paths, notes = make_plots(
+            args.run_dir, args.output_dir, tuple(dict.fromkeys(args.what or PLOTS)), args.per_class, args.max_errors
+        )
+    except RunError as error:  # not a run folder, or a damaged one
+        parser.error(str(error))
     except PlotError as error:
         sys.exit(f"{parser.prog}: error: {error}")
     for path in paths:

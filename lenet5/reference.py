@@ -3,6 +3,7 @@
 Weights use PyTorch's layout, which MXNet shares: convolutions (out, in, 5, 5), dense layers
 (out, in); images are channels first (N, 1, 28, 28). Slow, but short enough to check by eye.
 """
+
 import numpy as np
 
 from .config import LEAKY_SLOPE
@@ -45,9 +46,8 @@ def trace(params, x, pooling="max", activation="relu"):
 
 def forward(params, x, pooling="max", activation="relu"):
     """Logits for images `x` from `params`: {"c1.weight": ..., "c1.bias": ..., ..., "output.bias": ...}."""
-    for _, x in trace(params, x, pooling, activation):
-        pass
-    return x
+    *_, (_, logits) = trace(params, x, pooling, activation)
+    return logits
 
 
 def softmax(logits):

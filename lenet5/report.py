@@ -1,7 +1,8 @@
 """Rebuild a sweep's results.csv, results.md and results.png from its folder.
 
-    python -m lenet5.report runs/sweep
+python -m lenet5.report runs/sweep
 """
+
 import argparse
 import csv
 import json
@@ -13,10 +14,17 @@ import numpy as np
 
 from .config import FRAMEWORK_NAMES as NAMES
 from .config import FRAMEWORKS
+from .runfolder import RunFolder
 
 # The original PyTorch project's table (batch 256, one run per cell), for comparison.
-ORIGINAL = {("max", "relu"): 99.07, ("max", "leakyrelu"): 99.00, ("max", "tanh"): 98.96,
-            ("avg", "leakyrelu"): 98.92, ("avg", "relu"): 98.00, ("avg", "tanh"): 97.96}
+ORIGINAL = {
+    ("max", "relu"): 99.07,
+    ("max", "leakyrelu"): 99.00,
+    ("max", "tanh"): 98.96,
+    ("avg", "leakyrelu"): 98.92,
+    ("avg", "relu"): 98.00,
+    ("avg", "tanh"): 97.96,
+}
 RESULTS = ("val_accuracy", "test_accuracy", "test_loss", "train_seconds", "seconds_per_epoch")  # per run
 COLUMNS = {"pooling": "Pooling", "activation": "Activation", "batch_size": "Batch-size"}
 
@@ -25,14 +33,18 @@ def collect(sweep_dir):
     """One row per planned run: its options, status (ok, failed, incomplete, pending) and results."""
     rows = []
     for run in json.loads((sweep_dir / "sweep.json").read_text())["runs"]:
-        row = {"name": run["name"], "framework": run["framework"], **run["options"], "status": "pending",
-               **dict.fromkeys(RESULTS, "")}
-        run_dir, log = sweep_dir / "runs" / run["name"], sweep_dir / "logs" / f"{run['name']}.log"
-        if (run_dir / "result.json").exists():
-            row.update({k: v for k, v in json.loads((run_dir / "result.json").read_text()).items() if k in row},
-                       status="ok")
-            with open(run_dir / "metrics.csv") as f:
-                row["val_accuracy"] = float(list(csv.DictReader(f))[-1]["val_acc"])  # the last epoch's
+        row = {
+            "name": run["name"],
+            "framework": run["framework"],
+            **run["options"],
+            "status": "pending",
+            **dict.fromkeys(RESULTS, ""),
+        }
+        folder, log = RunFolder(sweep_dir / "runs" / run["name"]), sweep_dir / "logs" / f"{run['name']}.log"
+        result = folder.result() if folder.is_run() else None
+        if result:
+            row.update({k: v for k, v in result.items() if k in row}, status="ok")
+            row["val_accuracy"] = folder.metrics()[-1]["val_acc"]  # the last epoch's
         elif log.exists():
             lines = log.read_text(errors="replace").strip().splitlines()
             ended = lines[-1].startswith("[exit ")  # else it is running, or its sweep was stopped
@@ -46,8 +58,12 @@ def cells(rows):
     """Finished runs grouped by everything but framework and seed: {(options...): {framework: [acc %]}}."""
     if not rows:
         return [], {}
-    varying = [k for k in rows[0] if k not in ("name", "framework", "seed", "status", "log_tail", *RESULTS)
-               and (k in COLUMNS or len({r[k] for r in rows}) > 1)]
+    varying = [
+        k
+        for k in rows[0]
+        if k not in ("name", "framework", "seed", "status", "log_tail", *RESULTS)
+        and (k in COLUMNS or len({r[k] for r in rows}) > 1)
+    ]
     groups = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if r["status"] == "ok":
@@ -66,29 +82,42 @@ def markdown(rows):
     head = [COLUMNS.get(k, k) for k in varying]
     lines = []
     for fw in frameworks:
-        lines += [f"### {NAMES[fw]}", "",
-                  "| " + " | ".join(head + ["Accuracy", "Seeds", "s/epoch", "Validation accuracy"]) + " |",
-                  "|" + "---|" * (len(head) + 4)]
+        lines += [
+            f"### {NAMES[fw]}",
+            "",
+            "| " + " | ".join(head + ["Accuracy", "Seeds", "s/epoch", "Validation accuracy"]) + " |",
+            "|" + "---|" * (len(head) + 4),
+        ]
         for key, by_fw in groups.items():
             if fw in by_fw:
                 acc = mean_std([100 * r["test_accuracy"] for r in by_fw[fw]])
                 val = mean_std([100 * r["val_accuracy"] for r in by_fw[fw]])
                 sec = np.median([r["seconds_per_epoch"] for r in by_fw[fw]])
-                lines.append("| " + " | ".join(map(str, key)) + f" | {acc[0]:.2f} ± {acc[1]:.2f}% | "
-                             f"{len(by_fw[fw])} | {sec:.1f} | " +
-                             ("none |" if np.isnan(val[0]) else f"{val[0]:.2f} ± {val[1]:.2f}% |"))
+                lines.append(
+                    "| " + " | ".join(map(str, key)) + f" | {acc[0]:.2f} ± {acc[1]:.2f}% | "
+                    f"{len(by_fw[fw])} | {sec:.1f} | "
+                    + ("none |" if np.isnan(val[0]) else f"{val[0]:.2f} ± {val[1]:.2f}% |")
+                )
         lines.append("")
     original = "pooling" in varying and "activation" in varying
-    lines += ["### All frameworks (test accuracy, mean ± std over seeds)", "",
-              "| " + " | ".join(head + [NAMES[f] for f in frameworks] + (["Original"] if original else [])) + " |",
-              "|" + "---|" * (len(head) + len(frameworks) + original)]
+    lines += [
+        "### All frameworks (test accuracy, mean ± std over seeds)",
+        "",
+        "| " + " | ".join(head + [NAMES[f] for f in frameworks] + (["Original"] if original else [])) + " |",
+        "|" + "---|" * (len(head) + len(frameworks) + original),
+    ]
     for key, by_fw in groups.items():
-        accs = [("{:.2f} ± {:.2f}%".format(*mean_std([100 * r["test_accuracy"] for r in by_fw[f]])) if f in by_fw else "")
-                for f in frameworks]
+        accs = [
+            ("{:.2f} ± {:.2f}%".format(*mean_std([100 * r["test_accuracy"] for r in by_fw[f]])) if f in by_fw else "")
+            for f in frameworks
+        ]
         if original:
             cell = dict(zip(varying, key))
-            accs.append(f"{ORIGINAL[(cell['pooling'], cell['activation'])]:.2f}%"
-                        if (cell["pooling"], cell["activation"]) in ORIGINAL and cell.get("batch_size") == 256 else "")
+            accs.append(
+                f"{ORIGINAL[(cell['pooling'], cell['activation'])]:.2f}%"
+                if (cell["pooling"], cell["activation"]) in ORIGINAL and cell.get("batch_size") == 256
+                else ""
+            )
         lines.append("| " + " | ".join(list(map(str, key)) + accs) + " |")
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
@@ -104,6 +133,7 @@ def markdown(rows):
 
 def plot(rows, path):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -114,11 +144,19 @@ def plot(rows, path):
     width = 0.6 / len(frameworks)
     shown = []  # every plotted value, for the axis limits
     for i, fw in enumerate(frameworks):
-        stats = [mean_std([100 * r["test_accuracy"] for r in groups[k][fw]]) if fw in groups[k] else (np.nan, 0)
-                 for k in keys]
+        stats = [
+            mean_std([100 * r["test_accuracy"] for r in groups[k][fw]]) if fw in groups[k] else (np.nan, 0)
+            for k in keys
+        ]
         # Points with error bars, not bars: the axis is cut far above zero.
-        ax.errorbar(np.arange(len(keys)) + (i - (len(frameworks) - 1) / 2) * width, [s[0] for s in stats],
-                    yerr=[s[1] for s in stats], fmt="o", capsize=4, label=NAMES[fw])
+        ax.errorbar(
+            np.arange(len(keys)) + (i - (len(frameworks) - 1) / 2) * width,
+            [s[0] for s in stats],
+            yerr=[s[1] for s in stats],
+            fmt="o",
+            capsize=4,
+            label=NAMES[fw],
+        )
         shown += [m + e * sign for m, e in stats for sign in (-1, 1)]
     if "pooling" in varying and "activation" in varying:
         cells_ = [dict(zip(varying, k)) for k in keys]

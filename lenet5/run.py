@@ -1,12 +1,8 @@
-"""Run folders: config.json, metrics.csv, result.json, the per-epoch line and progress bars.
-
-A run folder holds everything one training run made: the resolved options (config.json), one
-metrics row per epoch (metrics.csv), the final result (result.json), the test-set predictions
-(test_predictions.npz), with --tensorboard the same metrics for TensorBoard (tensorboard/), and
-the framework's own checkpoint files, which each train.py writes through `run.path(...)`.
+"""The writer of a run folder (lenet5.runfolder says what it holds), the per-epoch line and the
+progress bars, Ctrl-C and a diverging loss.
 """
+
 import csv
-import json
 import math
 import platform
 import signal
@@ -19,24 +15,21 @@ import numpy as np
 from tqdm import tqdm
 
 from . import weights
+from .checkpoint import Checkpoints
 from .files import atomic_path, write_json
 from .reference import softmax
-
-CHECKPOINT = "checkpoint.json"  # names the last complete checkpoint's files
-CLASSES = "classes.json"  # the class names, in label order
-METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "eval_seconds")
-PREDICTIONS = "test_predictions.npz"  # label, prediction, probability, logits: one row per test image, in order
-TENSORBOARD = "tensorboard"  # the event files' folder in the run folder
+from .runfolder import CLASSES, CONFIG, METRIC_COLUMNS, METRICS, PREDICTIONS, RESULT, TENSORBOARD, RunError, RunFolder
 
 
-class RunError(Exception):
-    """The run folder cannot be used; the message says why."""
+class Stopped(Exception):
+    """Ctrl-C stopped the run at the end of a step, after a checkpoint; the message says what is kept."""
 
 
 def _new_run_dir(cfg):
     parent = Path(cfg.output_dir).expanduser().resolve()
-    name = cfg.run_name or (f"{cfg.framework}-{cfg.pooling}-{cfg.activation}-seed{cfg.seed}-"
-                            f"{time.strftime('%Y%m%d-%H%M%S')}")
+    name = cfg.run_name or (
+        f"{cfg.framework}-{cfg.pooling}-{cfg.activation}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     try:
         parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, 100):
@@ -46,11 +39,14 @@ def _new_run_dir(cfg):
                 return path
             except FileExistsError:
                 if cfg.run_name:
-                    raise RunError(f"run folder {path} already exists; choose another --run-name, "
-                                   f"or continue it with --resume {path}") from None
+                    raise RunError(
+                        f"run folder {path} already exists; choose another --run-name, "
+                        f"or continue it with --resume {path}"
+                    ) from None
     except OSError as error:  # not allowed, not a folder, disk full...
-        raise RunError(f"cannot create a run folder in {parent} ({error.strerror}); "
-                       "choose another --output-dir") from None
+        raise RunError(
+            f"cannot create a run folder in {parent} ({error.strerror}); choose another --output-dir"
+        ) from None
     raise RunError(f"too many runs named {name} in {parent}")
 
 
@@ -59,7 +55,9 @@ class Run:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.dir = Path(cfg.resume) if cfg.resume else _new_run_dir(cfg)
+        self.folder = RunFolder(cfg.resume or _new_run_dir(cfg))
+        self.dir = self.folder.dir
+        self.checkpoints = Checkpoints(self.folder, cfg.framework)
         self.history = []  # one dict per finished epoch, as in metrics.csv
         self.partial = None  # where a checkpoint inside an epoch stopped: epoch, sums, seconds
         self._checked = 0  # the last step whose loss check_finite found finite
@@ -72,27 +70,30 @@ class Run:
         """Write config.json, classes.json (the class names in label order, for predict) and,
         when resuming, metrics.csv cut back to the checkpoint. Called once the checkpoint has
         loaded, so that a resume that fails changes nothing on disk."""
-        write_json(self.path("config.json"), self.cfg.to_dict())
+        write_json(self.path(CONFIG), self.cfg.to_dict())
         if classes is not None:
             self.classes = list(classes)
-            write_json(self.path(CLASSES), self.classes)
+        write_json(self.path(CLASSES), self.classes)
         if self.cfg.resume:
-            with atomic_path(self.path("metrics.csv")) as tmp, open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, METRICS)
+            with atomic_path(self.path(METRICS)) as tmp, open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, METRIC_COLUMNS)
                 writer.writeheader()
                 writer.writerows(self.history)
         if self.cfg.tensorboard:
             from tensorboardX import SummaryWriter  # only runs that ask for it need it
+
             # A resumed run drops the events of epochs it trains again, as metrics.csv drops their rows.
             # Its writer thread puts events on disk within flush_secs; close() in finish() writes the rest.
-            self._tensorboard = SummaryWriter(str(self.path(TENSORBOARD)), flush_secs=2,
-                                              purge_step=len(self.history) + 1 if self.cfg.resume else None)
+            self._tensorboard = SummaryWriter(
+                str(self.path(TENSORBOARD)), flush_secs=2, purge_step=len(self.history) + 1 if self.cfg.resume else None
+            )
 
     @contextmanager
     def stopping(self):
-        """Around the training loop: Ctrl-C checkpoints at the end of the current step and stops
-        (a second Ctrl-C stops at once); Ctrl-C or a diverging loss ends the run with one line
-        that says what is kept, instead of a traceback."""
+        """Around the training loop: Ctrl-C checkpoints at the end of the current step and raises
+        Stopped (a second Ctrl-C stops at once); Ctrl-C or a diverging loss (RunError) then says in
+        its message what is kept."""
+
         def on_ctrl_c(signum, frame):
             if self._interrupted:
                 raise KeyboardInterrupt
@@ -103,21 +104,12 @@ class Run:
             yield
         except KeyboardInterrupt:
             self._close_tensorboard()
-            print(f"\ninterrupted; {self._kept()}", file=sys.stderr)
-            raise SystemExit(130) from None
+            raise Stopped(f"interrupted; {self.checkpoints.kept()}") from None
         except RunError as error:
             self._close_tensorboard()
-            raise SystemExit(f"train.py: error: {error}; {self._kept()}") from None
+            raise RunError(f"{error}; {self.checkpoints.kept()}") from None
         finally:
             signal.signal(signal.SIGINT, previous)
-
-    def _kept(self):
-        checkpoint = self._checkpoint()
-        if not checkpoint:
-            return "no checkpoint had been written, so the run starts afresh with --resume"
-        where = (f"epoch {checkpoint['partial']['epoch']}, step {checkpoint['step']}" if checkpoint.get("partial")
-                 else f"the end of epoch {checkpoint['epoch']}")
-        return f"the checkpoint at {where} is kept: continue with --resume {self.dir}"
 
     def begin_epoch(self, epoch):
         """Where this epoch starts: (batches already done, their loss sum, correct, images seen)
@@ -153,28 +145,16 @@ class Run:
         return self.dir / name
 
     def progress(self, iterable, total, desc):
-        return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True,
-                    disable=self.cfg.no_progress)
+        return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, disable=self.cfg.no_progress)
 
     def save_checkpoint(self, epoch, step, save, partial=None):
-        """Commit a checkpoint after `epoch` finished epochs and `step` steps, plus, inside an
-        epoch, `partial`: {epoch, loss_sum, correct, seen} of the epoch so far.
-
-        `save(stem)` writes the framework's files as <run>/<stem>.<suffix> and returns their
-        names; checkpoint.json, replaced atomically afterwards, then names them. So a kill at
-        any moment leaves checkpoint.json naming complete files. The previous checkpoint's files
-        are removed after the commit. After Ctrl-C, the run stops here."""
+        """Commit a checkpoint (lenet5.checkpoint) after `epoch` finished epochs and `step` steps,
+        plus, inside an epoch, `partial`: {epoch, loss_sum, correct, seen} of the epoch so far.
+        After Ctrl-C, the run stops here."""
         if partial:
             self.check_finite(partial["loss_sum"], partial["epoch"], step)  # never keep diverged weights
             partial = dict(partial, seconds=self.epoch_seconds())
-        stem = f"checkpoint-epoch{epoch:04d}" + (f"-step{step:07d}" if partial else "")
-        names = list(save(self.path(stem)))
-        previous = self._checkpoint()
-        write_json(self.path(CHECKPOINT), {"framework": self.cfg.framework, "epoch": epoch, "step": step,
-                                           "partial": partial, "files": names})
-        for name in previous["files"] if previous else ():
-            if name not in names:
-                self.path(name).unlink(missing_ok=True)
+        self.checkpoints.commit(epoch, step, save, partial)
         if self._interrupted:
             raise KeyboardInterrupt
 
@@ -182,55 +162,46 @@ class Run:
         """(finished epochs, checkpoint file paths) of the last committed checkpoint, or (0, [])
         if there is none; the history keeps the metrics rows up to that epoch (later ones are
         lost work), and `partial` says where inside the next epoch the checkpoint was taken."""
-        checkpoint = self._checkpoint()
-        epoch = checkpoint["epoch"] if checkpoint else 0
-        if checkpoint and checkpoint.get("framework") != self.cfg.framework:
-            raise RunError(f"--resume: {self.path(CHECKPOINT)} was written by {checkpoint.get('framework')}, "
-                           f"not {self.cfg.framework}")
-        rows = []
-        if self.path("metrics.csv").exists():
-            with open(self.path("metrics.csv"), newline="") as f:
-                for row in csv.DictReader(f):
-                    if None in row.values() or "" in row.values():
-                        break  # a row cut short by the kill
-                    row = {k: int(v) if k == "epoch" else float(v) for k, v in row.items()}
-                    row.setdefault("eval_seconds", float("nan"))  # a run from before that column
-                    if row["epoch"] > epoch:
-                        break
-                    rows.append(row)
-        self.history = rows
-        self.partial = checkpoint.get("partial") if checkpoint else None
-        paths = [self.path(name) for name in checkpoint["files"]] if checkpoint else []
-        missing = [str(p) for p in paths if not p.exists()]
-        if missing:
-            raise RunError(f"--resume: checkpoint files are missing: {', '.join(missing)}")
+        epoch, paths, self.partial = self.checkpoints.resume()
+        self.history = [row for row in self.folder.metrics() if row["epoch"] <= epoch]
         return epoch, paths
-
-    def _checkpoint(self):
-        try:
-            return json.loads(self.path(CHECKPOINT).read_text())
-        except FileNotFoundError:
-            return None
-        except ValueError as error:
-            raise RunError(f"--resume: {self.path(CHECKPOINT)} is damaged ({error})") from None
 
     def log_epoch(self, epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds):
         """Append one row to metrics.csv and print the per-epoch line."""
-        row = dict(epoch=epoch, train_loss=float(train_loss), train_acc=float(train_acc),
-                   val_loss=float(val_loss), val_acc=float(val_acc), lr=float(lr), seconds=float(seconds),
-                   eval_seconds=time.perf_counter() - self._epoch_trained)
+        row = dict(
+            epoch=epoch,
+            train_loss=float(train_loss),
+            train_acc=float(train_acc),
+            val_loss=float(val_loss),
+            val_acc=float(val_acc),
+            lr=float(lr),
+            seconds=float(seconds),
+            eval_seconds=time.perf_counter() - self._epoch_trained,
+        )
         self.history.append(row)
-        new = not self.path("metrics.csv").exists()
-        with open(self.path("metrics.csv"), "a", newline="") as f:
-            writer = csv.DictWriter(f, METRICS)
+        new = not self.path(METRICS).exists()
+        with open(self.path(METRICS), "a", newline="") as f:
+            writer = csv.DictWriter(f, METRIC_COLUMNS)
             if new:
                 writer.writeheader()
             writer.writerow(row)
-        self._log_scalars(epoch, {"loss/train": train_loss, "accuracy/train": train_acc, "loss/val": val_loss,
-                                  "accuracy/val": val_acc, "lr": lr, "seconds": seconds})
+        self._log_scalars(
+            epoch,
+            {
+                "loss/train": train_loss,
+                "accuracy/train": train_acc,
+                "loss/val": val_loss,
+                "accuracy/val": val_acc,
+                "lr": lr,
+                "seconds": seconds,
+            },
+        )
         val = f"val loss {val_loss:.4f} acc {val_acc:6.2%}" if not np.isnan(val_acc) else "no validation"
-        tqdm.write(f"epoch {epoch:>3}/{self.cfg.epochs} | train loss {train_loss:.4f} acc {train_acc:6.2%} | "
-                   f"{val} | lr {lr:.2e} | {seconds:.1f} s", file=sys.stdout)
+        tqdm.write(
+            f"epoch {epoch:>3}/{self.cfg.epochs} | train loss {train_loss:.4f} acc {train_acc:6.2%} | "
+            f"{val} | lr {lr:.2e} | {seconds:.1f} s",
+            file=sys.stdout,
+        )
 
     def _log_scalars(self, step, scalars):
         if self._tensorboard:
@@ -247,16 +218,24 @@ class Run:
     def save_weights(self, params):
         """Write model.npz: the trained weights in the neutral layout (from the framework's
         model_<framework>/convert.py), with the options that rebuild the model."""
-        weights.save(self.path(weights.FILENAME), params, weights.make_meta(
-            self.cfg.pooling, self.cfg.activation, len(self.classes), self.cfg.framework))
+        weights.save(
+            self.folder.neutral_model(),
+            params,
+            weights.make_meta(self.cfg.pooling, self.cfg.activation, len(self.classes), self.cfg.framework),
+        )
 
     def save_predictions(self, labels, logits):
         """Write test_predictions.npz: for every test image, in test-set order, its label, the
         predicted class, the softmax probabilities and the logits (what lenet5.plot reads)."""
         logits = np.asarray(logits, np.float32)
         with atomic_path(self.path(PREDICTIONS)) as tmp:
-            np.savez_compressed(tmp, label=np.asarray(labels, np.int64), prediction=logits.argmax(axis=1),
-                                probability=softmax(logits), logits=logits)
+            np.savez_compressed(
+                tmp,
+                label=np.asarray(labels, np.int64),
+                prediction=logits.argmax(axis=1),
+                probability=softmax(logits),
+                logits=logits,
+            )
 
     def finish(self, test_loss, test_acc, num_params, framework_version, device):
         """Write result.json and print the test accuracy."""
@@ -276,9 +255,12 @@ class Run:
             "seconds_per_epoch": train_seconds / max(len(self.history), 1),
             "num_params": int(num_params),
         }
-        write_json(self.path("result.json"), result)
+        write_json(self.path(RESULT), result)
         self._log_scalars(len(self.history), {"test/loss": test_loss, "test/accuracy": test_acc})
         self._close_tensorboard()
-        print(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) after {len(self.history)} epochs, "
-              f"{train_seconds:.1f} s of training; run folder: {self.dir}", flush=True)
+        print(
+            f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) after {len(self.history)} epochs, "
+            f"{train_seconds:.1f} s of training; run folder: {self.dir}",
+            flush=True,
+        )
         return result

@@ -9,6 +9,7 @@ SWEEP/results.md and SWEEP/results.png (python -m lenet5.report SWEEP rebuilds t
 Rerunning the same command skips finished runs and resumes interrupted ones; a failed run is
 reported with the tail of its log, the others go on, and the sweep exits 1 at the end.
 """
+
 import hashlib
 import itertools
 import json
@@ -23,38 +24,80 @@ from tqdm import tqdm
 
 from . import cli, envs, report
 from .config import FRAMEWORKS, Config
-from .data import DataError, default_data_dir, load_dataset
+from .data import load_dataset
+from .download import default_data_dir
 from .files import write_json
+from .idx import DataError
+from .runfolder import RunFolder
 
 # Options that say where and how a run is shown, not what it trains: not part of its identity.
 # (--threads comes from the sweep's --jobs; --validate-on-test is the benchmark's, not a sweep's.)
-PLACE = ("framework", "data_dir", "output_dir", "run_name", "resume", "no_progress", "device", "checkpoint_every",
-         "threads", "validate_on_test", "tensorboard")
+PLACE = (
+    "framework",
+    "data_dir",
+    "output_dir",
+    "run_name",
+    "resume",
+    "no_progress",
+    "device",
+    "checkpoint_every",
+    "threads",
+    "validate_on_test",
+    "tensorboard",
+)
 GRID = [f.name for f in fields(Config) if f.name not in PLACE]
 
 
 def build_parser():
     train = cli.build_parser("pytorch")  # the train.py options, to mirror their names and help
-    parser = cli.Parser(prog="python -m lenet5.sweep", description=__doc__.split("\n\n")[0],
-                        formatter_class=cli.HelpFormatter)
+    parser = cli.Parser(
+        prog="python -m lenet5.sweep", description=__doc__.split("\n\n")[0], formatter_class=cli.HelpFormatter
+    )
     sweep = parser.add_argument_group("sweep")
-    sweep.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=["pytorch"], metavar="FW",
-                       help=f"frameworks to train with ({', '.join(FRAMEWORKS)})")
-    sweep.add_argument("--seeds", nargs="+", type=cli.non_negative_int, default=[0], metavar="SEED",
-                       help="one run per seed; the table reports mean and std over them")
-    sweep.add_argument("--jobs", type=cli.positive_int, default=1, metavar="N",
-                       help="runs at once; the CPU threads are divided between them")
-    sweep.add_argument("--output-dir", default=str(cli.DEFAULT_OUTPUT_DIR / "sweep"), metavar="DIR",
-                       help="the sweep folder: rerun with the same one to skip finished runs")
+    sweep.add_argument(
+        "--frameworks",
+        nargs="+",
+        choices=FRAMEWORKS,
+        default=["pytorch"],
+        metavar="FW",
+        help=f"frameworks to train with ({', '.join(FRAMEWORKS)})",
+    )
+    sweep.add_argument(
+        "--seeds",
+        nargs="+",
+        type=cli.non_negative_int,
+        default=[0],
+        metavar="SEED",
+        help="one run per seed; the table reports mean and std over them",
+    )
+    sweep.add_argument(
+        "--jobs",
+        type=cli.positive_int,
+        default=1,
+        metavar="N",
+        help="runs at once; the CPU threads are divided between them",
+    )
+    sweep.add_argument(
+        "--output-dir",
+        default=str(cli.DEFAULT_OUTPUT_DIR / "sweep"),
+        metavar="DIR",
+        help="the sweep folder: rerun with the same one to skip finished runs",
+    )
     sweep.add_argument("--data-dir", default=str(default_data_dir()), metavar="DIR", help="dataset cache folder")
     sweep.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"), help="passed to every run")
     grid = parser.add_argument_group("grid: every train.py option, each taking one or more values")
     for action in train._actions:
         name = action.dest
         if name in GRID and name != "seed":
-            grid.add_argument(*action.option_strings, nargs="+", type=action.type, choices=action.choices,
-                              default=[getattr(Config, name)], metavar=action.metavar,
-                              help=action.help)
+            grid.add_argument(
+                *action.option_strings,
+                nargs="+",
+                type=action.type,
+                choices=action.choices,
+                default=[getattr(Config, name)],
+                metavar=action.metavar,
+                help=action.help,
+            )
     return parser
 
 
@@ -66,25 +109,33 @@ def plan(args):
     for framework in dict.fromkeys(args.frameworks):
         for combo in itertools.product(*(dict.fromkeys(v) for v in values.values())):
             options = dict(zip(values, combo))
-            # Options added since sweeps were first made, at their default, leave a run's name as it
-            # was, so that rerunning an older sweep still finds its finished runs.
-            named = {k: v for k, v in options.items() if (k, v) != ("dataset", Config.dataset)}
-            digest = hashlib.sha256(json.dumps([framework, named], sort_keys=True).encode()).hexdigest()[:8]
-            name = (f"{framework}-{options['pooling']}-{options['activation']}-bs{options['batch_size']}-"
-                    f"seed{options['seed']}-{digest}")
+            digest = hashlib.sha256(json.dumps([framework, options], sort_keys=True).encode()).hexdigest()[:8]
+            name = (
+                f"{framework}-{options['pooling']}-{options['activation']}-bs{options['batch_size']}-"
+                f"seed{options['seed']}-{digest}"
+            )
             runs.append({"name": name, "framework": framework, "options": options})
     return runs
 
 
 def command(run, sweep_dir, args):
     """The train.py command line of one run, resuming it if an earlier sweep left it unfinished."""
-    python = str(envs.env_python(run["framework"]))
-    script = str(envs.ROOT / f"train_{run['framework']}" / "train.py")
+    train = [str(envs.env_python(run["framework"])), "-m", f"train_{run['framework']}.train"]
     run_dir = sweep_dir / "runs" / run["name"]
-    if (run_dir / "config.json").exists():
-        return [python, script, "--resume", str(run_dir), "--no-progress", "--data-dir", args.data_dir]
-    cmd = [python, script, "--output-dir", str(run_dir.parent), "--run-name", run["name"],
-           "--data-dir", args.data_dir, "--device", args.device, "--no-progress"]
+    if RunFolder(run_dir).is_run():
+        return [*train, "--resume", str(run_dir), "--no-progress", "--data-dir", args.data_dir]
+    cmd = [
+        *train,
+        "--output-dir",
+        str(run_dir.parent),
+        "--run-name",
+        run["name"],
+        "--data-dir",
+        args.data_dir,
+        "--device",
+        args.device,
+        "--no-progress",
+    ]
     for name, value in run["options"].items():
         cmd += [cli.flag(name), str(value)]
     return cmd
@@ -92,12 +143,11 @@ def command(run, sweep_dir, args):
 
 def finished(run, sweep_dir):
     """Whether the run already finished with exactly this configuration."""
-    result = sweep_dir / "runs" / run["name"] / "result.json"
-    if not result.exists():
+    result = RunFolder(sweep_dir / "runs" / run["name"]).result()
+    if not result:
         return False
-    config = json.loads(result.read_text())["config"]
-    return config["framework"] == run["framework"] and all(config.get(k, getattr(Config, k)) == v
-                                                           for k, v in run["options"].items())
+    config = result["config"]
+    return config["framework"] == run["framework"] and all(config[k] == v for k, v in run["options"].items())
 
 
 def thread_env(jobs):
@@ -106,9 +156,14 @@ def thread_env(jobs):
     if jobs == 1:
         return dict(os.environ)
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-            "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1",
-            "MXNET_CPU_WORKER_NTHREADS": "1"}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "TF_NUM_INTRAOP_THREADS": threads,
+        "TF_NUM_INTEROP_THREADS": "1",
+        "MXNET_CPU_WORKER_NTHREADS": "1",
+    }
 
 
 def execute(run, sweep_dir, args, env):
@@ -132,16 +187,24 @@ def main(argv=None):
             load_dataset(dataset, args.data_dir)
         for framework in dict.fromkeys(args.frameworks):
             envs.ensure(framework)
-    except (DataError, OSError) as error:
+    except (DataError, envs.EnvError, OSError) as error:
         sys.exit(f"lenet5.sweep: error: {error}")
 
     known = json.loads((sweep_dir / "sweep.json").read_text())["runs"] if (sweep_dir / "sweep.json").exists() else []
     names = {run["name"] for run in runs}
-    write_json(sweep_dir / "sweep.json", {"command": [sys.argv[0], *(argv or sys.argv[1:])],
-                                          "runs": [r for r in known if r["name"] not in names] + runs})
+    write_json(
+        sweep_dir / "sweep.json",
+        {
+            "command": [sys.argv[0], *(argv or sys.argv[1:])],
+            "runs": [r for r in known if r["name"] not in names] + runs,
+        },
+    )
     todo = [run for run in runs if not finished(run, sweep_dir)]
-    print(f"{len(runs)} runs in {sweep_dir}: {len(runs) - len(todo)} already finished, {len(todo)} to go, "
-          f"{args.jobs} at a time", flush=True)
+    print(
+        f"{len(runs)} runs in {sweep_dir}: {len(runs) - len(todo)} already finished, {len(todo)} to go, "
+        f"{args.jobs} at a time",
+        flush=True,
+    )
     failed = []
     with ThreadPoolExecutor(args.jobs) as pool, tqdm(total=len(todo), unit="run", dynamic_ncols=True) as bar:
         futures = [pool.submit(execute, run, sweep_dir, args, thread_env(args.jobs)) for run in todo]

@@ -10,6 +10,7 @@ the file alone rebuilds the model. numpy only: every environment reads it.
 The flatten before F6 needs no reordering: C5 leaves 120 maps of 1x1, so channels-first and
 channels-last flatten to the same 120 numbers in the same order (`flat_features` checks it).
 """
+
 import json
 import zipfile
 
@@ -19,7 +20,12 @@ from .config import ACTIVATIONS, POOLINGS, param_shapes
 from .files import atomic_path
 from .reference import LAYERS  # noqa: F401 - the layers in order, for model_<framework>/convert.py
 
-FILENAME = "model.npz"  # in every finished run folder, beside the framework's own files
+MODEL_STEM = "model"  # a finished run's model files: model.npz, and its framework's own below
+FILENAME = MODEL_STEM + ".npz"
+# Each framework's own files of one model, as suffixes of a stem (a path without suffix), as
+# model_<framework>/convert.py and train.py write them; the first is the file a user opens
+# (MXNet's SymbolBlock graph and weights go beside it).
+NATIVE = {"pytorch": (".pt",), "tensorflow": (".keras",), "mxnet": (".params", "-symbol.json", "-0000.params")}
 FORMAT, VERSION = "lenet5-weights", 1
 META = "meta"
 
@@ -46,8 +52,14 @@ def shapes(num_classes=10):
 
 
 def make_meta(pooling, activation, num_classes=10, framework=""):
-    return {"format": FORMAT, "version": VERSION, "framework": framework, "pooling": pooling,
-            "activation": activation, "num_classes": int(num_classes)}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "framework": framework,
+        "pooling": pooling,
+        "activation": activation,
+        "num_classes": int(num_classes),
+    }
 
 
 def validate(params, meta, source="weights"):
@@ -63,9 +75,12 @@ def validate(params, meta, source="weights"):
     missing = [k for k in expected if k not in params]
     extra = sorted(k for k in params if k not in expected)
     if missing or extra:
-        raise WeightsError(f"{source}: not LeNet-5's weights: "
-                           + "; ".join(f"{what} {', '.join(keys)}" for what, keys in
-                                       (("missing", missing), ("unexpected", extra)) if keys))
+        raise WeightsError(
+            f"{source}: not LeNet-5's weights: "
+            + "; ".join(
+                f"{what} {', '.join(keys)}" for what, keys in (("missing", missing), ("unexpected", extra)) if keys
+            )
+        )
     out = {}
     for key, shape in expected.items():
         value = np.asarray(params[key])
@@ -100,8 +115,9 @@ def load(path, num_classes=None):
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise WeightsError(f"{path}: not an .npz weight file ({str(error).splitlines()[0]})") from None
     if META not in arrays:
-        raise WeightsError(f"{path}: no '{META}' entry, so not a lenet5 weight file "
-                           "(python -m lenet5.convert writes one from any run)")
+        raise WeightsError(
+            f"{path}: no '{META}' entry, so not a lenet5 weight file (python -m lenet5.convert writes one from any run)"
+        )
     try:
         meta = json.loads(str(arrays.pop(META)))
         assert isinstance(meta, dict) and meta.get("format") == FORMAT
@@ -118,5 +134,6 @@ def load(path, num_classes=None):
 def batched(logits_of, images, batch_size=1024):
     """`logits_of` applied to `images` `batch_size` at a time, concatenated: memory stays bounded
     for any number of images (for the converters' and ONNX's checks of whole test sets)."""
-    return np.concatenate([logits_of(np.ascontiguousarray(images[i:i + batch_size]))
-                           for i in range(0, max(len(images), 1), batch_size)])
+    return np.concatenate(
+        [logits_of(np.ascontiguousarray(images[i : i + batch_size])) for i in range(0, max(len(images), 1), batch_size)]
+    )

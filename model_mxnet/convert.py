@@ -3,22 +3,28 @@
 Kept parallel to model_pytorch/convert.py and model_tensorflow/convert.py (same functions, same
 order). MXNet's layout is the neutral one, so nothing is transposed here.
 """
+
 import warnings
 
 import mxnet as mx
 import numpy as np
 
 from lenet5 import weights
+
 from .model import LeNet5
 
-SUFFIX = ".params"  # the native files: model.params for LeNet5().load_parameters(...), and
-                    # model-symbol.json + model-0000.params for gluon.SymbolBlock.imports(...)
+# The native files: model.params for LeNet5().load_parameters(...), and model-symbol.json +
+# model-0000.params for gluon.SymbolBlock.imports(...)
+SUFFIX, GRAPH, GRAPH_PARAMS = weights.NATIVE["mxnet"]
 
 
 def to_neutral(model):
     """The model's weights as {name: float32 array} in the neutral layout."""
-    return {f"{name}.{kind}": getattr(getattr(model, name), kind).data().asnumpy().astype(np.float32)
-            for name in weights.LAYERS for kind in ("weight", "bias")}
+    return {
+        f"{name}.{kind}": getattr(getattr(model, name), kind).data().asnumpy().astype(np.float32)
+        for name in weights.LAYERS
+        for kind in ("weight", "bias")
+    }
 
 
 def from_neutral(params, meta):
@@ -44,16 +50,16 @@ def write_native(params, meta, stem):
     model.hybridize()
     model(mx.nd.zeros((1, 1, 28, 28)))  # export needs the graph, which the first call builds
     model.export(str(stem))
-    return [stem.with_name(stem.name + s) for s in (SUFFIX, "-symbol.json", "-0000.params")]
+    return [stem.with_name(stem.name + s) for s in weights.NATIVE["mxnet"]]
 
 
 def native_model(path, meta):
     """A native file opened as a user would, as a function from normalised (N, 1, 28, 28) float32
     images to logits: the exported graph beside model.params, which needs no project code."""
-    stem = str(path)[:-len(SUFFIX)]
+    stem = str(path)[: -len(SUFFIX)]
     with warnings.catch_warnings():  # "Cannot decide type for ... data": it is float32, as given below
         warnings.simplefilter("ignore", UserWarning)
-        model = mx.gluon.SymbolBlock.imports(stem + "-symbol.json", ["data"], stem + "-0000.params")
+        model = mx.gluon.SymbolBlock.imports(stem + GRAPH, ["data"], stem + GRAPH_PARAMS)
     return lambda x: model(mx.nd.array(x)).asnumpy()
 
 

@@ -3,13 +3,15 @@
 Kept parallel to model_tensorflow/convert.py and model_mxnet/convert.py (same functions, same
 order). PyTorch's layout is the neutral one, so nothing is transposed here.
 """
+
 import numpy as np
 import torch
 
 from lenet5 import weights
+
 from .model import LeNet5
 
-SUFFIX = ".pt"  # the native file: a state_dict, for LeNet5().load_state_dict(torch.load(...))
+(SUFFIX,) = weights.NATIVE["pytorch"]  # a state_dict, for LeNet5().load_state_dict(torch.load(...))
 
 
 def to_neutral(model):

@@ -3,6 +3,7 @@
 Kept parallel to model_tensorflow/ and model_mxnet/: the same layer names (c1, s2, c3, s4, c5,
 f6, output), in the same order, with the same initialisation.
 """
+
 import torch
 from torch import nn
 
@@ -23,10 +24,10 @@ class LeNet5(nn.Module):
         pool = POOLING[check_choice("pooling", pooling, POOLINGS)]
         self.act = ACTIVATION[check_choice("activation", activation, ACTIVATIONS)]()
         self.c1 = nn.Conv2d(1, 6, 5, padding=2)  # 6@28x28: padding 2 stands in for the paper's 32x32 input
-        self.s2 = pool(2)                          # 6@14x14
-        self.c3 = nn.Conv2d(6, 16, 5)              # 16@10x10 (all 16 maps see all 6: no sparse table)
-        self.s4 = pool(2)                          # 16@5x5
-        self.c5 = nn.Conv2d(16, 120, 5)            # 120@1x1
+        self.s2 = pool(2)  # 6@14x14
+        self.c3 = nn.Conv2d(6, 16, 5)  # 16@10x10 (all 16 maps see all 6: no sparse table)
+        self.s4 = pool(2)  # 16@5x5
+        self.c5 = nn.Conv2d(16, 120, 5)  # 120@1x1
         self.f6 = nn.Linear(120, 84)
         self.output = nn.Linear(84, num_classes)
         for layer in (self.c1, self.c3, self.c5, self.f6, self.output):

@@ -5,13 +5,15 @@ order). Keras keeps convolution kernels as (h, w, in, out) and dense weights as 
 neutral layout is (out, in, h, w) and (out, in). The flatten before F6 needs no reordering: C5's
 maps are 1x1 (lenet5.weights.flat_features).
 """
+
 import keras
 import numpy as np
 
 from lenet5 import weights
+
 from .model import LeNet5
 
-SUFFIX = ".keras"  # the native file: the whole model, for keras.saving.load_model(...)
+(SUFFIX,) = weights.NATIVE["tensorflow"]  # the whole model, for keras.saving.load_model(...)
 
 
 def to_neutral(model):

@@ -4,6 +4,7 @@ Kept parallel to model_pytorch/ and model_mxnet/: the same layer names (c1, s2, 
 f6, output), in the same order, with the same initialisation. Built from Keras' own layers
 only, so a saved model opens with keras.saving.load_model without this package.
 """
+
 import os
 
 # Loading TensorFlow writes banners to stderr from C++, past TF_CPP_MIN_LOG_LEVEL: silence file
@@ -19,7 +20,7 @@ finally:
     os.dup2(_stderr, 2)
     os.close(_stderr)
 
-from lenet5.config import ACTIVATIONS, LEAKY_SLOPE, POOLINGS, check_choice
+from lenet5.config import ACTIVATIONS, LEAKY_SLOPE, POOLINGS, check_choice  # noqa: E402 (after the quiet import)
 
 POOLING = {"max": layers.MaxPooling2D, "avg": layers.AveragePooling2D}
 ACTIVATION = {
@@ -35,14 +36,21 @@ INIT = dict(kernel_initializer="lecun_uniform", bias_initializer="zeros")
 def LeNet5(num_classes=10, pooling="max", activation="relu"):
     pool = POOLING[check_choice("pooling", pooling, POOLINGS)]
     act = ACTIVATION[check_choice("activation", activation, ACTIVATIONS)]
-    return keras.Sequential([
-        keras.Input((28, 28, 1)),
-        layers.Conv2D(6, 5, padding="same", name="c1", **INIT), act("c1_act"),  # 6@28x28
-        pool(2, name="s2"),                                                      # 6@14x14
-        layers.Conv2D(16, 5, name="c3", **INIT), act("c3_act"),                 # 16@10x10
-        pool(2, name="s4"),                                                      # 16@5x5
-        layers.Conv2D(120, 5, name="c5", **INIT), act("c5_act"),                # 120@1x1
-        layers.Flatten(name="flatten"),
-        layers.Dense(84, name="f6", **INIT), act("f6_act"),
-        layers.Dense(num_classes, name="output", **INIT),
-    ], name="lenet5")
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(6, 5, padding="same", name="c1", **INIT),
+            act("c1_act"),  # 6@28x28
+            pool(2, name="s2"),  # 6@14x14
+            layers.Conv2D(16, 5, name="c3", **INIT),
+            act("c3_act"),  # 16@10x10
+            pool(2, name="s4"),  # 16@5x5
+            layers.Conv2D(120, 5, name="c5", **INIT),
+            act("c5_act"),  # 120@1x1
+            layers.Flatten(name="flatten"),
+            layers.Dense(84, name="f6", **INIT),
+            act("f6_act"),
+            layers.Dense(num_classes, name="output", **INIT),
+        ],
+        name="lenet5",
+    )

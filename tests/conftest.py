@@ -3,6 +3,7 @@
 Real-data tests fetch MNIST through the project's own download code, into a fresh folder, from
 the mirrors in LENET5_MNIST_MIRRORS (CI points it at a local copy) or the public ones.
 """
+
 import csv
 import gzip
 import json
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet5 import data
+from lenet5 import download
 from lenet5.config import ROOT
 
 
@@ -42,7 +43,7 @@ def tiny_mnist(tmp_path, monkeypatch):
         "t10k-labels-idx1-ubyte": rng.integers(0, 10, 4),
     }
     raw = {name: write_idx(mirror / f"{name}.gz", a) for name, a in arrays.items()}
-    monkeypatch.setattr(data, "FILES", {name: data._sha256(r) for name, r in raw.items()})
+    monkeypatch.setattr(download, "FILES", {name: download._sha256(r) for name, r in raw.items()})
     monkeypatch.setenv("LENET5_MNIST_MIRRORS", mirror.as_uri() + "/")
     return mirror, tmp_path / "cache", raw
 
@@ -51,7 +52,7 @@ def tiny_mnist(tmp_path, monkeypatch):
 def mnist_dir(tmp_path_factory):
     """A folder holding the real MNIST, downloaded once per test session by the real code."""
     folder = tmp_path_factory.mktemp("mnist")
-    data.load_mnist(folder, progress=False)
+    download.load_mnist(folder, progress=False)
     return folder
 
 
@@ -61,16 +62,26 @@ def train(mnist_dir, tmp_path):
 
     A subprocess, not main() in-process: each run gets a fresh framework (seeds, threads,
     graph caches), exactly as from the shell."""
+
     def run(framework, *args, cwd=ROOT, check=True, run_name="run"):
         out = tmp_path / "runs"
-        cmd = [sys.executable, str(ROOT / f"train_{framework}" / "train.py"), "--data-dir", str(mnist_dir),
-               "--output-dir", str(out), "--no-progress", *args]
+        cmd = [
+            sys.executable,
+            str(ROOT / f"train_{framework}" / "train.py"),
+            "--data-dir",
+            str(mnist_dir),
+            "--output-dir",
+            str(out),
+            "--no-progress",
+            *args,
+        ]
         if run_name and "--resume" not in args:
             cmd += ["--run-name", run_name]
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
         if check and proc.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
         return proc, out / run_name if run_name else out
+
     return run
 
 
@@ -78,12 +89,25 @@ def train(mnist_dir, tmp_path):
 def interrupted_run(mnist_dir, tmp_path):
     """Start train.py and send it `signal_` (SIGKILL: a crash; SIGINT: Ctrl-C) as soon as its
     first checkpoint exists; returns the run folder (its stderr goes to interrupted.stderr beside runs/)."""
+
     def run(framework, *args, signal_=signal.SIGKILL):
         run_dir = tmp_path / "runs" / "interrupted"
-        cmd = [sys.executable, str(ROOT / f"train_{framework}" / "train.py"), "--data-dir", str(mnist_dir),
-               "--output-dir", str(run_dir.parent), "--run-name", run_dir.name, "--no-progress", *args]
-        with open(run_dir.parent.parent / "interrupted.stderr", "w") as err, \
-                subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err) as proc:
+        cmd = [
+            sys.executable,
+            str(ROOT / f"train_{framework}" / "train.py"),
+            "--data-dir",
+            str(mnist_dir),
+            "--output-dir",
+            str(run_dir.parent),
+            "--run-name",
+            run_dir.name,
+            "--no-progress",
+            *args,
+        ]
+        with (
+            open(run_dir.parent.parent / "interrupted.stderr", "w") as err,
+            subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err) as proc,
+        ):
             while proc.poll() is None and not (run_dir / "checkpoint.json").exists():
                 time.sleep(0.005)
             proc.send_signal(signal_)
@@ -91,6 +115,7 @@ def interrupted_run(mnist_dir, tmp_path):
         assert proc.returncode == expected, f"train.py ended with {proc.returncode}, not {expected}"
         assert not (run_dir / "result.json").exists()
         return run_dir
+
     return run
 
 
@@ -112,14 +137,17 @@ def read_events(path):
 
     raw, pos, events = Path(path).read_bytes(), 0, []
     while pos < len(raw):
-        (length,) = struct.unpack("<Q", raw[pos:pos + 8])
-        events.append(Event.FromString(raw[pos + 12:pos + 12 + length]))
+        (length,) = struct.unpack("<Q", raw[pos : pos + 8])
+        events.append(Event.FromString(raw[pos + 12 : pos + 12 + length]))
         pos += 12 + length + 4
     return events
 
 
 def read_scalars(folder):
     """(step, tag, value) of every scalar in a TensorBoard folder's event files."""
-    return [(event.step, value.tag, value.simple_value)
-            for path in sorted(Path(folder).glob("events.out.tfevents.*"))
-            for event in read_events(path) for value in event.summary.value]
+    return [
+        (event.step, value.tag, value.simple_value)
+        for path in sorted(Path(folder).glob("events.out.tfevents.*"))
+        for event in read_events(path)
+        for value in event.summary.value
+    ]

@@ -1,5 +1,6 @@
 """MNIST digits drawn as a user's pictures and videos would show them: dark ink on white paper,
 at random sizes and places, for the predict tests of every framework."""
+
 import numpy as np
 from PIL import Image
 
@@ -31,7 +32,10 @@ def write_pictures(digits, labels, folder, seed=0, suffix=".png"):
 def write_video(digits, path, fps=5, size=96):
     """One digit per frame, dark on white, as an RGB video (MP4 through imageio-ffmpeg)."""
     import imageio.v3 as iio
-    frames = [np.asarray(Image.fromarray(255 - d).resize((size, size), Image.Resampling.BICUBIC).convert("RGB"))
-              for d in digits]
+
+    frames = [
+        np.asarray(Image.fromarray(255 - d).resize((size, size), Image.Resampling.BICUBIC).convert("RGB"))
+        for d in digits
+    ]
     iio.imwrite(path, np.stack(frames), fps=fps)
     return path

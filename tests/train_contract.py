@@ -3,17 +3,17 @@
 Each tests/<framework>/test_<framework>.py sets FRAMEWORK and does `from train_contract import *`,
 so the three run the very same checks; their own files add the framework-specific ones.
 """
+
 import math
 import signal
 
-import pytest
-
 import numpy as np
-
+import pytest
 from conftest import ROOT, read_json, read_metrics, read_scalars
+
 from lenet5.config import Config
 from lenet5.data import load_splits
-from lenet5.run import METRICS, PREDICTIONS
+from lenet5.runfolder import METRIC_COLUMNS, PREDICTIONS
 
 SMALL = ["--limit-train", "4096", "--val-size", "512", "--limit-test", "500"]
 
@@ -42,10 +42,18 @@ def test_smoke_run_writes_every_file(train, framework, mnist_dir):
     config = read_json(run_dir / "config.json")
     assert set(config) == set(Config().to_dict()) and config["framework"] == framework
     rows = read_metrics(run_dir)
-    assert [int(r["epoch"]) for r in rows] == [1, 2] and tuple(rows[0]) == METRICS
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and tuple(rows[0]) == METRIC_COLUMNS
     result = read_json(run_dir / "result.json")
-    for key in ("framework", "framework_version", "python_version", "config", "test_accuracy",
-                "test_loss", "train_seconds", "num_params"):
+    for key in (
+        "framework",
+        "framework_version",
+        "python_version",
+        "config",
+        "test_accuracy",
+        "test_loss",
+        "train_seconds",
+        "num_params",
+    ):
         assert key in result
     assert result["framework"] == framework and result["num_params"] == 61_706
     assert read_json(run_dir / "classes.json") == [str(digit) for digit in range(10)]  # for predict
@@ -80,15 +88,28 @@ def test_resume_after_a_kill_gives_the_metrics_of_an_uninterrupted_run(train, in
 
 
 def test_same_seed_same_metrics_other_seed_other_metrics(train, framework):
-    runs = [without_time(read_metrics(train(framework, "--epochs", "1", *SMALL, "--seed", seed,
-                                            run_name=f"seed{seed}-{i}")[1]))
-            for i, seed in enumerate(["7", "7", "8"])]
+    runs = [
+        without_time(
+            read_metrics(train(framework, "--epochs", "1", *SMALL, "--seed", seed, run_name=f"seed{seed}-{i}")[1])
+        )
+        for i, seed in enumerate(["7", "7", "8"])
+    ]
     assert runs[0] == runs[1] and runs[0] != runs[2]
 
 
 def test_runs_from_its_own_folder_and_refuses_bad_input(train, framework):
-    proc, run_dir = train(framework, "--epochs", "1", "--limit-train", "256", "--val-size", "0",
-                          "--limit-test", "100", cwd=ROOT / f"train_{framework}")
+    proc, run_dir = train(
+        framework,
+        "--epochs",
+        "1",
+        "--limit-train",
+        "256",
+        "--val-size",
+        "0",
+        "--limit-test",
+        "100",
+        cwd=ROOT / f"train_{framework}",
+    )
     assert (run_dir / "result.json").exists() and "no validation" in proc.stdout
     before = (run_dir / "result.json").read_bytes()
     proc, _ = train(framework, "--epochs", "1", "--limit-train", "256", check=False)  # same --run-name
@@ -112,8 +133,20 @@ def test_a_diverging_loss_stops_the_run_naming_epoch_and_step(train, framework):
     assert "the training loss became" in proc.stderr and "in epoch 1, step" in proc.stderr
     assert not (run_dir / "checkpoint.json").exists() and not (run_dir / "result.json").exists()
     # Checkpoints every 3 steps: none may be written once the loss has gone bad.
-    proc, run_dir = train(framework, "--epochs", "1", "--optimizer", "sgd", "--lr", "1e4", "--checkpoint-every", "3",
-                          *SMALL, check=False, run_name="every3")
+    proc, run_dir = train(
+        framework,
+        "--epochs",
+        "1",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e4",
+        "--checkpoint-every",
+        "3",
+        *SMALL,
+        check=False,
+        run_name="every3",
+    )
     assert proc.returncode == 1 and "the training loss became" in proc.stderr
     if (run_dir / "checkpoint.json").exists():  # one from before the loss went bad
         assert math.isfinite(read_json(run_dir / "checkpoint.json")["partial"]["loss_sum"])

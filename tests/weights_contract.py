@@ -3,24 +3,27 @@
 Each tests/<framework>/test_<framework>_weights.py sets FRAMEWORK and does
 `from weights_contract import *`, so every framework runs the very same checks as the source of
 a conversion. The parity test trains every pooling x activation here, converts each run to the
-other two frameworks in their own environments (tests/parity_worker.py) and compares the logits
-on the whole real MNIST test set; the three environments together cover all six directions.
+other two frameworks, which write and then run the converted files in their own environments
+(lenet5.envs.call, through lenet5.convert), and compares the logits on the whole real MNIST test
+set; the three environments together cover all six directions.
 """
+
 import importlib
-import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, read_json
+
 from lenet5 import reference, weights
 from lenet5.config import ACTIVATIONS, FRAMEWORKS, POOLINGS
-from lenet5.convert import FILES, FINAL, convert
+from lenet5.convert import FILES, convert, native_logits
 from lenet5.data import load_splits
 from lenet5.envs import env_python
 from lenet5.onnx_export import export, onnx_logits
+from lenet5.runfolder import RunFolder
 
 COMBOS = [(pooling, activation) for pooling in POOLINGS for activation in ACTIVATIONS]
 # A short real training: 256 Adam steps of 16 images, enough to move every layer far from its
@@ -67,8 +70,11 @@ def test_neutral_weights_round_trip_through_the_native_files(native, tmp_path, p
     assert all(path.exists() for path in paths) and paths[0].name == f"model{native.SUFFIX}"
     assert_same_params(native.read_native(paths[0]), params)
     x = np.random.default_rng(1).standard_normal((16, 1, 28, 28)).astype(np.float32)
-    np.testing.assert_allclose(native.native_logits(paths[0], meta, x, batch_size=5),
-                               reference.forward(params, x, pooling, activation), atol=ATOL)
+    np.testing.assert_allclose(
+        native.native_logits(paths[0], meta, x, batch_size=5),
+        reference.forward(params, x, pooling, activation),
+        atol=ATOL,
+    )
 
 
 def test_weights_of_the_wrong_shape_are_refused_naming_the_layer(native):
@@ -86,8 +92,9 @@ def test_convert_an_interrupted_run_takes_its_last_checkpoint(interrupted_run, f
     expected = native.read_native(run_dir / checkpoint["files"][0])
 
     def command(*args):
-        return subprocess.run([sys.executable, "-m", "lenet5.convert", str(run_dir), *args],
-                              cwd=ROOT, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "lenet5.convert", str(run_dir), *args], cwd=ROOT, capture_output=True, text=True
+        )
 
     proc = command("--to", "npz", "--output", str(tmp_path / "checkpoint.npz"))
     assert proc.returncode == 0 and f"checkpoint after epoch {checkpoint['epoch']}" in proc.stdout, proc.stderr
@@ -112,34 +119,61 @@ def test_convert_an_interrupted_run_takes_its_last_checkpoint(interrupted_run, f
 @pytest.fixture(scope="module")
 def parity(framework, native, mnist_dir, tmp_path_factory):
     """Train every pooling x activation here; keep this framework's logits (from its own files)
-    and the ONNX export's; convert each run to the other two frameworks in their environments
-    (both at once), which leave their logits in the run folder."""
+    and the ONNX export's; convert each run to the other two frameworks (both at once), and keep
+    the logits of the converted files, run by their framework in its environment."""
     train = importlib.import_module(f"train_{framework}.train")
     out = tmp_path_factory.mktemp(f"parity-{framework}")
     test = load_splits(0, data_dir=mnist_dir, progress=False).test
     runs = {}
     for pooling, activation in COMBOS:
         run_dir = out / f"{pooling}-{activation}"
-        assert train.main(["--data-dir", str(mnist_dir), "--output-dir", str(out), "--run-name", run_dir.name,
-                           "--pooling", pooling, "--activation", activation, "--no-progress", *PARITY_TRAIN]) == 0
+        assert (
+            train.main(
+                [
+                    "--data-dir",
+                    str(mnist_dir),
+                    "--output-dir",
+                    str(out),
+                    "--run-name",
+                    run_dir.name,
+                    "--pooling",
+                    pooling,
+                    "--activation",
+                    activation,
+                    "--no-progress",
+                    *PARITY_TRAIN,
+                ]
+            )
+            == 0
+        )
         params, meta = weights.load(run_dir / weights.FILENAME)
+        final = RunFolder(run_dir).final_model(framework)
         runs[pooling, activation] = dict(
-            dir=run_dir, params=params, native_params=native.read_native(run_dir / FINAL[framework]),
-            logits=native.native_logits(run_dir / FINAL[framework], meta, test.x),
-            onnx=onnx_logits(export(run_dir)[0], test.x), accuracy=read_json(run_dir / "result.json")["test_accuracy"])
-    workers = [subprocess.Popen([str(env_python(target)), str(ROOT / "tests" / "parity_worker.py"), target,
-                                 str(mnist_dir), *(str(run["dir"]) for run in runs.values())],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for target in others(framework)]
-    for target, worker in zip(others(framework), workers):
-        log = worker.communicate()[0]
-        assert worker.returncode == 0, f"converting to {target} failed:\n{log}"
-    return dict(runs=runs, test=test)
+            dir=run_dir,
+            params=params,
+            meta=meta,
+            native_params=native.read_native(final),
+            logits=native.native_logits(final, meta, test.x),
+            onnx=onnx_logits(export(run_dir)[0], test.x),
+            accuracy=read_json(run_dir / "result.json")["test_accuracy"],
+        )
+
+    def converted_logits(target):  # as `python -m lenet5.convert RUN --to TARGET --output OUT` does
+        logits = {}
+        for key, run in runs.items():
+            written, _ = convert(run["dir"], target, run["dir"] / f"converted-{target}")
+            logits[key] = native_logits(target, written[0], run["meta"], test.x)
+        return logits
+
+    with ThreadPoolExecutor(2) as pool:
+        converted = dict(zip(others(framework), pool.map(converted_logits, others(framework))))
+    return dict(runs=runs, test=test, converted=converted)
 
 
 @pytest.mark.parametrize("pooling, activation", COMBOS)
 def test_parity_converted_to_the_other_frameworks_same_logits_on_the_whole_test_set(
-        parity, framework, pooling, activation):
+    parity, framework, pooling, activation
+):
     run, test = parity["runs"][pooling, activation], parity["test"]
     ours = run["logits"]
     assert ours.shape == (10_000, 10)
@@ -147,20 +181,16 @@ def test_parity_converted_to_the_other_frameworks_same_logits_on_the_whole_test_
     assert 0.5 < (ours.argmax(1) == test.y).mean() == pytest.approx(run["accuracy"])
     assert_same_params(run["params"], run["native_params"])
     # The independent yardstick: plain numpy in float64, on the first 500 images.
-    np.testing.assert_allclose(ours[:500], reference.forward(run["params"], test.x[:500], pooling, activation),
-                               atol=ATOL)
+    np.testing.assert_allclose(
+        ours[:500], reference.forward(run["params"], test.x[:500], pooling, activation), atol=ATOL
+    )
     for name, theirs in [("onnxruntime", run["onnx"])] + [
-            (target, np.load(run["dir"] / f"converted-{target}" / "logits.npy")) for target in others(framework)]:
+        (target, parity["converted"][target][pooling, activation]) for target in others(framework)
+    ]:
         diff = float(np.abs(theirs - ours).max())
-        print(f"{framework} -> {name}, {pooling}/{activation}: max |logit diff| {diff:.2e}, "
-              f"same class for {(theirs.argmax(1) == ours.argmax(1)).sum()}/10000")
+        print(
+            f"{framework} -> {name}, {pooling}/{activation}: max |logit diff| {diff:.2e}, "
+            f"same class for {(theirs.argmax(1) == ours.argmax(1)).sum()}/10000"
+        )
         assert theirs.shape == ours.shape and diff <= ATOL, f"{framework} -> {name}: {diff}"
         assert (theirs.argmax(1) == ours.argmax(1)).all(), f"{framework} -> {name}: classes differ"
-
-
-def test_a_run_from_before_model_npz_converts_from_its_native_weights(parity, framework, tmp_path):
-    run_dir = tmp_path / "old-run"
-    shutil.copytree(parity["runs"]["avg", "relu"]["dir"], run_dir, ignore=shutil.ignore_patterns("model.npz", "converted-*"))
-    written, what = convert(run_dir, "npz", tmp_path / "from-native.npz")
-    assert what == f"{run_dir / FINAL[framework]} (final weights)"
-    assert_same_params(weights.load(written[0])[0], parity["runs"]["avg", "relu"]["params"])

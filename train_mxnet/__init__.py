@@ -1,1 +1,1 @@
-"""Training LeNet-5 with MXNet: train.py (python train_mxnet/train.py, or python -m train_mxnet.train)."""
+"""Training LeNet-5 with MXNet: python train_mxnet/train.py, or python -m train_mxnet.train."""

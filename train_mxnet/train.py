@@ -7,12 +7,14 @@
 Kept parallel to train_pytorch/train.py and train_tensorflow/train.py: a diff of two of them
 shows only what the frameworks force. The options, data and run folder come from lenet5/.
 """
+
 import functools
 import os
 import sys
 
 if __name__ == "__main__":  # before MXNet is imported, which sizes its thread pool then
     from lenet5.cli import threads_before_import
+
     threads_before_import(sys.argv[1:])
 
 try:
@@ -24,14 +26,13 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from lenet5.cli import parse_args
+from lenet5.cli import run_command
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at
-from lenet5.data import DataError, batches, load_splits, num_batches
-from lenet5.run import Run, RunError
+from lenet5.data import batches, load_splits, num_batches
+from lenet5.run import Run
+from lenet5.runfolder import RunError
 
 FRAMEWORK = "mxnet"
-WEIGHTS = "model"  # model.params for LeNet5().load_parameters(...), and model-symbol.json +
-                   # model-0000.params for gluon.SymbolBlock.imports(...) without this project
 
 
 def set_threads(n):
@@ -43,8 +44,10 @@ def set_threads(n):
 
 def select_device(name):
     if name == "gpu" and mx.context.num_gpus() == 0:
-        raise RunError("--device gpu: MXNet sees no GPU here (requirements/mxnet.txt installs the "
-                       "CPU build; a CUDA one is mxnet-cu112); use --device cpu or auto")
+        raise RunError(
+            "--device gpu: MXNet sees no GPU here (requirements/mxnet.txt installs the "
+            "CPU build; a CUDA one is mxnet-cu112); use --device cpu or auto"
+        )
     return mx.gpu(0) if name != "cpu" and mx.context.num_gpus() else mx.cpu()
 
 
@@ -53,8 +56,9 @@ def make_optimizer(cfg, model):
         options = {"momentum": cfg.momentum}
     else:
         options = {"beta1": ADAM_BETAS[0], "beta2": ADAM_BETAS[1], "epsilon": ADAM_EPS}
-    return gluon.Trainer(model.collect_params(), cfg.optimizer,
-                         {"learning_rate": cfg.lr, "wd": cfg.weight_decay, **options})
+    return gluon.Trainer(
+        model.collect_params(), cfg.optimizer, {"learning_rate": cfg.lr, "wd": cfg.weight_decay, **options}
+    )
 
 
 def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run, save):
@@ -65,8 +69,11 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
     loss_sum, correct = mx.nd.array([loss_sum], device), mx.nd.array([correct], device)
     step += done
     lr = lr_at(cfg, step - 1, total_steps)
-    bar = run.progress(batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done),
-                       num_batches(len(split), cfg.batch_size) - done, f"epoch {epoch}")
+    bar = run.progress(
+        batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done),
+        num_batches(len(split), cfg.batch_size) - done,
+        f"epoch {epoch}",
+    )
     for x, y in bar:
         lr = lr_at(cfg, step, total_steps)
         optimizer.set_learning_rate(lr)
@@ -84,8 +91,14 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
             run.check_finite(loss_sum.asscalar(), epoch, step)
             bar.set_postfix(loss=f"{loss_sum.asscalar() / seen:.4f}", acc=f"{correct.asscalar() / seen:.2%}")
         if run.checkpoint_due(step):  # every --checkpoint-every steps, and after Ctrl-C
-            run.save_checkpoint(epoch - 1, step, save, partial=dict(
-                epoch=epoch, loss_sum=float(loss_sum.asscalar()), correct=int(correct.asscalar()), seen=seen))
+            run.save_checkpoint(
+                epoch - 1,
+                step,
+                save,
+                partial=dict(
+                    epoch=epoch, loss_sum=float(loss_sum.asscalar()), correct=int(correct.asscalar()), seen=seen
+                ),
+            )
     run.check_finite(loss_sum.asscalar(), epoch, step)
     return loss_sum.asscalar() / seen, correct.asscalar() / seen, step, lr
 
@@ -124,48 +137,61 @@ def load_checkpoint(run, model, optimizer, device):
     return epoch
 
 
-def main(argv=None):
-    cfg = parse_args(FRAMEWORK, argv, __doc__.split("\n\n")[0])
-    try:
-        threads = set_threads(cfg.threads)
-        device = select_device(cfg.device)
-        mx.random.seed(cfg.seed)  # same seed, same metrics
-        data = load_splits(cfg.val_size, cfg.limit_train, cfg.limit_test, channels_last=False,
-                           data_dir=cfg.data_dir, progress=not cfg.no_progress, dataset=cfg.dataset,
-                           validate_on_test=cfg.validate_on_test)
-        model = LeNet5(num_classes=len(data.classes), pooling=cfg.pooling, activation=cfg.activation)
-        model.initialize(ctx=device)
-        model.hybridize(static_alloc=True, static_shape=True)
-        optimizer = make_optimizer(cfg, model)
-        run = Run(cfg)
-        start = load_checkpoint(run, model, optimizer, device) if cfg.resume else 0
-        run.start(data.classes)
-    except (DataError, RunError) as error:
-        sys.exit(f"train.py: error: {error}")
+def train(cfg):
+    """Train, test and save one run as `cfg` says; returns its result (result.json)."""
+    threads = set_threads(cfg.threads)
+    device = select_device(cfg.device)
+    mx.random.seed(cfg.seed)  # same seed, same metrics
+    data = load_splits(
+        cfg.val_size,
+        cfg.limit_train,
+        cfg.limit_test,
+        channels_last=False,
+        data_dir=cfg.data_dir,
+        progress=not cfg.no_progress,
+        dataset=cfg.dataset,
+        validate_on_test=cfg.validate_on_test,
+    )
+    model = LeNet5(num_classes=len(data.classes), pooling=cfg.pooling, activation=cfg.activation)
+    model.initialize(ctx=device)
+    model.hybridize(static_alloc=True, static_shape=True)
+    optimizer = make_optimizer(cfg, model)
+    run = Run(cfg)
+    start = load_checkpoint(run, model, optimizer, device) if cfg.resume else 0
+    run.start(data.classes)
 
     steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
     num_params = sum(p.data().size for p in model.collect_params().values())
-    print(f"MXNet {mx.__version__} on {device} ({threads} threads), {num_params:,} parameters; "
-          f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
-          f"{run.dir}", flush=True)
+    print(
+        f"MXNet {mx.__version__} on {device} ({threads} threads), {num_params:,} parameters; "
+        f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
+        f"{run.dir}",
+        flush=True,
+    )
     step = start * steps_per_epoch
     save = functools.partial(save_checkpoint, model=model, optimizer=optimizer)
     with run.stopping():  # Ctrl-C or a diverging loss: one line, and the last checkpoint kept
         for epoch in range(start + 1, cfg.epochs + 1):
             train_loss, train_acc, step, lr = train_one_epoch(
-                model, optimizer, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run, save)
+                model, optimizer, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run, save
+            )
             seconds = run.epoch_seconds()
-            val_loss, val_acc, _ = evaluate(model, data.val, cfg.batch_size, device) if data.val else (float("nan"),) * 3
+            val_loss, val_acc, _ = (
+                evaluate(model, data.val, cfg.batch_size, device) if data.val else (float("nan"),) * 3
+            )
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
             run.save_checkpoint(epoch, step, save)
 
-    model.save_parameters(str(run.path(WEIGHTS + ".params")))
-    model.export(str(run.path(WEIGHTS)))
+    model.save_parameters(str(run.folder.final_model(FRAMEWORK)))  # for LeNet5().load_parameters(...)
+    model.export(str(run.folder.final_model(FRAMEWORK).with_suffix("")))  # for gluon.SymbolBlock.imports(...)
     run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
     test_loss, test_acc, test_logits = evaluate(model, data.test, cfg.batch_size, device)
     run.save_predictions(data.test.y, test_logits)
-    run.finish(test_loss, test_acc, num_params, mx.__version__, str(device))
-    return 0
+    return run.finish(test_loss, test_acc, num_params, mx.__version__, str(device))
+
+
+def main(argv=None):
+    return run_command(FRAMEWORK, train, argv, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

@@ -1,1 +1,1 @@
-"""Training LeNet-5 with PyTorch: train.py (python train_pytorch/train.py, or python -m train_pytorch.train)."""
+"""Training LeNet-5 with PyTorch: python train_pytorch/train.py, or python -m train_pytorch.train."""

@@ -7,6 +7,7 @@
 Kept parallel to train_tensorflow/train.py and train_mxnet/train.py: a diff of two of them
 shows only what the frameworks force. The options, data and run folder come from lenet5/.
 """
+
 import functools
 import sys
 
@@ -14,16 +15,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lenet5.cli import parse_args
+from lenet5.cli import run_command
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
-from lenet5.data import DataError, batches, load_splits, num_batches
+from lenet5.data import batches, load_splits, num_batches
 from lenet5.files import atomic_path
-from lenet5.run import Run, RunError
+from lenet5.run import Run
+from lenet5.runfolder import RunError
 from model_pytorch import LeNet5
 from model_pytorch.convert import to_neutral
 
 FRAMEWORK = "pytorch"
-WEIGHTS = "model.pt"  # the trained state_dict, for LeNet5().load_state_dict(torch.load(...))
 
 
 def set_threads(n):
@@ -40,10 +41,10 @@ def select_device(name):
 
 def make_optimizer(cfg, model):
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=ADAM_BETAS, eps=ADAM_EPS,
-                            weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(
+        model.parameters(), lr=cfg.lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=cfg.weight_decay
+    )
 
 
 def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run, save):
@@ -54,8 +55,11 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
     loss_sum, correct = torch.tensor(loss_sum, device=device), torch.tensor(float(correct), device=device)
     step += done
     lr = lr_at(cfg, step - 1, total_steps)
-    bar = run.progress(batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done),
-                       num_batches(len(split), cfg.batch_size) - done, f"epoch {epoch}")
+    bar = run.progress(
+        batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done),
+        num_batches(len(split), cfg.batch_size) - done,
+        f"epoch {epoch}",
+    )
     for x, y in bar:
         lr = lr_at(cfg, step, total_steps)
         for group in optimizer.param_groups:
@@ -74,8 +78,12 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
             run.check_finite(loss_sum, epoch, step)
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.2%}")
         if run.checkpoint_due(step):  # every --checkpoint-every steps, and after Ctrl-C
-            run.save_checkpoint(epoch - 1, step, save, partial=dict(
-                epoch=epoch, loss_sum=loss_sum.item(), correct=int(correct.item()), seen=seen))
+            run.save_checkpoint(
+                epoch - 1,
+                step,
+                save,
+                partial=dict(epoch=epoch, loss_sum=loss_sum.item(), correct=int(correct.item()), seen=seen),
+            )
     run.check_finite(loss_sum, epoch, step)
     return loss_sum.item() / seen, correct.item() / seen, step, lr
 
@@ -97,8 +105,9 @@ def evaluate(model, split, batch_size, device):
 def save_checkpoint(stem, model, optimizer):
     """Write what --resume needs; returns the file names (the run commits them)."""
     path = stem.with_suffix(".pt")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state()}, path)
+    torch.save(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, path
+    )
     return [path.name]
 
 
@@ -117,47 +126,60 @@ def load_checkpoint(run, model, optimizer):
     return epoch
 
 
-def main(argv=None):
-    cfg = parse_args(FRAMEWORK, argv, __doc__.split("\n\n")[0])
-    try:
-        threads = set_threads(cfg.threads)
-        device = select_device(cfg.device)
-        torch.manual_seed(cfg.seed)
-        torch.use_deterministic_algorithms(True, warn_only=True)  # same seed, same metrics
-        data = load_splits(cfg.val_size, cfg.limit_train, cfg.limit_test, channels_last=False,
-                           data_dir=cfg.data_dir, progress=not cfg.no_progress, dataset=cfg.dataset,
-                           validate_on_test=cfg.validate_on_test)
-        model = LeNet5(num_classes=len(data.classes), pooling=cfg.pooling, activation=cfg.activation).to(device)
-        optimizer = make_optimizer(cfg, model)
-        run = Run(cfg)
-        start = load_checkpoint(run, model, optimizer) if cfg.resume else 0
-        run.start(data.classes)
-    except (DataError, RunError) as error:
-        sys.exit(f"train.py: error: {error}")
+def train(cfg):
+    """Train, test and save one run as `cfg` says; returns its result (result.json)."""
+    threads = set_threads(cfg.threads)
+    device = select_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)  # same seed, same metrics
+    data = load_splits(
+        cfg.val_size,
+        cfg.limit_train,
+        cfg.limit_test,
+        channels_last=False,
+        data_dir=cfg.data_dir,
+        progress=not cfg.no_progress,
+        dataset=cfg.dataset,
+        validate_on_test=cfg.validate_on_test,
+    )
+    model = LeNet5(num_classes=len(data.classes), pooling=cfg.pooling, activation=cfg.activation).to(device)
+    optimizer = make_optimizer(cfg, model)
+    run = Run(cfg)
+    start = load_checkpoint(run, model, optimizer) if cfg.resume else 0
+    run.start(data.classes)
 
     steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
     num_params = sum(p.numel() for p in model.parameters())
-    print(f"PyTorch {torch.__version__} on {device} ({threads} threads), {num_params:,} parameters; "
-          f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
-          f"{run.dir}", flush=True)
+    print(
+        f"PyTorch {torch.__version__} on {device} ({threads} threads), {num_params:,} parameters; "
+        f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
+        f"{run.dir}",
+        flush=True,
+    )
     step = start * steps_per_epoch
     save = functools.partial(save_checkpoint, model=model, optimizer=optimizer)
     with run.stopping():  # Ctrl-C or a diverging loss: one line, and the last checkpoint kept
         for epoch in range(start + 1, cfg.epochs + 1):
             train_loss, train_acc, step, lr = train_one_epoch(
-                model, optimizer, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run, save)
+                model, optimizer, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run, save
+            )
             seconds = run.epoch_seconds()
-            val_loss, val_acc, _ = evaluate(model, data.val, cfg.batch_size, device) if data.val else (float("nan"),) * 3
+            val_loss, val_acc, _ = (
+                evaluate(model, data.val, cfg.batch_size, device) if data.val else (float("nan"),) * 3
+            )
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
             run.save_checkpoint(epoch, step, save)
 
-    with atomic_path(run.path(WEIGHTS)) as tmp:
+    with atomic_path(run.folder.final_model(FRAMEWORK)) as tmp:  # for LeNet5().load_state_dict(torch.load(...))
         torch.save(model.state_dict(), tmp)
     run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
     test_loss, test_acc, test_logits = evaluate(model, data.test, cfg.batch_size, device)
     run.save_predictions(data.test.y, test_logits)
-    run.finish(test_loss, test_acc, num_params, torch.__version__, str(device))
-    return 0
+    return run.finish(test_loss, test_acc, num_params, torch.__version__, str(device))
+
+
+def main(argv=None):
+    return run_command(FRAMEWORK, train, argv, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

@@ -1,1 +1,1 @@
-"""Training LeNet-5 with TensorFlow: train.py (python train_tensorflow/train.py, or python -m train_tensorflow.train)."""
+"""Training LeNet-5 with TensorFlow: python train_tensorflow/train.py, or python -m train_tensorflow.train."""

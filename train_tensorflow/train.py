@@ -7,23 +7,27 @@
 Kept parallel to train_pytorch/train.py and train_mxnet/train.py: a diff of two of them
 shows only what the frameworks force. The options, data and run folder come from lenet5/.
 """
+
 import functools
 import sys
 
+# isort: off
 from model_tensorflow import LeNet5  # first: it imports TensorFlow without its banners on stderr
 from model_tensorflow.convert import to_neutral
+# isort: on
+
 import keras
 import numpy as np
 import tensorflow as tf
 
-from lenet5.cli import parse_args
+from lenet5.cli import run_command
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
-from lenet5.data import DataError, batches, load_splits, num_batches
+from lenet5.data import batches, load_splits, num_batches
 from lenet5.files import atomic_path
-from lenet5.run import Run, RunError
+from lenet5.run import Run
+from lenet5.runfolder import RunError
 
 FRAMEWORK = "tensorflow"
-WEIGHTS = "model.keras"  # the trained model, for keras.saving.load_model(...)
 
 
 def set_threads(n):
@@ -42,8 +46,10 @@ def set_threads(n):
 def select_device(name):
     gpus = tf.config.list_physical_devices("GPU")
     if name == "gpu" and not gpus:
-        raise RunError("--device gpu: TensorFlow sees no GPU here (requirements/tensorflow.txt "
-                       "installs the CPU build); use --device cpu or auto")
+        raise RunError(
+            "--device gpu: TensorFlow sees no GPU here (requirements/tensorflow.txt "
+            "installs the CPU build); use --device cpu or auto"
+        )
     if name == "cpu" or not gpus:
         tf.config.set_visible_devices([], "GPU")
         return "/CPU:0"
@@ -53,8 +59,7 @@ def select_device(name):
 def make_optimizer(cfg):
     if cfg.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum)
-    return keras.optimizers.Adam(learning_rate=cfg.lr, beta_1=ADAM_BETAS[0], beta_2=ADAM_BETAS[1],
-                                 epsilon=ADAM_EPS)
+    return keras.optimizers.Adam(learning_rate=cfg.lr, beta_1=ADAM_BETAS[0], beta_2=ADAM_BETAS[1], epsilon=ADAM_EPS)
 
 
 def make_steps(model, optimizer, weight_decay):
@@ -92,8 +97,11 @@ def train_one_epoch(train_step, split, cfg, epoch, step, total_steps, run, save)
     done, loss_sum, correct, seen = run.begin_epoch(epoch)
     step += done
     lr = lr_at(cfg, step - 1, total_steps)
-    bar = run.progress(batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done),
-                       num_batches(len(split), cfg.batch_size) - done, f"epoch {epoch}")
+    bar = run.progress(
+        batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done),
+        num_batches(len(split), cfg.batch_size) - done,
+        f"epoch {epoch}",
+    )
     for x, y in bar:
         lr = lr_at(cfg, step, total_steps)
         loss, hits = train_step(tf.constant(x), tf.constant(y), tf.constant(lr, tf.float32))
@@ -105,8 +113,12 @@ def train_one_epoch(train_step, split, cfg, epoch, step, total_steps, run, save)
             run.check_finite(loss_sum, epoch, step)
             bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{int(correct) / seen:.2%}")
         if run.checkpoint_due(step):  # every --checkpoint-every steps, and after Ctrl-C
-            run.save_checkpoint(epoch - 1, step, save, partial=dict(
-                epoch=epoch, loss_sum=float(loss_sum), correct=int(correct), seen=seen))
+            run.save_checkpoint(
+                epoch - 1,
+                step,
+                save,
+                partial=dict(epoch=epoch, loss_sum=float(loss_sum), correct=int(correct), seen=seen),
+            )
     run.check_finite(loss_sum, epoch, step)
     return float(loss_sum) / seen, int(correct) / seen, step, lr
 
@@ -145,49 +157,61 @@ def load_checkpoint(run, model, optimizer):
     return epoch
 
 
-def main(argv=None):
-    cfg = parse_args(FRAMEWORK, argv, __doc__.split("\n\n")[0])
-    try:
-        threads = set_threads(cfg.threads)
-        device = select_device(cfg.device)
-        keras.utils.set_random_seed(cfg.seed)
-        tf.config.experimental.enable_op_determinism()  # same seed, same metrics
-        data = load_splits(cfg.val_size, cfg.limit_train, cfg.limit_test, channels_last=True,
-                           data_dir=cfg.data_dir, progress=not cfg.no_progress, dataset=cfg.dataset,
-                           validate_on_test=cfg.validate_on_test)
-        model = LeNet5(num_classes=len(data.classes), pooling=cfg.pooling, activation=cfg.activation)
-        optimizer = make_optimizer(cfg)
-        model.compile(optimizer=optimizer)  # so that model.save() keeps the optimizer's state
-        run = Run(cfg)
-        start = load_checkpoint(run, model, optimizer) if cfg.resume else 0
-        run.start(data.classes)
-    except (DataError, RunError) as error:
-        sys.exit(f"train.py: error: {error}")
+def train(cfg):
+    """Train, test and save one run as `cfg` says; returns its result (result.json)."""
+    threads = set_threads(cfg.threads)
+    device = select_device(cfg.device)
+    keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()  # same seed, same metrics
+    data = load_splits(
+        cfg.val_size,
+        cfg.limit_train,
+        cfg.limit_test,
+        channels_last=True,
+        data_dir=cfg.data_dir,
+        progress=not cfg.no_progress,
+        dataset=cfg.dataset,
+        validate_on_test=cfg.validate_on_test,
+    )
+    model = LeNet5(num_classes=len(data.classes), pooling=cfg.pooling, activation=cfg.activation)
+    optimizer = make_optimizer(cfg)
+    model.compile(optimizer=optimizer)  # so that model.save() keeps the optimizer's state
+    run = Run(cfg)
+    start = load_checkpoint(run, model, optimizer) if cfg.resume else 0
+    run.start(data.classes)
 
     train_step, eval_step = make_steps(model, optimizer, cfg.weight_decay)
     steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
     num_params = model.count_params()
-    print(f"TensorFlow {tf.__version__} (Keras {keras.__version__}) on {device} ({threads} threads), {num_params:,} parameters; "
-          f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
-          f"{run.dir}", flush=True)
+    print(
+        f"TensorFlow {tf.__version__} (Keras {keras.__version__}) on {device} ({threads} threads), "
+        f"{num_params:,} parameters; "
+        f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
+        f"{run.dir}",
+        flush=True,
+    )
     step = start * steps_per_epoch
     save = functools.partial(save_checkpoint, model=model)
     with run.stopping():  # Ctrl-C or a diverging loss: one line, and the last checkpoint kept
         for epoch in range(start + 1, cfg.epochs + 1):
             train_loss, train_acc, step, lr = train_one_epoch(
-                train_step, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, run, save)
+                train_step, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, run, save
+            )
             seconds = run.epoch_seconds()
             val_loss, val_acc, _ = evaluate(eval_step, data.val, cfg.batch_size) if data.val else (float("nan"),) * 3
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
             run.save_checkpoint(epoch, step, save)
 
-    with atomic_path(run.path(WEIGHTS)) as tmp:
+    with atomic_path(run.folder.final_model(FRAMEWORK)) as tmp:  # for keras.saving.load_model(...)
         model.save(tmp)
     run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
     test_loss, test_acc, test_logits = evaluate(eval_step, data.test, cfg.batch_size)
     run.save_predictions(data.test.y, test_logits)
-    run.finish(test_loss, test_acc, num_params, tf.__version__, device)
-    return 0
+    return run.finish(test_loss, test_acc, num_params, tf.__version__, device)
+
+
+def main(argv=None):
+    return run_command(FRAMEWORK, train, argv, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

@@ -1,20 +1,25 @@
 """The benchmark in its tiny mode, in all three environments: that it runs and reports, not how
 fast anything is (timings are never tested). And its FLOP count against PyTorch's own."""
+
 import json
 import os
 import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
+
 from lenet5 import bench
 
 
 def test_quick_benchmark_measures_every_framework_and_its_baseline(tmp_path, mnist_dir):
     out = tmp_path / "bench"
-    proc = subprocess.run([sys.executable, "-m", "lenet5.bench", "--quick", "--output-dir", str(out),
-                           "--data-dir", str(mnist_dir)], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lenet5.bench", "--quick", "--output-dir", str(out), "--data-dir", str(mnist_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((out / "bench.json").read_text())
     assert set(summary["results"]) == {"pytorch", "tensorflow", "mxnet"}
@@ -23,14 +28,18 @@ def test_quick_benchmark_measures_every_framework_and_its_baseline(tmp_path, mni
             r = row[kind]
             assert r["epochs"] == 2 and 0.5 < r["test_accuracy"] <= 1, (framework, kind, r)
             assert r["train_images_per_s"] > 0 and r["eval_images_per_s"] > 0 and r["peak_rss_mib"] > 50
-    assert set(summary["ratios"]) == {f"{fw}_speedup_over_baseline" for fw in summary["results"]} | {"slowest_vs_fastest"}
+    assert set(summary["ratios"]) == {f"{fw}_speedup_over_baseline" for fw in summary["results"]} | {
+        "slowest_vs_fastest"
+    }
     assert summary["matmul_gflops"] > 0
     onnx = summary["onnxruntime"]  # the PyTorch run's weights, exported: its test accuracy
     assert onnx["eval_images_per_s"] > 0
     assert abs(onnx["test_accuracy"] - summary["results"]["pytorch"]["train.py"]["test_accuracy"]) < 0.002
     cores = len(os.sched_getaffinity(0))
-    assert all(set(row) == {str(2 ** i) for i in range(cores.bit_length()) if 2 ** i <= cores}
-               and all(v > 0 for v in row.values()) for row in summary["thread_scaling_images_per_s"].values())
+    assert all(
+        set(row) == {str(2**i) for i in range(cores.bit_length()) if 2**i <= cores} and all(v > 0 for v in row.values())
+        for row in summary["thread_scaling_images_per_s"].values()
+    )
     table = (out / "bench.md").read_text()
     assert table.count("| train.py |") == 3 and table.count("| baseline |") == 3 and "| onnxruntime |" in table
     assert "| PyTorch | train.py |" in proc.stdout
@@ -42,9 +51,25 @@ def test_a_failing_framework_is_reported_and_the_others_still_measured(tmp_path,
     broken.chmod(0o755)
     monkeypatch.setenv("LENET5_MXNET_PYTHON", str(broken))
     out = tmp_path / "bench"
-    proc = subprocess.run([sys.executable, "-m", "lenet5.bench", "--quick", "--frameworks", "pytorch", "mxnet", "--scaling",
-                           "--output-dir", str(out), "--data-dir", str(mnist_dir)],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lenet5.bench",
+            "--quick",
+            "--frameworks",
+            "pytorch",
+            "mxnet",
+            "--scaling",
+            "--output-dir",
+            str(out),
+            "--data-dir",
+            str(mnist_dir),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1
     assert "FAILED: mxnet train.py" in proc.stdout + proc.stderr
     summary = json.loads((out / "bench.json").read_text())
@@ -57,6 +82,7 @@ def test_flops_per_image_agree_with_pytorchs_flop_counter():
     from torch.utils.flop_counter import FlopCounterMode
 
     from model_pytorch import LeNet5
+
     forward, training = bench.flops_per_image()
     model, x = LeNet5(), torch.zeros(4, 1, 28, 28)
     with FlopCounterMode(display=False) as counter:

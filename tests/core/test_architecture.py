@@ -1,4 +1,5 @@
 """python -m lenet5.architecture: the layer table it draws, and the PNG it writes."""
+
 import pytest
 from PIL import Image
 
@@ -9,10 +10,22 @@ from lenet5.config import expected_num_params
 def test_layer_table_is_the_papers_lenet5():
     rows = architecture.layer_table()
     assert [(r["name"], r["shape"], r["params"]) for r in rows] == [
-        ("INPUT", (1, 28, 28), 0), ("C1", (6, 28, 28), 156), ("S2", (6, 14, 14), 0), ("C3", (16, 10, 10), 2416),
-        ("S4", (16, 5, 5), 0), ("C5", (120, 1, 1), 48120), ("F6", (84,), 10164), ("OUTPUT", (10,), 850)]
-    assert [(r["kernel"], r["padding"]) for r in rows[1:6]] == [((5, 5), 2), ((2, 2), 0), ((5, 5), 0), ((2, 2), 0),
-                                                                ((5, 5), 0)]
+        ("INPUT", (1, 28, 28), 0),
+        ("C1", (6, 28, 28), 156),
+        ("S2", (6, 14, 14), 0),
+        ("C3", (16, 10, 10), 2416),
+        ("S4", (16, 5, 5), 0),
+        ("C5", (120, 1, 1), 48120),
+        ("F6", (84,), 10164),
+        ("OUTPUT", (10,), 850),
+    ]
+    assert [(r["kernel"], r["padding"]) for r in rows[1:6]] == [
+        ((5, 5), 2),
+        ((2, 2), 0),
+        ((5, 5), 0),
+        ((2, 2), 0),
+        ((5, 5), 0),
+    ]
     assert sum(r["params"] for r in rows) == expected_num_params() == 61_706
     assert architecture.layer_table(num_classes=26)[-1]["shape"] == (26,)
 

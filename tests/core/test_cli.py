@@ -1,4 +1,5 @@
 """The shared command line, options, LR schedule, run folders and environments."""
+
 import math
 import os
 
@@ -6,7 +7,10 @@ import pytest
 
 from lenet5 import cli, config, envs
 from lenet5.config import Config
-from lenet5.run import Run, RunError
+from lenet5.data import load_splits
+from lenet5.idx import DataError
+from lenet5.run import Run, Stopped
+from lenet5.runfolder import RunError
 
 
 def parse_error(argv, capsys, framework="pytorch"):
@@ -31,31 +35,51 @@ def test_help_states_every_default(capsys):
     with pytest.raises(SystemExit):
         cli.parse_args("pytorch", ["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for flag, default in [("--epochs", Config.epochs), ("--batch-size", 256), ("--lr", Config.lr),
-                          ("--pooling", "max"), ("--activation", "relu"), ("--scheduler", Config.scheduler),
-                          ("--val-size", Config.val_size), ("--device", "auto"), ("--seed", 0)]:
+    for flag, default in [
+        ("--epochs", Config.epochs),
+        ("--batch-size", 256),
+        ("--lr", Config.lr),
+        ("--pooling", "max"),
+        ("--activation", "relu"),
+        ("--scheduler", Config.scheduler),
+        ("--val-size", Config.val_size),
+        ("--device", "auto"),
+        ("--seed", 0),
+    ]:
         assert flag in text and f"(default: {default})" in text
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--epochs", "0"], "--epochs: must be > 0"),
-    (["--epochs", "-3"], "--epochs: must be > 0"),
-    (["--epochs", "two"], "--epochs: expected an integer"),
-    (["--batch-size", "0"], "--batch-size: must be > 0"),
-    (["--lr", "-0.1"], "--lr: must be > 0"),
-    (["--lr", "nan"], "--lr: must be > 0"),
-    (["--lr", "inf"], "--lr: must be > 0"),
-    (["--pooling", "median"], "invalid choice: 'median' (choose from max, avg)"),
-    (["--activation", "swish"], "invalid choice: 'swish'"),
-    (["--val-size", "60000"], "--val-size: must be < 60000"),
-    (["--val-size", "-1"], "--val-size: must be >= 0"),
-    (["--device", "tpu"], "invalid choice: 'tpu'"),
-    (["--bogus"], "unrecognized arguments: --bogus"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--epochs", "0"], "--epochs: must be > 0"),
+        (["--epochs", "-3"], "--epochs: must be > 0"),
+        (["--epochs", "two"], "--epochs: expected an integer"),
+        (["--batch-size", "0"], "--batch-size: must be > 0"),
+        (["--lr", "-0.1"], "--lr: must be > 0"),
+        (["--lr", "nan"], "--lr: must be > 0"),
+        (["--lr", "inf"], "--lr: must be > 0"),
+        (["--pooling", "median"], "invalid choice: 'median' (choose from max, avg)"),
+        (["--activation", "swish"], "invalid choice: 'swish'"),
+        (["--val-size", "-1"], "--val-size: must be >= 0"),
+        (["--device", "tpu"], "invalid choice: 'tpu'"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
 def test_bad_options_get_one_line_and_exit_2(argv, message, capsys):
     code, err = parse_error(argv, capsys)
     assert code == 2
     assert message.replace("'", "") in err.replace("'", "")
+
+
+def test_val_size_is_checked_by_load_splits_alone(tiny_mnist):
+    """The command line takes any --val-size >= 0: only load_splits knows the dataset's size, and it
+    refuses one too large in one line (train.py: `train.py: error: ...`, exit status 1)."""
+    _, cache, _ = tiny_mnist  # 12 training images
+    assert cli.parse_args("pytorch", ["--val-size", "60000"]).val_size == 60000
+    with pytest.raises(DataError) as error:
+        load_splits(val_size=12, data_dir=cache, progress=False)
+    assert str(error.value) == "--val-size must be between 0 and 11 (the mnist training images), got 12"
 
 
 def test_check_choice_lists_valid_names():
@@ -89,21 +113,22 @@ def test_run_folder_is_never_overwritten(tmp_path):
     assert Run(auto).dir != Run(auto).dir
 
 
-def test_divergence_and_ctrl_c_end_with_one_line_naming_what_is_kept(tmp_path, capsys):
+def test_divergence_and_ctrl_c_end_with_one_line_naming_what_is_kept(tmp_path):
     run = Run(Config(output_dir=str(tmp_path), run_name="r"))
     run.check_finite(1e30, 1, 5)
-    with pytest.raises(SystemExit) as exit_, run.stopping():
+    with pytest.raises(RunError) as error, run.stopping():
         run.check_finite(float("nan"), 2, 7)
-    assert "the training loss became nan in epoch 2, steps 6-7" in str(exit_.value.code)
-    assert "no checkpoint had been written" in str(exit_.value.code)
+    assert "the training loss became nan in epoch 2, steps 6-7" in str(error.value)
+    assert "no checkpoint had been written" in str(error.value) and "\n" not in str(error.value)
     run.log_epoch(1, 0.5, 0.9, 0.4, 0.91, 1e-3, 1.0)
     run.save_checkpoint(1, 10, lambda stem: [])
     run.log_epoch(2, 0.5, 0.9, 0.4, 0.91, 1e-3, 1.0)  # Ctrl-C before epoch 2's checkpoint
-    with pytest.raises(SystemExit) as exit_, run.stopping():
+    with pytest.raises(Stopped) as stop, run.stopping():
         raise KeyboardInterrupt
-    assert exit_.value.code == 130
-    assert f"interrupted; the checkpoint at the end of epoch 1 is kept: continue with --resume {run.dir}" \
-        in capsys.readouterr().err
+    assert (
+        str(stop.value)
+        == f"interrupted; the checkpoint at the end of epoch 1 is kept: continue with --resume {run.dir}"
+    )
 
 
 def test_unwritable_output_dir(tmp_path):
@@ -148,6 +173,7 @@ def test_envs_locations(tmp_path, monkeypatch):
 def test_threads_reach_mxnet_before_its_import_as_omp_num_threads(monkeypatch):
     from lenet5.cli import threads_before_import
     from lenet5.config import MAX_AUTO_THREADS, resolve_threads
+
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     for argv in (["--epochs", "2"], ["--threads", "0"], ["--threads", "x"]):  # absent, auto, bad: untouched
         threads_before_import(argv)

@@ -1,5 +1,6 @@
 """--dataset: Fashion-MNIST through a fake mirror, a folder of IDX files, a folder of class
 folders of images; and every way each can be wrong. Tiny files written here."""
+
 import gzip
 import hashlib
 import json
@@ -7,16 +8,20 @@ import re
 
 import numpy as np
 import pytest
+from conftest import write_idx
 from PIL import Image, ImageDraw
 
-from conftest import write_idx
-from lenet5 import cli, data, images
+from lenet5 import cli, data, download, images
 from lenet5.config import Config
+from lenet5.idx import DataError
 
 SHAPES = {  # class name -> how to draw it: three classes LeNet-5 could tell apart
     "bar": lambda d, s: d.rectangle((s // 2 - 3, 4, s // 2 + 3, s - 5), fill=0),
     "ring": lambda d, s: d.ellipse((5, 5, s - 6, s - 6), outline=0, width=4),
-    "cross": lambda d, s: (d.line((5, 5, s - 6, s - 6), fill=0, width=4), d.line((5, s - 6, s - 6, 5), fill=0, width=4)),
+    "cross": lambda d, s: (
+        d.line((5, 5, s - 6, s - 6), fill=0, width=4),
+        d.line((5, s - 6, s - 6, 5), fill=0, width=4),
+    ),
 }
 
 
@@ -52,7 +57,7 @@ def fashion_mirror(tmp_path, monkeypatch):
     """A file:// Fashion-MNIST mirror of tiny .gz files, their MD5s patched in."""
     mirror = tmp_path / "fashion-mirror"
     gz = idx_files(mirror)
-    monkeypatch.setattr(data, "FASHION_FILES", {name: hashlib.md5(b).hexdigest() for name, b in gz.items()})
+    monkeypatch.setattr(download, "FASHION_FILES", {name: hashlib.md5(b).hexdigest() for name, b in gz.items()})
     monkeypatch.setenv("LENET5_FASHION_MNIST_MIRRORS", mirror.as_uri())
     return mirror, gz
 
@@ -61,7 +66,7 @@ def test_fashion_mnist_downloads_from_its_own_mirrors_checked_by_md5(fashion_mir
     mirror, gz = fashion_mirror
     cache = tmp_path / "cache"
     splits = data.load_splits(val_size=2, data_dir=cache, progress=False, dataset="fashion-mnist")
-    assert splits.classes == list(data.FASHION_CLASSES) and splits.classes[9] == "Ankle boot"
+    assert splits.classes == list(download.FASHION_CLASSES) and splits.classes[9] == "Ankle boot"
     assert (len(splits.train), len(splits.val), len(splits.test)) == (10, 2, 4)
     for name, content in gz.items():  # kept as the published .gz, beside (not over) MNIST's files
         assert (cache / "fashion-mnist" / f"{name}.gz").read_bytes() == content
@@ -75,7 +80,7 @@ def test_fashion_mnist_wrong_files_fail_the_md5_and_name_its_variable(fashion_mi
     wrong = tmp_path / "wrong"
     idx_files(wrong, n_train=13)  # well-formed, but not the expected files
     monkeypatch.setenv("LENET5_FASHION_MNIST_MIRRORS", wrong.as_uri())
-    with pytest.raises(data.DataError) as error:
+    with pytest.raises(DataError) as error:
         data.load_dataset("fashion-mnist", tmp_path / "cache", progress=False)
     assert "wrong content (MD5 of the .gz file differs)" in str(error.value)
     assert "LENET5_FASHION_MNIST_MIRRORS" in str(error.value) and "Fashion-MNIST .gz files" in str(error.value)
@@ -84,8 +89,8 @@ def test_fashion_mnist_wrong_files_fail_the_md5_and_name_its_variable(fashion_mi
 def test_fashion_mnist_public_mirrors(monkeypatch):
     monkeypatch.delenv("LENET5_FASHION_MNIST_MIRRORS", raising=False)
     monkeypatch.delenv("LENET5_MNIST_MIRRORS", raising=False)
-    assert data.mirrors("fashion-mnist")[0] == "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
-    assert data.mirrors("mnist") == list(data.DEFAULT_MIRRORS)  # MNIST's unchanged
+    assert download.mirrors("fashion-mnist")[0] == "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+    assert download.mirrors("mnist") == list(download.DEFAULT_MIRRORS)  # MNIST's unchanged
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -93,20 +98,30 @@ def test_a_folder_of_idx_files(tmp_path, gz):
     idx_files(tmp_path / "idx", gz=gz, num_classes=4)
     loaded = data.load_dataset(str(tmp_path / "idx"), tmp_path / "cache", progress=False)
     assert loaded["train_images"].shape == (12, 28, 28) and len(loaded["test_labels"]) == 4
-    assert loaded["classes"] == [str(c) for c in range(max(loaded["train_labels"].max(), loaded["test_labels"].max()) + 1)]
+    assert loaded["classes"] == [
+        str(c) for c in range(max(loaded["train_labels"].max(), loaded["test_labels"].max()) + 1)
+    ]
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda f: idx_files(f, shape=(32, 32)), "train-images-idx3-ubyte has shape (12, 32, 32), not (N, 28, 28)"),
-    (lambda f: (idx_files(f), write_idx(f / "t10k-labels-idx1-ubyte.gz", np.zeros(5))),
-     "t10k-labels-idx1-ubyte has shape (5,), but there are 4 t10k images"),
-    (lambda f: (idx_files(f), (f / "t10k-images-idx3-ubyte.gz").unlink()), "no t10k-images-idx3-ubyte (or t10k-images-idx3-ubyte.gz)"),
-    (lambda f: (idx_files(f), (f / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b junk")), "unreadable"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda f: idx_files(f, shape=(32, 32)), "train-images-idx3-ubyte has shape (12, 32, 32), not (N, 28, 28)"),
+        (
+            lambda f: (idx_files(f), write_idx(f / "t10k-labels-idx1-ubyte.gz", np.zeros(5))),
+            "t10k-labels-idx1-ubyte has shape (5,), but there are 4 t10k images",
+        ),
+        (
+            lambda f: (idx_files(f), (f / "t10k-images-idx3-ubyte.gz").unlink()),
+            "no t10k-images-idx3-ubyte (or t10k-images-idx3-ubyte.gz)",
+        ),
+        (lambda f: (idx_files(f), (f / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b junk")), "unreadable"),
+    ],
+)
 def test_bad_idx_folders_say_what_is_wrong(tmp_path, make, message):
     folder = tmp_path / "idx"
     make(folder)
-    with pytest.raises(data.DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
         data.load_dataset(str(folder), tmp_path / "cache", progress=False)
 
 
@@ -122,6 +137,7 @@ def test_a_folder_of_class_folders_is_converted_split_and_cached(tmp_path, monke
 
     def no_conversion(grey):
         raise AssertionError("converted again despite the cache")
+
     monkeypatch.setattr(images, "to_mnist", no_conversion)
     again = data.load_splits(val_size=3, data_dir=tmp_path / "cache", progress=False, dataset=str(folder))
     np.testing.assert_array_equal(again.test.x, splits.test.x)
@@ -150,19 +166,30 @@ def test_unreadable_images_are_skipped_with_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "skipped 1 unreadable image(s)" in err and "broken.png" in err
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda f: f.mkdir(), "no class folders"),
-    (lambda f: (image_folder(f), (f / "empty").mkdir()), "empty: no readable image in this class folder"),
-    (lambda f: (image_folder(f), (f / "junk").mkdir(), (f / "junk" / "a.png").write_bytes(b"junk")),
-     "junk: no readable image in this class folder"),
-    (lambda f: (image_folder(f / "train"), image_folder(f / "test", classes=["bar", "ring"]), (f / "test" / "star").mkdir()),
-     "class folder(s) star not in"),
-    (lambda f: image_folder(f, per_class=2), "6 readable images are too few"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda f: f.mkdir(), "no class folders"),
+        (lambda f: (image_folder(f), (f / "empty").mkdir()), "empty: no readable image in this class folder"),
+        (
+            lambda f: (image_folder(f), (f / "junk").mkdir(), (f / "junk" / "a.png").write_bytes(b"junk")),
+            "junk: no readable image in this class folder",
+        ),
+        (
+            lambda f: (
+                image_folder(f / "train"),
+                image_folder(f / "test", classes=["bar", "ring"]),
+                (f / "test" / "star").mkdir(),
+            ),
+            "class folder(s) star not in",
+        ),
+        (lambda f: image_folder(f, per_class=2), "6 readable images are too few"),
+    ],
+)
 def test_bad_image_folders_say_what_is_wrong(tmp_path, make, message):
     folder = tmp_path / "mine"
     make(folder)
-    with pytest.raises(data.DataError, match=re.escape(message)):
+    with pytest.raises(DataError, match=re.escape(message)):
         data.load_dataset(str(folder), tmp_path / "cache", progress=False)
 
 
@@ -181,7 +208,9 @@ def test_dataset_option(tmp_path, monkeypatch, capsys):
 
 def test_val_size_is_checked_against_the_datasets_own_size(tmp_path):
     folder = image_folder(tmp_path / "shapes", per_class=7)
-    with pytest.raises(data.DataError, match=r"--val-size must be between 0 and 17 \(the .*shapes training images\), got 5000"):
+    with pytest.raises(
+        DataError, match=r"--val-size must be between 0 and 17 \(the .*shapes training images\), got 5000"
+    ):
         data.load_splits(data_dir=tmp_path / "cache", progress=False, dataset=str(folder))
 
 

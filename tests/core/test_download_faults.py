@@ -1,4 +1,5 @@
 """The download code against a real HTTP server on 127.0.0.1 that misbehaves in every usual way."""
+
 import gzip
 import http.server
 import subprocess
@@ -7,13 +8,15 @@ import threading
 from collections import Counter
 
 import pytest
-
 from conftest import ROOT
-from lenet5 import data
+
+from lenet5 import download
+from lenet5.idx import DataError
 
 
 class Mirror(http.server.ThreadingHTTPServer):
     """Serves {path: bytes}; a path mapped to a callable gets the handler to misbehave with."""
+
     daemon_threads = True
 
     def __init__(self, files):
@@ -75,6 +78,7 @@ def serve():
     def start(files):
         servers.append(Mirror(files))
         return servers[-1]
+
     yield start
     for server in servers:
         server.close()
@@ -105,21 +109,21 @@ def bad_mirrors(serve, raw):
 
 def test_every_fault_falls_through_to_the_next_mirror(tiny_mnist, serve, monkeypatch):
     _, cache, raw = tiny_mnist
-    monkeypatch.setattr(data, "TIMEOUT", 1.0)
+    monkeypatch.setattr(download, "TIMEOUT", 1.0)
     bad = bad_mirrors(serve, raw)
     good = serve(good_files(raw))
     monkeypatch.setenv("LENET5_MNIST_MIRRORS", ",".join([url for url, _ in bad] + [good.url]))
-    assert data.load_mnist(cache, progress=False)["train_images"].shape == (12, 28, 28)
+    assert download.load_mnist(cache, progress=False)["train_images"].shape == (12, 28, 28)
     assert all(count == 1 for count in good.requests.values()) and len(good.requests) == 4
 
 
 def test_when_every_mirror_fails_the_error_names_each_and_its_cause(tiny_mnist, serve, monkeypatch):
     _, cache, raw = tiny_mnist
-    monkeypatch.setattr(data, "TIMEOUT", 1.0)
+    monkeypatch.setattr(download, "TIMEOUT", 1.0)
     bad = bad_mirrors(serve, raw)
     monkeypatch.setenv("LENET5_MNIST_MIRRORS", ",".join(url for url, _ in bad))
-    with pytest.raises(data.DataError) as error:
-        data.load_mnist(cache, progress=False)
+    with pytest.raises(DataError) as error:
+        download.load_mnist(cache, progress=False)
     lines = str(error.value).splitlines()
     for url, cause in bad:
         assert any(line.strip().startswith(url) and cause in line for line in lines), (url, cause, "\n".join(lines))
@@ -127,15 +131,22 @@ def test_when_every_mirror_fails_the_error_names_each_and_its_cause(tiny_mnist, 
 
 
 def test_eight_processes_on_an_empty_cache_download_each_file_once(mnist_dir, serve, tmp_path):
-    raw = {name: (mnist_dir / name).read_bytes() for name in data.FILES}
-    server = serve({path: body for path, body in
-                    {f"/{n}.gz": gzip.compress(r, compresslevel=1) for n, r in raw.items()}.items()})
+    raw = {name: (mnist_dir / name).read_bytes() for name in download.FILES}
+    server = serve(
+        {path: body for path, body in {f"/{n}.gz": gzip.compress(r, compresslevel=1) for n, r in raw.items()}.items()}
+    )
     cache = tmp_path / "cache"
-    code = f"from lenet5 import data; print(len(data.load_mnist({str(cache)!r}, progress=False)['train_labels']))"
+    code = (
+        f"from lenet5 import download; print(len(download.load_mnist({str(cache)!r}, progress=False)['train_labels']))"
+    )
     env = {"LENET5_MNIST_MIRRORS": server.url, "PATH": "/usr/bin:/bin"}
-    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(8)
+    ]
     outputs = [proc.communicate(timeout=300) for proc in procs]
     assert [proc.returncode for proc in procs] == [0] * 8, outputs
     assert [out.strip() for out, _ in outputs] == ["60000"] * 8
-    assert server.requests == Counter({f"/{name}.gz": 1 for name in data.FILES})
+    assert server.requests == Counter({f"/{name}.gz": 1 for name in download.FILES})

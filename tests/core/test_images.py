@@ -1,4 +1,5 @@
 """The MNIST-like preprocessing of pictures (lenet5/images.py), on small pictures drawn here."""
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -63,11 +64,14 @@ def test_paper_noise_is_not_ink():
     assert np.abs(from_noisy.astype(int) - clean).mean() < 5
 
 
-@pytest.mark.parametrize("picture, message", [
-    (np.full((40, 30), 255, np.uint8), "no digit found"),
-    (np.full((40, 30), 3, np.uint8), "no digit found"),
-    (np.zeros((0, 10), np.uint8), "empty image"),
-])
+@pytest.mark.parametrize(
+    "picture, message",
+    [
+        (np.full((40, 30), 255, np.uint8), "no digit found"),
+        (np.full((40, 30), 3, np.uint8), "no digit found"),
+        (np.zeros((0, 10), np.uint8), "empty image"),
+    ],
+)
 def test_a_blank_or_empty_picture_is_refused(picture, message):
     with pytest.raises(ImageError, match=message):
         to_mnist(picture)
@@ -91,10 +95,13 @@ def test_colour_and_transparent_files_are_read_as_grey(tmp_path):
     assert to_grey(np.asarray(rgb)).shape == (60, 60)
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no such file"),
-    (b"not a picture at all", "not an image"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file"),
+        (b"not a picture at all", "not an image"),
+    ],
+)
 def test_unreadable_files_say_why(tmp_path, content, message):
     path = tmp_path / "digit.png"
     if content is not None:

@@ -1,29 +1,39 @@
 """What a run writes for plots (test predictions, TensorBoard events) and python -m lenet5.plot,
 on tiny run folders made with lenet5.run itself."""
+
 import json
 
 import numpy as np
 import pytest
+from conftest import read_events, read_scalars
 from PIL import Image
 
-from conftest import read_events, read_scalars
 from lenet5 import plot
 from lenet5.config import Config
-from lenet5.run import PREDICTIONS, Run, RunError
+from lenet5.run import Run
+from lenet5.runfolder import PREDICTIONS, RunError, RunFolder
 
-EPOCHS = [dict(epoch=1, train_loss=0.9, train_acc=0.7, val_loss=0.5, val_acc=0.8, lr=0.004, seconds=2.0),
-          dict(epoch=2, train_loss=0.3, train_acc=0.9, val_loss=0.25, val_acc=0.92, lr=0.001, seconds=1.5)]
+EPOCHS = [
+    dict(epoch=1, train_loss=0.9, train_acc=0.7, val_loss=0.5, val_acc=0.8, lr=0.004, seconds=2.0),
+    dict(epoch=2, train_loss=0.3, train_acc=0.9, val_loss=0.25, val_acc=0.92, lr=0.001, seconds=1.5),
+]
 
 
 def make_run(tmp_path, data_dir="", tensorboard=False, name="run", epochs=EPOCHS, logits=None, labels=None):
     """A finished run folder as train.py leaves it, without the framework's files."""
-    cfg = Config(output_dir=str(tmp_path / "runs"), run_name=name, data_dir=str(data_dir), epochs=len(epochs),
-                 no_progress=True, tensorboard=tensorboard)
+    cfg = Config(
+        output_dir=str(tmp_path / "runs"),
+        run_name=name,
+        data_dir=str(data_dir),
+        epochs=len(epochs),
+        no_progress=True,
+        tensorboard=tensorboard,
+    )
     run = Run(cfg)
     run.start()
     for row in epochs:
         run.log_epoch(**row)
-    if logits is not None:  # else a run from before train.py saved its test predictions
+    if logits is not None:  # else as a run stopped before its test predictions
         run.save_predictions(labels, logits)
     run.finish(0.4, 0.75, 61_706, "0", "cpu")
     return run.dir
@@ -49,11 +59,17 @@ def test_tensorboard_events_hold_every_epoch_and_a_resume_purges_the_redone_ones
     run.log_epoch(**EPOCHS[0])
     run.save_checkpoint(1, 10, lambda stem: [stem.touch() or stem.name])
     run.log_epoch(**EPOCHS[1])
-    with pytest.raises(SystemExit), run.stopping():  # stopped: the queued events are written
+    with pytest.raises(RunError), run.stopping():  # stopped: the queued events are written
         raise RunError("the training loss became nan")
     scalars = read_scalars(run.dir / "tensorboard")
-    assert {tag for _, tag, _ in scalars} == {"loss/train", "accuracy/train", "loss/val", "accuracy/val",
-                                              "lr", "seconds"}
+    assert {tag for _, tag, _ in scalars} == {
+        "loss/train",
+        "accuracy/train",
+        "loss/val",
+        "accuracy/val",
+        "lr",
+        "seconds",
+    }
     assert (1, "accuracy/val", pytest.approx(0.8)) in scalars and (2, "lr", pytest.approx(0.001)) in scalars
 
     run = Run(Config(**dict(cfg.to_dict(), resume=str(run.dir))))
@@ -72,7 +88,13 @@ def test_no_validation_split_gives_no_val_scalars(tmp_path):
     nan = float("nan")
     run_dir = make_run(tmp_path, tensorboard=True, epochs=[dict(EPOCHS[0], val_loss=nan, val_acc=nan)])
     assert {tag for _, tag, _ in read_scalars(run_dir / "tensorboard")} == {
-        "loss/train", "accuracy/train", "lr", "seconds", "test/loss", "test/accuracy"}
+        "loss/train",
+        "accuracy/train",
+        "lr",
+        "seconds",
+        "test/loss",
+        "test/accuracy",
+    }
 
 
 @pytest.fixture
@@ -110,10 +132,12 @@ def test_plot_writes_every_png_and_replaces_only_its_own(run_with_predictions, c
 
 def test_a_run_without_predictions_still_gets_its_curves(tmp_path, tiny_mnist, capsys):
     _, cache, _ = tiny_mnist
-    run_dir = make_run(tmp_path, data_dir=cache)  # as a run from before test_predictions.npz
+    run_dir = make_run(tmp_path, data_dir=cache)  # without test_predictions.npz
     assert plot.main([str(run_dir), "--what", "curves", "confusion", "errors"]) == 0
     out, err = capsys.readouterr()
-    assert out.strip().endswith("curves.png") and sorted(p.name for p in (run_dir / "plots").iterdir()) == ["curves.png"]
+    assert out.strip().endswith("curves.png") and sorted(p.name for p in (run_dir / "plots").iterdir()) == [
+        "curves.png"
+    ]
     assert err.count("\n") == 1 and f"skipped confusion, errors: no {PREDICTIONS}" in err
     assert plot.main([str(run_dir), "--what", "confusion"]) == 1  # nothing it was asked for could be made
 
@@ -125,11 +149,11 @@ def test_bad_input_gets_one_line(tmp_path, capsys):
         assert exit_.value.code == 2 and capsys.readouterr().err.count("\n") == 1
 
 
-def test_class_names_from_the_run_else_digits(tmp_path):
+def test_class_names_come_from_the_run(tmp_path):
     run_dir = make_run(tmp_path)
-    assert plot.class_names(run_dir, 3) == ["0", "1", "2"]
+    assert RunFolder(run_dir).classes() == [str(digit) for digit in range(10)]  # MNIST's, as Run writes them
     (run_dir / "classes.json").write_text(json.dumps(["cat", "dog", "cow"]))
-    assert plot.class_names(run_dir, 3) == ["cat", "dog", "cow"]
+    assert RunFolder(run_dir).classes() == ["cat", "dog", "cow"]
 
 
 def test_confusion_matrix_and_figures_for_any_class_count():
@@ -144,8 +168,9 @@ def test_confusion_matrix_and_figures_for_any_class_count():
     assert len(fig.axes) == 12  # one row per class, blank cells where a class has fewer
 
 
-def test_damaged_run_files_get_one_line(run_with_predictions):
+def test_damaged_run_files_get_one_line(run_with_predictions, capsys):
     (run_with_predictions / PREDICTIONS).write_bytes(b"not a zip file")
     with pytest.raises(SystemExit) as exit_:
         plot.main([str(run_with_predictions)])
-    assert "unreadable run files" in str(exit_.value.code) and "\n" not in str(exit_.value.code)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"{PREDICTIONS} is damaged" in err and err.count("\n") == 1

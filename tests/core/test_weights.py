@@ -1,6 +1,7 @@
 """The neutral weight file (lenet5/weights.py), the ONNX export (lenet5/onnx_export.py) and the
 converter's command line on .npz files: numpy, onnx and onnxruntime only, so in every environment.
 The frameworks' side is in tests/<framework>/test_<framework>_weights.py."""
+
 import json
 import subprocess
 import sys
@@ -8,8 +9,8 @@ import sys
 import numpy as np
 import onnx
 import pytest
-
 from conftest import ROOT
+
 from lenet5 import onnx_export, reference, weights
 from lenet5.config import ACTIVATIONS, POOLINGS
 
@@ -25,8 +26,9 @@ def npz(tmp_path):
 
 
 def run(module, *args):
-    return subprocess.run([sys.executable, "-m", f"lenet5.{module}", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", f"lenet5.{module}", *map(str, args)], cwd=ROOT, capture_output=True, text=True
+    )
 
 
 def assert_one_line_error(proc, text):
@@ -69,18 +71,27 @@ def corrupt(path, change=None, meta_change=None):
     return path
 
 
-@pytest.mark.parametrize("change, meta_change, message", [
-    ({"c3.weight": np.zeros((16, 6, 3, 3), np.float32)}, None,
-     "model.npz: c3.weight has shape (16, 6, 3, 3), expected (16, 6, 5, 5) for LeNet-5"),
-    ({"output.weight": np.zeros((26, 84), np.float32), "output.bias": np.zeros(26, np.float32)}, None,
-     "output.weight has shape (26, 84), expected (10, 84) for LeNet-5 with num_classes 10"),
-    ({"f6.bias": None}, None, "not LeNet-5's weights: missing f6.bias"),
-    ({"c7.weight": np.zeros(3, np.float32)}, None, "not LeNet-5's weights: unexpected c7.weight"),
-    ({"c1.bias": np.zeros(6, np.int64)}, None, "c1.bias holds int64, not floating-point numbers"),
-    (None, {"pooling": "median"}, "pooling 'median' is not one of: max, avg"),
-    (None, {"num_classes": "ten"}, "num_classes 'ten' is not a positive integer"),
-    (None, {"version": 99}, "format version 99 is newer than this code reads"),
-])
+@pytest.mark.parametrize(
+    "change, meta_change, message",
+    [
+        (
+            {"c3.weight": np.zeros((16, 6, 3, 3), np.float32)},
+            None,
+            "model.npz: c3.weight has shape (16, 6, 3, 3), expected (16, 6, 5, 5) for LeNet-5",
+        ),
+        (
+            {"output.weight": np.zeros((26, 84), np.float32), "output.bias": np.zeros(26, np.float32)},
+            None,
+            "output.weight has shape (26, 84), expected (10, 84) for LeNet-5 with num_classes 10",
+        ),
+        ({"f6.bias": None}, None, "not LeNet-5's weights: missing f6.bias"),
+        ({"c7.weight": np.zeros(3, np.float32)}, None, "not LeNet-5's weights: unexpected c7.weight"),
+        ({"c1.bias": np.zeros(6, np.int64)}, None, "c1.bias holds int64, not floating-point numbers"),
+        (None, {"pooling": "median"}, "pooling 'median' is not one of: max, avg"),
+        (None, {"num_classes": "ten"}, "num_classes 'ten' is not a positive integer"),
+        (None, {"version": 99}, "format version 99 is newer than this code reads"),
+    ],
+)
 def test_a_weight_file_that_does_not_fit_is_refused_in_one_line(npz, change, meta_change, message):
     corrupt(npz, change, meta_change)
     with pytest.raises(weights.WeightsError) as error:
@@ -92,8 +103,12 @@ def test_not_a_weight_file_at_all(tmp_path, npz):
     (tmp_path / "notes.npz").write_text("not a zip")
     np.save(tmp_path / "array.npy", np.zeros(3))
     np.savez(tmp_path / "plain.npz", **random_params())
-    for name, message in [("notes.npz", "not an .npz weight file"), ("array.npy", "not an .npz weight file"),
-                          ("plain.npz", "no 'meta' entry"), ("missing.npz", "no such file")]:
+    for name, message in [
+        ("notes.npz", "not an .npz weight file"),
+        ("array.npy", "not an .npz weight file"),
+        ("plain.npz", "no 'meta' entry"),
+        ("missing.npz", "no such file"),
+    ]:
         with pytest.raises(weights.WeightsError, match=message):
             weights.load(tmp_path / name)
     with pytest.raises(weights.WeightsError, match="has 10 classes, expected 26"):
@@ -141,10 +156,12 @@ def test_convert_command_to_npz_and_its_refusals(npz, tmp_path):
     before = out.read_bytes()
     assert_one_line_error(run("convert", npz, "--to", "npz"), "already exists; nothing was written")
     assert out.read_bytes() == before
-    assert_one_line_error(run("convert", npz, "--to", "pytorch", "--output", tmp_path / "x.keras"),
-                          "not a pytorch file; name one ending in .pt, or a folder")
+    assert_one_line_error(
+        run("convert", npz, "--to", "pytorch", "--output", tmp_path / "x.keras"),
+        "not a pytorch file; name one ending in .pt, or a folder",
+    )
     assert_one_line_error(run("convert", tmp_path / "nothing", "--to", "mxnet"), "no such run folder or .npz file")
-    assert_one_line_error(run("convert", tmp_path, "--to", "mxnet"), "not a run folder (no config.json)")
+    assert_one_line_error(run("convert", tmp_path, "--to", "mxnet"), "not a run folder (no config.json there)")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text('{"framework": "mxnet", "pooling": "max"}')
     assert_one_line_error(run("convert", tmp_path / "run", "--to", "pytorch"), "the run has no checkpoint yet")

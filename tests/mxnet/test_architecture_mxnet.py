@@ -1,4 +1,5 @@
 """The layer table that lenet5.architecture draws agrees with the Gluon model, layer by layer."""
+
 import mxnet as mx
 import pytest
 

@@ -1,20 +1,21 @@
 """MXNet (Gluon): the model against the paper and the numpy reference, native checkpoints, the
 import-failure message, and the shared train.py contract (train_contract.py) on real MNIST."""
+
 import subprocess
 import sys
 
 import mxnet as mx
 import numpy as np
 import pytest
-
 from conftest import ROOT, read_json
+from predict_contract import *  # noqa: F401,F403 - predict with this framework's runs
+from train_contract import *  # noqa: F401,F403 - the tests every framework passes
+
 from lenet5 import reference
 from lenet5.config import ACTIVATIONS, POOLINGS, expected_num_params
 from lenet5.data import load_splits
 from model_mxnet import LeNet5
 from model_mxnet.convert import to_neutral
-from predict_contract import *  # noqa: F401,F403 - predict with this framework's runs
-from train_contract import *  # noqa: F401,F403 - the tests every framework passes
 
 FRAMEWORK = "mxnet"
 
@@ -51,18 +52,36 @@ def test_model_options():
 
 
 def test_native_checkpoints_open_with_mxnet_alone(train, mnist_dir, tmp_path):
-    _, run_dir = train(FRAMEWORK, "--epochs", "1", "--limit-train", "2048", "--limit-test", "500",
-                       "--pooling", "avg", "--activation", "tanh")
+    _, run_dir = train(
+        FRAMEWORK,
+        "--epochs",
+        "1",
+        "--limit-train",
+        "2048",
+        "--limit-test",
+        "500",
+        "--pooling",
+        "avg",
+        "--activation",
+        "tanh",
+    )
     test = load_splits(0, limit_test=500, data_dir=mnist_dir, progress=False).test
     np.save(tmp_path / "x.npy", test.x)
     np.save(tmp_path / "y.npy", test.y)
     # A user's script that imports nothing of this project: the exported symbol and parameters.
-    script = ("import sys, mxnet as mx, numpy as np\n"
-              "net = mx.gluon.SymbolBlock.imports(sys.argv[1] + '-symbol.json', ['data'], sys.argv[1] + '-0000.params')\n"
-              "x, y = np.load(sys.argv[2]), np.load(sys.argv[3])\n"
-              "print((net(mx.nd.array(x)).asnumpy().argmax(1) == y).mean())\n")
-    out = subprocess.run([sys.executable, "-c", script, str(run_dir / "model"), str(tmp_path / "x.npy"),
-                          str(tmp_path / "y.npy")], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    script = (
+        "import sys, mxnet as mx, numpy as np\n"
+        "net = mx.gluon.SymbolBlock.imports(sys.argv[1] + '-symbol.json', ['data'], sys.argv[1] + '-0000.params')\n"
+        "x, y = np.load(sys.argv[2]), np.load(sys.argv[3])\n"
+        "print((net(mx.nd.array(x)).asnumpy().argmax(1) == y).mean())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(run_dir / "model"), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert float(out) == read_json(run_dir / "result.json")["test_accuracy"]
     model = LeNet5(pooling="avg", activation="tanh")
     model.load_parameters(str(run_dir / "model.params"))
@@ -74,10 +93,12 @@ def test_native_checkpoints_open_with_mxnet_alone(train, mnist_dir, tmp_path):
 
 def test_import_failure_names_the_fix(tmp_path):
     # numpy 1.24 removed np.bool, which MXNet 1.9.1 uses on import: take it away here too.
-    script = ("import numpy, runpy, sys\n"
-              "numpy.__deprecated_attrs__.pop('bool', None)\n"
-              "sys.argv = ['train.py']\n"
-              f"runpy.run_path({str(ROOT / 'train_mxnet' / 'train.py')!r}, run_name='__main__')\n")
+    script = (
+        "import numpy, runpy, sys\n"
+        "numpy.__deprecated_attrs__.pop('bool', None)\n"
+        "sys.argv = ['train.py']\n"
+        f"runpy.run_path({str(ROOT / 'train_mxnet' / 'train.py')!r}, run_name='__main__')\n"
+    )
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert "cannot import MXNet" in proc.stderr and "numpy==1.23.5" in proc.stderr

@@ -1,4 +1,5 @@
 """The layer table that lenet5.architecture draws agrees with the PyTorch model, layer by layer."""
+
 import pytest
 import torch
 

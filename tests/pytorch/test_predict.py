@@ -1,5 +1,6 @@
 """predict and image-folder datasets on real MNIST, with PyTorch runs (the fastest framework):
 digits drawn as users' pictures, videos, bad inputs, and a dataset of MNIST PNGs."""
+
 import csv
 import io
 import json
@@ -10,12 +11,12 @@ import sys
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import ROOT, read_json
 from digit_pictures import write_pictures, write_video
+from PIL import Image
+
 from lenet5 import predict
-from lenet5.data import load_mnist
+from lenet5.download import load_mnist
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -29,9 +30,25 @@ def mnist(mnist_dir):
 def trained(mnist_dir, tmp_path_factory):
     """A PyTorch run of one epoch on all of MNIST (about 98% on its test set)."""
     out = tmp_path_factory.mktemp("runs")
-    subprocess.run([sys.executable, str(ROOT / "train_pytorch" / "train.py"), "--epochs", "1", "--val-size", "0",
-                    "--data-dir", str(mnist_dir), "--output-dir", str(out), "--run-name", "digits", "--no-progress"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train_pytorch" / "train.py"),
+            "--epochs",
+            "1",
+            "--val-size",
+            "0",
+            "--data-dir",
+            str(mnist_dir),
+            "--output-dir",
+            str(out),
+            "--run-name",
+            "digits",
+            "--no-progress",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return out / "digits"
 
 
@@ -46,7 +63,8 @@ def run_predict(capsys, *argv):
 
 
 def test_mnist_test_digits_as_pictures_of_random_size_on_white_are_classified_at_95_percent(
-        trained, mnist, tmp_path, capsys):
+    trained, mnist, tmp_path, capsys
+):
     n = 1000
     write_pictures(mnist["test_images"][:n], mnist["test_labels"][:n], tmp_path / "pictures")
     code, out, err = run_predict(capsys, trained, tmp_path / "pictures", "--format", "json", "--top-k", "2")
@@ -65,8 +83,9 @@ def test_mnist_test_digits_as_pictures_of_random_size_on_white_are_classified_at
 def test_a_video_of_digit_frames_gives_one_prediction_per_frame(trained, mnist, tmp_path, capsys):
     digits, labels = mnist["test_images"][:20], mnist["test_labels"][:20]
     video = write_video(digits, tmp_path / "digits.mp4")
-    code, out, err = run_predict(capsys, trained, video, "--format", "csv", "--top-k", "1",
-                                 "--annotate-video", tmp_path / "annotated.mp4")
+    code, out, err = run_predict(
+        capsys, trained, video, "--format", "csv", "--top-k", "1", "--annotate-video", tmp_path / "annotated.mp4"
+    )
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [int(r["frame"]) for r in rows] == list(range(20)) and {r["input"] for r in rows} == {str(video)}
@@ -93,9 +112,15 @@ def test_each_bad_input_gets_its_message_and_the_others_are_still_classified(tra
     code, out, err = run_predict(capsys, trained, bad, tmp_path / "missing.png", tmp_path / "nothing", good)
     assert code == 1
     lines = err.splitlines()
-    for name, message in [("empty.png", "empty file"), ("text.png", "not an image"), ("cut.png", "unreadable image"),
-                          ("blank.jpg", "no digit found"), ("noise.mp4", "unreadable video"),
-                          ("missing.png", "no such file"), ("nothing", "no pictures or videos in this folder")]:
+    for name, message in [
+        ("empty.png", "empty file"),
+        ("text.png", "not an image"),
+        ("cut.png", "unreadable image"),
+        ("blank.jpg", "no digit found"),
+        ("noise.mp4", "unreadable video"),
+        ("missing.png", "no such file"),
+        ("nothing", "no pictures or videos in this folder"),
+    ]:
         (line,) = [line for line in lines if f"{name}: " in line]  # one line per input
         assert line.startswith("python -m lenet5.predict: error: ") and message in line, line
     assert len(lines) == 7
@@ -113,26 +138,33 @@ def test_run_level_mistakes_get_one_line(trained, tmp_path, capsys):
     code, _, err = run_predict(capsys, unfinished, picture)
     assert code == 1 and "no model.pt: the run has not finished" in err and err.count("\n") == 1
     (tmp_path / "taken.csv").write_text("mine")
-    for argv, message in [(["--output", tmp_path / "taken.csv"], "--output"),
-                          (["--annotate-video", tmp_path / "out.mp4"], "needs exactly one video"),
-                          (["--top-k", "0"], "--top-k: must be > 0"),
-                          (["--format", "xml"], "invalid choice: 'xml'")]:
+    for argv, message in [
+        (["--output", tmp_path / "taken.csv"], "--output"),
+        (["--annotate-video", tmp_path / "out.mp4"], "needs exactly one video"),
+        (["--top-k", "0"], "--top-k: must be > 0"),
+        (["--format", "xml"], "invalid choice: 'xml'"),
+    ]:
         code, _, err = run_predict(capsys, trained, picture, *argv)
         assert code == 2 and message in err and err.count("\n") == 1, err
     assert (tmp_path / "taken.csv").read_text() == "mine"
 
 
-def test_the_per_framework_script_gives_the_same_table(trained, mnist, tmp_path, capsys):
+def test_the_command_from_any_folder_gives_the_same_table(trained, mnist, tmp_path, capsys):
     pictures = write_pictures(mnist["test_images"][:3], mnist["test_labels"][:3], tmp_path / "p")
     _, expected, _ = run_predict(capsys, trained, *pictures)
-    proc = subprocess.run([sys.executable, str(ROOT / "train_pytorch" / "predict.py"), str(trained), *map(str, pictures),
-                           "--no-progress"], cwd=tmp_path, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lenet5.predict", str(trained), *map(str, pictures), "--no-progress"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0 and proc.stdout == expected, proc.stderr
     assert expected.splitlines()[0].split() == ["input", "frame", "top", "1", "top", "2", "top", "3"]
 
 
 def test_an_onnx_export_of_the_run_predicts_what_the_run_does(trained, mnist, tmp_path, capsys):
     from lenet5 import onnx_export
+
     pictures = write_pictures(mnist["test_images"][:20], mnist["test_labels"][:20], tmp_path / "p")
     onnx_file, _ = onnx_export.export(trained, tmp_path / "lenet5.onnx")
     code, from_run, _ = run_predict(capsys, trained, *pictures, "--format", "json")
@@ -141,26 +173,49 @@ def test_an_onnx_export_of_the_run_predicts_what_the_run_does(trained, mnist, tm
     assert code == 0 and err == ""
     for a, b in zip(json.loads(from_run), json.loads(from_onnx), strict=True):
         assert [p["class"] for p in a["predictions"]] == [p["class"] for p in b["predictions"]]
-        np.testing.assert_allclose([p["probability"] for p in a["predictions"]],
-                                   [p["probability"] for p in b["predictions"]], atol=1e-5)
+        np.testing.assert_allclose(
+            [p["probability"] for p in a["predictions"]], [p["probability"] for p in b["predictions"]], atol=1e-5
+        )
     (tmp_path / "broken.onnx").write_bytes(b"not a model")
     code, _, err = run_predict(capsys, tmp_path / "broken.onnx", *pictures)
     assert code == 1 and "cannot load" in err and err.count("\n") == 1, err
 
 
 def test_a_folder_of_mnist_pngs_trains_to_95_percent_and_predict_uses_its_class_names(
-        mnist, mnist_dir, tmp_path, capsys):
+    mnist, mnist_dir, tmp_path, capsys
+):
     folder = tmp_path / "digits"
-    for split, images, labels, n in [("train", mnist["train_images"], mnist["train_labels"], 6000),
-                                     ("test", mnist["test_images"], mnist["test_labels"], 1000)]:
+    for split, images, labels, n in [
+        ("train", mnist["train_images"], mnist["train_labels"], 6000),
+        ("test", mnist["test_images"], mnist["test_labels"], 1000),
+    ]:
         for name in NAMES:
             (folder / split / name).mkdir(parents=True)
         for i in range(n):
             Image.fromarray(images[i]).save(folder / split / NAMES[labels[i]] / f"{i:05d}.png")
-    proc = subprocess.run([sys.executable, str(ROOT / "train_pytorch" / "train.py"), "--dataset", str(folder),
-                           "--epochs", "4", "--batch-size", "64", "--val-size", "500", "--data-dir", str(tmp_path / "cache"),
-                           "--output-dir", str(tmp_path / "runs"), "--run-name", "folder", "--no-progress"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train_pytorch" / "train.py"),
+            "--dataset",
+            str(folder),
+            "--epochs",
+            "4",
+            "--batch-size",
+            "64",
+            "--val-size",
+            "500",
+            "--data-dir",
+            str(tmp_path / "cache"),
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--run-name",
+            "folder",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     run_dir = tmp_path / "runs" / "folder"
     result = read_json(run_dir / "result.json")
@@ -175,15 +230,33 @@ def test_a_folder_of_mnist_pngs_trains_to_95_percent_and_predict_uses_its_class_
 
 def test_a_three_class_folder_gives_a_three_class_model_in_every_file(mnist, tmp_path, capsys):
     from lenet5 import onnx_export, weights
+
     folder = tmp_path / "three"
     for name in NAMES[:3]:
         (folder / name).mkdir(parents=True)
     for i in np.flatnonzero(mnist["train_labels"] < 3)[:900]:
         Image.fromarray(mnist["train_images"][i]).save(folder / NAMES[mnist["train_labels"][i]] / f"{i:05d}.png")
-    proc = subprocess.run([sys.executable, str(ROOT / "train_pytorch" / "train.py"), "--dataset", str(folder),
-                           "--epochs", "1", "--val-size", "100", "--data-dir", str(tmp_path / "cache"),
-                           "--output-dir", str(tmp_path / "runs"), "--run-name", "three", "--no-progress"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train_pytorch" / "train.py"),
+            "--dataset",
+            str(folder),
+            "--epochs",
+            "1",
+            "--val-size",
+            "100",
+            "--data-dir",
+            str(tmp_path / "cache"),
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--run-name",
+            "three",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     run_dir = tmp_path / "runs" / "three"
     params, meta = weights.load(run_dir / "model.npz")

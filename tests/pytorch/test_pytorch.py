@@ -1,16 +1,17 @@
 """PyTorch: the model against the paper and the numpy reference, native checkpoints, and the
 shared train.py contract (train_contract.py) on real MNIST."""
+
 import numpy as np
 import pytest
 import torch
-
 from conftest import read_json
+from train_contract import *  # noqa: F401,F403 - the tests every framework passes
+
 from lenet5 import reference
 from lenet5.config import ACTIVATIONS, POOLINGS, expected_num_params
 from lenet5.data import load_splits
 from model_pytorch import LeNet5
 from model_pytorch.convert import to_neutral
-from train_contract import *  # noqa: F401,F403 - the tests every framework passes
 
 FRAMEWORK = "pytorch"
 
@@ -42,8 +43,19 @@ def test_model_options():
 
 
 def test_native_checkpoints_open_with_pytorch_alone(train, mnist_dir):
-    _, run_dir = train(FRAMEWORK, "--epochs", "1", "--limit-train", "2048", "--limit-test", "500",
-                       "--pooling", "avg", "--activation", "tanh")
+    _, run_dir = train(
+        FRAMEWORK,
+        "--epochs",
+        "1",
+        "--limit-train",
+        "2048",
+        "--limit-test",
+        "500",
+        "--pooling",
+        "avg",
+        "--activation",
+        "tanh",
+    )
     model = LeNet5(pooling="avg", activation="tanh").eval()
     model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
     test = load_splits(0, limit_test=500, data_dir=mnist_dir, progress=False).test

@@ -1,20 +1,50 @@
 """The sweep on a tiny grid of real smoke runs in two frameworks: results, skipping, failures."""
+
 import csv
 import os
 import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
+
 from lenet5 import report
 
-GRID = ["--frameworks", "pytorch", "mxnet", "--pooling", "max", "avg", "--epochs", "1", "--limit-train", "512",
-        "--val-size", "0", "--limit-test", "200", "--seeds", "0", "1", "--jobs", "2"]
+GRID = [
+    "--frameworks",
+    "pytorch",
+    "mxnet",
+    "--pooling",
+    "max",
+    "avg",
+    "--epochs",
+    "1",
+    "--limit-train",
+    "512",
+    "--val-size",
+    "0",
+    "--limit-test",
+    "200",
+    "--seeds",
+    "0",
+    "1",
+    "--jobs",
+    "2",
+]
 
 
 def sweep(sweep_dir, mnist_dir, *args, env=None):
-    cmd = [sys.executable, "-m", "lenet5.sweep", *GRID, "--output-dir", str(sweep_dir), "--data-dir", str(mnist_dir), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lenet5.sweep",
+        *GRID,
+        "--output-dir",
+        str(sweep_dir),
+        "--data-dir",
+        str(mnist_dir),
+        *args,
+    ]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 
@@ -56,8 +86,9 @@ def test_sweep_reports_failures_skips_finished_runs_and_rebuilds_its_report(tmp_
     assert "8 already finished, 0 to go" in sweep(sweep_dir, mnist_dir).stdout
 
     (sweep_dir / "results.md").unlink()
-    proc = subprocess.run([sys.executable, "-m", "lenet5.report", str(sweep_dir)], cwd=ROOT,
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lenet5.report", str(sweep_dir)], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     assert (sweep_dir / "results.md").read_text() == md and "### MXNet" in proc.stdout
 
 

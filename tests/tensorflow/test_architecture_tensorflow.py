@@ -1,4 +1,5 @@
 """The layer table that lenet5.architecture draws agrees with the Keras model, layer by layer."""
+
 import pytest
 
 from lenet5.architecture import layer_table

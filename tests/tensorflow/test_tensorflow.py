@@ -1,5 +1,6 @@
 """TensorFlow (Keras 3): the model against the paper and the numpy reference, native checkpoints,
 and the shared train.py contract (train_contract.py) on real MNIST."""
+
 import subprocess
 import sys
 
@@ -7,15 +8,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import read_json
+from predict_contract import *  # noqa: F401,F403 - predict with this framework's runs
+from train_contract import *  # noqa: F401,F403 - the tests every framework passes
+
 from lenet5 import reference
 from lenet5.config import ACTIVATIONS, POOLINGS, expected_num_params
 from lenet5.data import load_splits
 from model_tensorflow import LeNet5
 from model_tensorflow.convert import to_neutral
-from predict_contract import *  # noqa: F401,F403 - predict with this framework's runs
-from train_contract import *  # noqa: F401,F403 - the tests every framework passes
 
 FRAMEWORK = "tensorflow"
 
@@ -46,18 +47,36 @@ def test_model_options():
 
 
 def test_native_checkpoints_open_with_keras_alone(train, mnist_dir, tmp_path):
-    _, run_dir = train(FRAMEWORK, "--epochs", "1", "--limit-train", "2048", "--limit-test", "500",
-                       "--pooling", "avg", "--activation", "tanh")
+    _, run_dir = train(
+        FRAMEWORK,
+        "--epochs",
+        "1",
+        "--limit-train",
+        "2048",
+        "--limit-test",
+        "500",
+        "--pooling",
+        "avg",
+        "--activation",
+        "tanh",
+    )
     test = load_splits(0, limit_test=500, channels_last=True, data_dir=mnist_dir, progress=False).test
     np.save(tmp_path / "x.npy", test.x)
     np.save(tmp_path / "y.npy", test.y)
     # A user's script that imports nothing of this project: keras.saving.load_model is enough.
-    script = ("import sys, keras, numpy as np\n"
-              "model = keras.saving.load_model(sys.argv[1])\n"
-              "x, y = np.load(sys.argv[2]), np.load(sys.argv[3])\n"
-              "print(model.count_params(), (model.predict(x, verbose=0).argmax(1) == y).mean())\n")
-    out = subprocess.run([sys.executable, "-c", script, str(run_dir / "model.keras"), str(tmp_path / "x.npy"),
-                          str(tmp_path / "y.npy")], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    script = (
+        "import sys, keras, numpy as np\n"
+        "model = keras.saving.load_model(sys.argv[1])\n"
+        "x, y = np.load(sys.argv[2]), np.load(sys.argv[3])\n"
+        "print(model.count_params(), (model.predict(x, verbose=0).argmax(1) == y).mean())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(run_dir / "model.keras"), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     count, accuracy = out.split()
     assert int(count) == 61_706 and float(accuracy) == read_json(run_dir / "result.json")["test_accuracy"]
     (name,) = read_json(run_dir / "checkpoint.json")["files"]
