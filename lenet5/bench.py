@@ -15,6 +15,7 @@ It prints a table and writes bench.json and bench.md into --output-dir.
 """
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -26,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import cli, envs
+from . import cli, envs, reference
 from .config import FRAMEWORK_NAMES as NAMES
-from .config import FRAMEWORKS, ROOT, Config, resolve_threads
+from .config import FRAMEWORKS, ROOT, Config, param_shapes, resolve_threads
 from .data import load_splits
 from .download import TRAIN_SIZE, default_data_dir, load_mnist
 from .files import write_json
@@ -38,21 +39,20 @@ from .runfolder import RunFolder
 TARGET_ACCURACY = 0.99
 QUICK_TEST = 1000
 QUICK = ["--epochs", "2", "--limit-train", "2048", "--limit-test", str(QUICK_TEST)]
-# (name, input channels, output channels, kernel, output side) of the layers with weights
-LAYERS = [
-    ("c1", 1, 6, 5, 28),
-    ("c3", 6, 16, 5, 10),
-    ("c5", 16, 120, 5, 1),
-    ("f6", 120, 84, 1, 1),
-    ("output", 84, 10, 1, 1),
-]
 
 
 def flops_per_image():
     """(forward, training) FLOPs of one image: 2 per multiply-add of the convolutions and dense
-    layers; training adds the weight gradients of every layer and the input gradients of all but
-    C1 (the images need none). Pooling, activations and the optimizer are left out (< 1%)."""
-    macs = {name: cin * cout * k * k * side * side for name, cin, cout, k, side in LAYERS}
+    layers (each weight times the positions of its layer's output, traced through the numpy
+    reference); training adds the weight gradients of every layer and the input gradients of all
+    but C1 (the images need none). Pooling, activations and the optimizer are left out (< 1%)."""
+    shapes = param_shapes()
+    params = {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}
+    macs = {
+        name: math.prod(shapes[f"{name}.weight"]) * math.prod(out.shape[2:])
+        for name, out in reference.trace(params, np.zeros((1, 1, 28, 28), np.float32))
+        if f"{name}.weight" in shapes
+    }
     forward = sum(macs.values())
     return 2 * forward, 2 * (forward + forward + forward - macs["c1"])
 

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from . import weights
 from .checkpoint import Checkpoints
+from .download import DIGITS
 from .files import atomic_path, write_json
 from .reference import softmax
 from .runfolder import CLASSES, CONFIG, METRIC_COLUMNS, METRICS, PREDICTIONS, RESULT, TENSORBOARD, RunError, RunFolder
@@ -64,7 +65,7 @@ class Run:
         self._interrupted = False  # Ctrl-C seen: checkpoint at the next step, then stop
         self._epoch_started = self._epoch_trained = 0.0
         self._tensorboard = None  # a tensorboardX SummaryWriter with --tensorboard
-        self.classes = [str(digit) for digit in range(10)]
+        self.classes = list(DIGITS)
 
     def start(self, classes=None):
         """Write config.json, classes.json (the class names in label order, for predict) and,

@@ -2,10 +2,11 @@
 
 import math
 import os
+from pathlib import Path
 
 import pytest
 
-from lenet5 import cli, config, envs
+from lenet5 import cli, config, envs, weights
 from lenet5.config import Config
 from lenet5.data import load_splits
 from lenet5.idx import DataError
@@ -168,6 +169,25 @@ def test_envs_locations(tmp_path, monkeypatch):
     assert envs.env_python("mxnet").parent.parent == tmp_path / "mxnet"
     monkeypatch.setenv("LENET5_MXNET_PYTHON", "/opt/conda/envs/mx/bin/python")
     assert str(envs.env_python("mxnet")) == "/opt/conda/envs/mx/bin/python"
+
+
+def test_envs_call_runs_a_function_in_another_environment_and_hands_back_its_result_or_its_one_line():
+    here = [f for f in config.FRAMEWORKS if envs.has_framework(f)]
+    for framework in here:  # in this process: the result, and the function's own exception
+        assert envs.call(framework, "os.path:join", "a", "b") == "a/b"
+        with pytest.raises(weights.WeightsError, match="no such file"):
+            envs.call(framework, "lenet5.weights:load", "/no/such/model.npz")
+    others = [f for f in config.FRAMEWORKS if f not in here and envs.env_python(f).exists()]
+    if not others:
+        pytest.skip("no other framework's environment to call")
+    other = others[0]  # a framework this Python lacks: the call goes to that environment's Python
+    assert envs.call(other, "lenet5.envs:has_framework", other) is True  # it ran there
+    assert envs.call(other, "os.path:join", "a", Path("b")) == "a/b"  # JSON both ways, paths as strings
+    with pytest.raises(envs.EnvError) as error:
+        envs.call(other, "lenet5.weights:load", "/no/such/model.npz")
+    assert str(error.value) == "/no/such/model.npz: no such file"  # the function's own one line
+    with pytest.raises(envs.EnvError, match="exit status 3"):
+        envs.call(other, "os:_exit", 3)  # died before answering
 
 
 def test_threads_reach_mxnet_before_its_import_as_omp_num_threads(monkeypatch):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from lenet5.config import ROOT
+
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 README_LIMIT = 15 * 1024  # bytes: a front page, not the manual (the manual is docs/)
