@@ -1,20 +1,24 @@
-"""Rebuild a sweep's results.csv, results.md and results.png from its folder.
+"""Build a sweep's results.csv, results.md and results.png from its study, on any machine.
 
 python -m lenet5.report runs/sweep
+python -m lenet5.report results/ --storage postgresql+psycopg://... --study NAME --fetch-best best.npz
 """
 
-import argparse
 import csv
-import json
+import math
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import optuna
+from optuna.artifacts import download_artifact, get_all_artifact_meta
+from optuna.trial import TrialState
 
+from . import study
+from .cli import HelpFormatter, Parser
 from .config import FRAMEWORK_NAMES as NAMES
 from .config import FRAMEWORKS
-from .runfolder import RunFolder
 
 # The original PyTorch project's table (batch 256, one run per cell), for comparison.
 ORIGINAL = {
@@ -27,29 +31,40 @@ ORIGINAL = {
 }
 RESULTS = ("val_accuracy", "test_accuracy", "test_loss", "train_seconds", "seconds_per_epoch")  # per run
 COLUMNS = {"pooling": "Pooling", "activation": "Activation", "batch_size": "Batch-size"}
+STATUS = {
+    TrialState.COMPLETE: "ok",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "failed",
+    TrialState.RUNNING: "running",
+    TrialState.WAITING: "pending",
+}
 
 
-def collect(sweep_dir):
-    """One row per planned run: its options, status (ok, failed, incomplete, pending) and results."""
+def collect(sweep_study):
+    """One row per run of the study (its latest trial, for a run tried again), in the order they were
+    planned: name, framework, options, status (ok, pruned, failed, running, pending), host, the
+    validation accuracy after each epoch, and the results."""
+    space = sweep_study.user_attrs[study.SPACE]
+    latest = {}
+    for trial in sweep_study.get_trials(deepcopy=False):
+        if "name" in trial.user_attrs and not trial.user_attrs.get("spare"):
+            latest[trial.user_attrs["name"]] = trial
     rows = []
-    for run in json.loads((sweep_dir / "sweep.json").read_text())["runs"]:
+    for name, trial in latest.items():
+        point = {**space["fixed"], **(trial.params or trial.system_attrs.get("fixed_params", {}))}
         row = {
-            "name": run["name"],
-            "framework": run["framework"],
-            **run["options"],
-            "status": "pending",
+            "name": name,
+            **{k: point[k] for k in space["order"]},
+            "status": STATUS[trial.state],
+            "host": trial.user_attrs.get("host", ""),
             **dict.fromkeys(RESULTS, ""),
         }
-        folder, log = RunFolder(sweep_dir / "runs" / run["name"]), sweep_dir / "logs" / f"{run['name']}.log"
-        result = folder.result() if folder.is_run() else None
-        if result:
-            row.update({k: v for k, v in result.items() if k in row}, status="ok")
-            row["val_accuracy"] = folder.metrics()[-1]["val_acc"]  # the last epoch's
-        elif log.exists():
-            lines = log.read_text(errors="replace").strip().splitlines()
-            ended = lines[-1].startswith("[exit ")  # else it is running, or its sweep was stopped
-            row["status"] = "failed" if ended else "incomplete"
-            row["log_tail"] = "\n".join(lines[-6:-1] if ended else lines[-5:])
+        row["val_acc_per_epoch"] = " ".join(f"{v:.4f}" for _, v in sorted(trial.intermediate_values.items()))
+        if trial.state == TrialState.COMPLETE:
+            row.update({k: trial.user_attrs[k] for k in RESULTS[1:]})
+            row["val_accuracy"] = trial.value if math.isfinite(trial.value) else math.nan
+        elif trial.state == TrialState.FAIL:
+            row["log_tail"] = trial.user_attrs.get("log_tail", "")
         rows.append(row)
     return rows
 
@@ -61,7 +76,7 @@ def cells(rows):
     varying = [
         k
         for k in rows[0]
-        if k not in ("name", "framework", "seed", "status", "log_tail", *RESULTS)
+        if k not in ("name", "framework", "seed", "status", "host", "val_acc_per_epoch", "log_tail", *RESULTS)
         and (k in COLUMNS or len({r[k] for r in rows}) > 1)
     ]
     groups = defaultdict(lambda: defaultdict(list))
@@ -124,7 +139,11 @@ def markdown(rows):
         lines += ["", f"### Failed runs ({len(failed)})", ""]
         for r in failed:
             lines += [f"- `{r['name']}`:", "", "  ```", *("  " + line for line in r["log_tail"].splitlines()), "  ```"]
-    for status, words in (("incomplete", "running or stopped before the end"), ("pending", "not started")):
+    for status, words in (
+        ("pruned", "pruned: stopped early by the pruner"),
+        ("running", "running"),
+        ("pending", "not started"),
+    ):
         count = sum(r["status"] == status for r in rows)
         if count:
             lines += ["", f"{count} runs {words}."]
@@ -178,9 +197,11 @@ def plot(rows, path):
     plt.close(fig)
 
 
-def write(sweep_dir):
+def write(sweep_dir, sweep_study):
+    """results.csv, results.md and results.png of the study, into `sweep_dir`; returns the rows."""
     sweep_dir = Path(sweep_dir)
-    rows = collect(sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    rows = collect(sweep_study)
     fields = list(dict.fromkeys(k for r in rows for k in r if k != "log_tail"))
     with open(sweep_dir / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fields, extrasaction="ignore")
@@ -191,13 +212,59 @@ def write(sweep_dir):
     return rows
 
 
+def fetch_best(sweep_study, url, output):
+    """Write the best trial's model.npz (its validation accuracy the highest) to `output`."""
+    try:
+        best = sweep_study.best_trial
+    except ValueError:
+        raise study.StudyError(f"study {sweep_study.study_name!r} has no finished trial yet") from None
+    metas = get_all_artifact_meta(best, storage=sweep_study._storage)
+    if not metas:
+        raise study.StudyError(f"trial {best.number} ({best.user_attrs.get('name')}) kept no weights")
+    download_artifact(
+        artifact_store=study.artifact_store(url), file_path=str(output), artifact_id=metas[-1].artifact_id
+    )
+    return best
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lenet5.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep_dir", type=Path, help="a folder made by python -m lenet5.sweep")
+    parser = Parser(prog="python -m lenet5.report", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    parser.add_argument("sweep_dir", type=Path, help="a sweep folder: the results files go there")
+    parser.add_argument(
+        "--storage", metavar="URL", help=f"the study's storage (default: the folder's {study.DEFAULT_DB})"
+    )
+    parser.add_argument("--study", metavar="NAME", help="the study's name (default without --storage: sweep)")
+    parser.add_argument(
+        "--fetch-best",
+        metavar="FILE",
+        type=Path,
+        help="also write the best trial's model.npz here (never overwritten), from any machine",
+    )
     args = parser.parse_args(argv)
-    if not (args.sweep_dir / "sweep.json").is_file():
-        parser.exit(2, f"lenet5.report: error: {args.sweep_dir} is not a sweep folder (no sweep.json)\n")
-    write(args.sweep_dir)
+    if args.storage and not args.study:
+        parser.error("--storage needs --study NAME")
+    if args.fetch_best and args.fetch_best.exists():
+        parser.error(f"--fetch-best {args.fetch_best} already exists; choose another name")
+    url = args.storage or f"sqlite:///{args.sweep_dir.resolve() / study.DEFAULT_DB}"
+    if not args.storage and not (args.sweep_dir / study.DEFAULT_DB).is_file():
+        parser.error(f"{args.sweep_dir} is not a sweep folder (no {study.DEFAULT_DB}); give --storage and --study")
+    try:
+        sweep_study = optuna.load_study(study_name=args.study or "sweep", storage=study.open_storage(url))
+        if study.SPACE not in sweep_study.user_attrs:
+            raise study.StudyError(f"study {sweep_study.study_name!r} was not made by python -m lenet5.sweep")
+        write(args.sweep_dir, sweep_study)
+        if args.fetch_best:
+            best = fetch_best(sweep_study, url, args.fetch_best)
+            print(
+                f"wrote {args.fetch_best}: trial {best.number}, {best.user_attrs['name']}, "
+                f"validation accuracy {best.value:.2%}"
+            )
+    except KeyError:
+        parser.error(f"no study {args.study or 'sweep'!r} in {study._redacted(url)}")
+    except study.StudyError as error:
+        parser.error(str(error))
+    except OSError as error:
+        parser.error(f"cannot write {error.filename}: {error.strerror}")
     print((args.sweep_dir / "results.md").read_text())
     return 0
 

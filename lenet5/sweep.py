@@ -1,32 +1,44 @@
-"""Hyperparameter sweeps from the shell: every train.py option may take several values.
+"""Hyperparameter sweeps from the shell, on an Optuna study that any number of machines share.
 
     python -m lenet5.sweep --frameworks pytorch tensorflow mxnet --pooling max avg \\
         --activation relu leakyrelu tanh --seeds 0 1 2 --jobs 2 --output-dir runs/table
+    python -m lenet5.sweep --sampler tpe --trials 40 --pruner median --lr 1e-4..1e-2:log \\
+        --storage postgresql+psycopg://user:password@dbhost/sweeps --study lr-search
 
-runs the full grid, each run in its framework's own environment as a separate process with its
-own run folder (SWEEP/runs/NAME) and log (SWEEP/logs/NAME.log), then writes SWEEP/results.csv,
-SWEEP/results.md and SWEEP/results.png (python -m lenet5.report SWEEP rebuilds them).
-Rerunning the same command skips finished runs and resumes interrupted ones; a failed run is
-reported with the tail of its log, the others go on, and the sweep exits 1 at the end.
+Every train.py option takes one or more values (a grid), or, for the random and TPE samplers, a
+numeric range. Each trial is a train.py process in its framework's own environment, with its own
+run folder (SWEEP/runs/NAME) and log (SWEEP/logs/NAME.log); it reports its validation accuracy
+to the study after every epoch, so that a pruner can stop it. The same command started on
+several machines against one --storage shares the work: each grid point runs once. Rerunning it
+goes on where it stopped, and runs again the points that failed. At the end, SWEEP/results.csv,
+.md and .png are built from the study (python -m lenet5.report rebuilds them, from any machine).
 """
 
+import argparse
+import contextlib
 import hashlib
-import itertools
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from pathlib import Path
 
+from optuna.artifacts import upload_artifact
+from optuna.storages import fail_stale_trials
+from optuna.trial import TrialState
 from tqdm import tqdm
 
-from . import cli, envs, report
+from . import cli, envs, report, study
 from .config import FRAMEWORKS, Config
 from .data import load_dataset
 from .download import default_data_dir
-from .files import write_json
 from .idx import DataError
 from .runfolder import RunFolder
 
@@ -46,6 +58,12 @@ PLACE = (
     "tensorboard",
 )
 GRID = [f.name for f in fields(Config) if f.name not in PLACE]
+DEFAULT_STUDY = "sweep"  # the study's name in the sweep folder's own database
+POLL = 0.25  # seconds between looks at a running trial's metrics.csv: a pruned run stops soon after its epoch
+# A run dies with its worker (a killed worker must not leave a run going that another worker will
+# take over): util-linux's setpriv asks the kernel for that, where there is one.
+DIE_WITH_WORKER = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+LOG_TAIL = 5  # lines of a failed run's log kept with its trial
 
 
 def build_parser():
@@ -75,24 +93,62 @@ def build_parser():
         type=cli.positive_int,
         default=1,
         metavar="N",
-        help="runs at once; the CPU threads are divided between them",
+        help="runs at once on this machine; the CPU threads are divided between them",
     )
     sweep.add_argument(
         "--output-dir",
         default=str(cli.DEFAULT_OUTPUT_DIR / "sweep"),
         metavar="DIR",
-        help="the sweep folder: rerun with the same one to skip finished runs",
+        help="this machine's sweep folder: run folders, logs, results (and the study, without --storage)",
     )
     sweep.add_argument("--data-dir", default=str(default_data_dir()), metavar="DIR", help="dataset cache folder")
     sweep.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"), help="passed to every run")
-    grid = parser.add_argument_group("grid: every train.py option, each taking one or more values")
+    search = parser.add_argument_group("study: where it is kept, and how it searches")
+    search.add_argument(
+        "--storage",
+        metavar="URL",
+        help="a database URL that SQLAlchemy opens (postgresql+psycopg://user:pass@host/db, "
+        "mysql+pymysql://..., sqlite:///file.db) or an Optuna journal file, shared by every "
+        f"worker (default: sqlite in the sweep folder, {study.DEFAULT_DB})",
+    )
+    search.add_argument(
+        "--study",
+        metavar="NAME",
+        help=f"the study's name, the same on every machine (default without --storage: {DEFAULT_STUDY})",
+    )
+    search.add_argument(
+        "--sampler",
+        choices=study.SAMPLERS,
+        default="grid",
+        help="grid: every combination of the values, each once; random or tpe: --trials draws, "
+        "numeric options may be ranges LOW..HIGH[:log]",
+    )
+    search.add_argument("--trials", type=cli.positive_int, metavar="N", help="trials of the random or TPE sampler")
+    search.add_argument(
+        "--pruner",
+        choices=study.PRUNERS,
+        default="none",
+        help="stop unpromising runs early, on their validation accuracy after each epoch",
+    )
+    search.add_argument(
+        "--search-seed", type=cli.non_negative_int, default=0, metavar="SEED", help="seeds the random and TPE samplers"
+    )
+    search.add_argument(
+        "--heartbeat",
+        type=cli.positive_int,
+        default=10,
+        metavar="S",
+        help="seconds between a running trial's heartbeats in a database; a trial silent for "
+        "three times as long is failed and run again by any worker",
+    )
+    grid = parser.add_argument_group("search space: every train.py option, each taking one or more values")
     for action in train._actions:
         name = action.dest
         if name in GRID and name != "seed":
             grid.add_argument(
                 *action.option_strings,
                 nargs="+",
-                type=action.type,
+                type=_value_or_range(action.type),
                 choices=action.choices,
                 default=[getattr(Config, name)],
                 metavar=action.metavar,
@@ -101,27 +157,60 @@ def build_parser():
     return parser
 
 
-def plan(args):
-    """The grid as a list of runs: {name, framework, options}, in a stable order."""
-    values = {name: getattr(args, name) for name in GRID if name != "seed"}
+def _value_or_range(kind):
+    """A numeric option's value, or a range LOW..HIGH[:log] of them; other options as they are."""
+    if kind is None or kind in (cli.dataset,):
+        return kind
+
+    def parse(text):
+        if ".." not in text:
+            return kind(text)
+        try:
+            return study.parse_range(kind, text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def search_space(args):
+    """The sweep's study.Space from its command line; ValueError for a combination that makes none."""
+    values = {"framework": args.frameworks}
+    values.update({name: getattr(args, name) for name in GRID if name != "seed"})
     values["seed"] = args.seeds
-    runs = []
-    for framework in dict.fromkeys(args.frameworks):
-        for combo in itertools.product(*(dict.fromkeys(v) for v in values.values())):
-            options = dict(zip(values, combo))
-            digest = hashlib.sha256(json.dumps([framework, options], sort_keys=True).encode()).hexdigest()[:8]
-            name = (
-                f"{framework}-{options['pooling']}-{options['activation']}-bs{options['batch_size']}-"
-                f"seed{options['seed']}-{digest}"
+    space = {}
+    for name, given in values.items():
+        ranges = [v for v in given if isinstance(v, study.Range)]
+        if ranges and (len(given) > 1 or args.sampler == "grid"):
+            raise ValueError(
+                f"{cli.flag(name)}: a range is one value of the random and TPE samplers' "
+                "search, alone (the grid takes lists of values)"
             )
-            runs.append({"name": name, "framework": framework, "options": options})
-    return runs
+        space[name] = ranges[0] if ranges else list(dict.fromkeys(given))
+    if args.sampler == "grid" and args.trials:
+        raise ValueError("--trials is for the random and TPE samplers: the grid runs each of its points once")
+    if args.sampler != "grid" and not args.trials:
+        raise ValueError(f"--sampler {args.sampler} needs --trials N")
+    return study.Space(args.sampler, space)
 
 
-def command(run, sweep_dir, args):
-    """The train.py command line of one run, resuming it if an earlier sweep left it unfinished."""
-    train = [str(envs.env_python(run["framework"])), "-m", f"train_{run['framework']}.train"]
-    run_dir = sweep_dir / "runs" / run["name"]
+def run_name(point):
+    """A run's folder name: the main options, then a digest of all of them. MNIST is the implied
+    dataset: it is left out of the digest, as out of train.py's own run names."""
+    options = {k: v for k, v in point.items() if k != "framework"}
+    named = {k: v for k, v in options.items() if (k, v) != ("dataset", Config.dataset)}
+    digest = hashlib.sha256(json.dumps([point["framework"], named], sort_keys=True).encode()).hexdigest()[:8]
+    return (
+        f"{point['framework']}-{point['pooling']}-{point['activation']}-bs{point['batch_size']}-"
+        f"seed{point['seed']}-{digest}"
+    )
+
+
+def command(point, name, sweep_dir, args):
+    """The train.py command line of one run, resuming it if an earlier attempt left it unfinished."""
+    train = [*DIE_WITH_WORKER, str(envs.env_python(point["framework"])), "-m", f"train_{point['framework']}.train"]
+    run_dir = sweep_dir / "runs" / name
     if RunFolder(run_dir).is_run():
         return [*train, "--resume", str(run_dir), "--no-progress", "--data-dir", args.data_dir]
     cmd = [
@@ -129,25 +218,17 @@ def command(run, sweep_dir, args):
         "--output-dir",
         str(run_dir.parent),
         "--run-name",
-        run["name"],
+        name,
         "--data-dir",
         args.data_dir,
         "--device",
         args.device,
         "--no-progress",
     ]
-    for name, value in run["options"].items():
-        cmd += [cli.flag(name), str(value)]
+    for option, value in point.items():
+        if option != "framework":
+            cmd += [cli.flag(option), str(value)]
     return cmd
-
-
-def finished(run, sweep_dir):
-    """Whether the run already finished with exactly this configuration."""
-    result = RunFolder(sweep_dir / "runs" / run["name"]).result()
-    if not result:
-        return False
-    config = result["config"]
-    return config["framework"] == run["framework"] and all(config[k] == v for k, v in run["options"].items())
 
 
 def thread_env(jobs):
@@ -166,22 +247,188 @@ def thread_env(jobs):
     }
 
 
-def execute(run, sweep_dir, args, env):
-    cmd = command(run, sweep_dir, args)
-    with open(sweep_dir / "logs" / f"{run['name']}.log", "a") as f:
-        f.write(f"$ {' '.join(cmd)}\n")
-        f.flush()
-        code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env).returncode
-        f.write(f"[exit {code}]\n")  # how the report tells a failed run from one still going
-    return run, code
+class Worker:
+    """Takes trials from the study and runs them, one at a time, until none is left (in a thread:
+    `--jobs N` starts N)."""
+
+    def __init__(self, sweep, args, stop, bar):
+        self.sweep, self.args, self.stop, self.bar = sweep, args, stop, bar
+
+    def loop(self):
+        sweep = self.sweep
+        while not self.stop.is_set():
+            if sweep.heartbeat:  # a dead worker's trial: failed, and queued again
+                study.patiently(fail_stale_trials, sweep.study)
+            counts = study.counts(sweep.study)
+            if not sweep.more(counts):
+                # A trial still running elsewhere may yet die and come back; without heartbeats it never does.
+                if not (sweep.heartbeat and counts[TrialState.RUNNING]):
+                    return
+                self.stop.wait(min(sweep.heartbeat, 2))
+                continue
+            with sweep.asking:
+                trial = study.patiently(sweep.study.ask, sweep.space.params)
+            if sweep.space.sampler == "grid" and "name" not in trial.user_attrs:
+                # Another worker took the last waiting point: hand back the fresh trial ask() made.
+                study.patiently(trial.set_user_attr, "spare", True)
+                study.patiently(sweep.study.tell, trial, state=TrialState.FAIL)
+                continue
+            self.run(trial)
+            self.bar.update()
+
+    def run(self, trial):
+        sweep = self.sweep
+        point = {**sweep.space.fixed, **trial.params}
+        point = {name: point[name] for name in sweep.space.values}  # the command line's order
+        name = trial.user_attrs.get("name") or run_name(point)
+        for key, value in (("name", name), ("host", socket.gethostname()), ("point", point)):
+            study.patiently(trial.set_user_attr, key, value)
+        folder = RunFolder(sweep.dir / "runs" / name)
+        code, stopped = 0, None
+        if folder.result():  # it finished already (a point drawn again, or only the telling was lost)
+            for row in folder.metrics():
+                study.patiently(trial.report, row["val_acc"], row["epoch"])
+        else:
+            code, stopped = self.train(trial, point, name, folder)
+        rows = folder.metrics()
+        if stopped == "pruned":  # keeps its folder; Optuna takes its last reported value
+            study.patiently(sweep.study.tell, trial, state=TrialState.PRUNED)
+            return
+        if stopped == "interrupted":  # queued again first, so that a rerun finds it waiting
+            study.patiently(sweep.study.enqueue_trial, trial.params, user_attrs={"name": name})
+            study.patiently(trial.set_user_attr, "interrupted", True)
+            study.patiently(sweep.study.tell, trial, state=TrialState.FAIL)
+            return
+        result = folder.result()
+        if code or not result:
+            log = sweep.log(name).read_text(errors="replace").strip().splitlines()
+            study.patiently(trial.set_user_attr, "log_tail", "\n".join(log[-LOG_TAIL - 1 : -1]))
+            study.patiently(sweep.study.tell, trial, state=TrialState.FAIL)
+            tqdm.write(f"FAILED {name} (exit {code}); log: {sweep.log(name)}")
+            return
+        for key in report.RESULTS[1:]:
+            study.patiently(trial.set_user_attr, key, result[key])
+        study.patiently(
+            upload_artifact, artifact_store=sweep.artifacts, file_path=str(folder.neutral_model()), study_or_trial=trial
+        )
+        study.patiently(sweep.study.tell, trial, study.value_of(rows))
+
+    def train(self, trial, point, name, folder):
+        """Run train.py for the trial, reporting each finished epoch's validation accuracy; stop it
+        (Ctrl-C: it checkpoints) when the pruner says so or the sweep is interrupted. Returns
+        (exit status, None or "pruned" or "interrupted")."""
+        sweep = self.sweep
+        cmd = command(point, name, sweep.dir, self.args)
+        with open(sweep.log(name), "a") as log:
+            log.write(f"$ {' '.join(cmd)}\n")
+            log.flush()
+            proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=thread_env(self.args.jobs),
+                start_new_session=True,
+            )
+            reported, stopped = 0, None
+            while True:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=POLL)
+                sweep.beat(trial)
+                rows = folder.metrics()
+                for row in rows[reported:]:
+                    study.patiently(trial.report, row["val_acc"], row["epoch"])
+                pruned = len(rows) > reported and sweep.pruning and study.patiently(trial.should_prune)
+                reported = len(rows)
+                if proc.returncode is not None:
+                    break
+                if pruned or self.stop.is_set():
+                    stopped = "pruned" if pruned else "interrupted"
+                    proc.send_signal(signal.SIGINT)  # train.py checkpoints at the end of its step
+                    proc.wait()
+                    break
+            log.write(f"[exit {proc.returncode}]\n")  # how a reader tells a failed run from one still going
+        return proc.returncode, stopped
+
+
+class Sweep:
+    """One machine's part of a sweep: its folder, the study and what the workers share."""
+
+    def __init__(self, sweep_dir, storage, study_, artifacts, space, args):
+        self.dir, self.storage, self.study, self.space, self.args = sweep_dir, storage, study_, space, args
+        self.artifacts = artifacts
+        self.heartbeat = args.heartbeat if study.is_database(args.storage_url) else 0
+        self.pruning = args.pruner != "none"
+        # One ask() at a time in this process: SQLite, unlike PostgreSQL, lets two threads that ask
+        # at once take the same waiting trial.
+        self.asking = threading.Lock()
+        self.beaten = {}  # trial number -> when its last heartbeat went
+
+    def log(self, name):
+        return self.dir / "logs" / f"{name}.log"
+
+    def beat(self, trial):
+        """Tell the database, every --heartbeat seconds, that this trial's worker lives (Optuna does
+        it only inside Study.optimize, and each trial here is a train.py process this loop watches)."""
+        now = time.monotonic()
+        if self.heartbeat and now - self.beaten.get(trial.number, 0) >= self.heartbeat:
+            self.beaten[trial.number] = now
+            # The database away for a moment: the next beat comes a second later.
+            with contextlib.suppress(Exception):
+                self.storage.record_heartbeat(trial._trial_id)
+
+    def more(self, counts):
+        """Whether a worker should take another trial."""
+        if self.space.sampler == "grid":
+            return counts[TrialState.WAITING] > 0
+        return self.counted() < self.args.trials
+
+    def counted(self):
+        """Trials that count towards --trials: all but spares and the interrupted or dead ones that
+        were queued again."""
+        trials = study.patiently(self.study.get_trials, deepcopy=False)
+        return sum(t.state != TrialState.FAIL or "log_tail" in t.user_attrs for t in trials)
+
+
+def requeue_failed(sweep_study, space):
+    """Queue again the grid points whose last trial failed (a run that failed, or a dead worker's
+    past its retries): a rerun of the sweep runs them again."""
+    latest = {}
+    for trial in study.patiently(sweep_study.get_trials, deepcopy=False):
+        if "name" in trial.user_attrs and not trial.user_attrs.get("spare"):
+            latest[trial.user_attrs["name"]] = trial
+    for name, trial in latest.items():
+        if trial.state == TrialState.FAIL:
+            params = {k: trial.params[k] for k in space.params} if trial.params else trial.system_attrs["fixed_params"]
+            study.patiently(sweep_study.enqueue_trial, params, user_attrs={"name": name})
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    sweep_dir = Path(args.output_dir).expanduser().resolve()
-    runs = plan(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        (sweep_dir / "logs").mkdir(parents=True, exist_ok=True)
+        space = search_space(args)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.storage and not args.study:
+        parser.error("--storage needs --study NAME: the study every worker joins")
+    sweep_dir = Path(args.output_dir).expanduser().resolve()
+    args.storage_url = args.storage or f"sqlite:///{sweep_dir / study.DEFAULT_DB}"
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        storage = study.open_storage(args.storage_url, args.heartbeat)
+        pruner = study.make_pruner(
+            args.pruner,
+            [v for v in space.values["epochs"] if not isinstance(v, study.Range)] or [space.values["epochs"].high],
+        )
+        sweep_study = study.open_study(
+            storage, args.study or DEFAULT_STUDY, space, pruner, args.search_seed, names=run_name
+        )
+        artifacts = study.artifact_store(args.storage_url)
+    except (study.StudyError, OSError) as error:
+        parser.error(str(error))
+    try:
+        (sweep_dir / "logs").mkdir(exist_ok=True)
         (sweep_dir / "runs").mkdir(exist_ok=True)
         for dataset in dict.fromkeys(args.dataset):  # once, before any run starts
             load_dataset(dataset, args.data_dir)
@@ -190,34 +437,36 @@ def main(argv=None):
     except (DataError, envs.EnvError, OSError) as error:
         sys.exit(f"lenet5.sweep: error: {error}")
 
-    known = json.loads((sweep_dir / "sweep.json").read_text())["runs"] if (sweep_dir / "sweep.json").exists() else []
-    names = {run["name"] for run in runs}
-    write_json(
-        sweep_dir / "sweep.json",
-        {
-            "command": [sys.argv[0], *(argv or sys.argv[1:])],
-            "runs": [r for r in known if r["name"] not in names] + runs,
-        },
-    )
-    todo = [run for run in runs if not finished(run, sweep_dir)]
+    sweep = Sweep(sweep_dir, storage, sweep_study, artifacts, space, args)
+    if space.sampler == "grid":
+        requeue_failed(sweep_study, space)
+    counts = study.counts(sweep_study)
+    total = len(space.grid()) if space.sampler == "grid" else args.trials
+    done = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
     print(
-        f"{len(runs)} runs in {sweep_dir}: {len(runs) - len(todo)} already finished, {len(todo)} to go, "
-        f"{args.jobs} at a time",
+        f"{total} runs in study {sweep_study.study_name!r}: {done} already finished, {total - done} to go, "
+        f"{args.jobs} at a time here; runs in {sweep_dir / 'runs'}",
         flush=True,
     )
-    failed = []
-    with ThreadPoolExecutor(args.jobs) as pool, tqdm(total=len(todo), unit="run", dynamic_ncols=True) as bar:
-        futures = [pool.submit(execute, run, sweep_dir, args, thread_env(args.jobs)) for run in todo]
-        for future in as_completed(futures):
-            run, code = future.result()
-            if code != 0:
-                failed.append(run["name"])
-                tqdm.write(f"FAILED {run['name']} (exit {code}); log: {sweep_dir / 'logs' / (run['name'] + '.log')}")
-            bar.update()
-    report.write(sweep_dir)
+    stop = threading.Event()
+    with tqdm(total=total, initial=min(done, total), unit="run", dynamic_ncols=True) as bar:
+        workers = [Worker(sweep, args, stop, bar) for _ in range(args.jobs)]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            futures = [pool.submit(worker.loop) for worker in workers]
+            try:
+                for future in futures:
+                    future.result()
+            except KeyboardInterrupt:  # each worker stops its run (a checkpoint) and queues it again
+                stop.set()
+                for future in futures:
+                    future.result()
+                print("\ninterrupted: the same command continues the sweep", file=sys.stderr)
+                return 130
+    rows = report.write(sweep_dir, sweep_study)
     print(f"results: {sweep_dir / 'results.md'}, {sweep_dir / 'results.csv'}, {sweep_dir / 'results.png'}")
+    failed = [row["name"] for row in rows if row["status"] == "failed"]
     if failed:
-        print(f"{len(failed)} of {len(runs)} runs failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"{len(failed)} of {len(rows)} runs failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
 
