@@ -261,7 +261,9 @@ class DatabaseArtifactStore:
 def artifact_store(url):
     if is_database(url):
         return DatabaseArtifactStore(url)
-    return FileSystemArtifactStore(str(Path(url).expanduser().with_suffix(".artifacts")))
+    folder = Path(url).expanduser().with_suffix(".artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(folder))
 
 
 def value_of(metrics):

@@ -259,15 +259,15 @@ class Worker:
         while not self.stop.is_set():
             if sweep.heartbeat:  # a dead worker's trial: failed, and queued again
                 study.patiently(fail_stale_trials, sweep.study)
-            counts = study.counts(sweep.study)
-            if not sweep.more(counts):
+            with sweep.asking:  # this process's workers look and take one at a time: no extra trial
+                counts = study.counts(sweep.study)
+                trial = study.patiently(sweep.study.ask, sweep.space.params) if sweep.more(counts) else None
+            if trial is None:
                 # A trial still running elsewhere may yet die and come back; without heartbeats it never does.
                 if not (sweep.heartbeat and counts[TrialState.RUNNING]):
                     return
                 self.stop.wait(min(sweep.heartbeat, 2))
                 continue
-            with sweep.asking:
-                trial = study.patiently(sweep.study.ask, sweep.space.params)
             if sweep.space.sampler == "grid" and "name" not in trial.user_attrs:
                 # Another worker took the last waiting point: hand back the fresh trial ask() made.
                 study.patiently(trial.set_user_attr, "spare", True)
@@ -360,7 +360,7 @@ class Sweep:
         self.heartbeat = args.heartbeat if study.is_database(args.storage_url) else 0
         self.pruning = args.pruner != "none"
         # One ask() at a time in this process: SQLite, unlike PostgreSQL, lets two threads that ask
-        # at once take the same waiting trial.
+        # at once take the same waiting trial, and --trials would be overshot.
         self.asking = threading.Lock()
         self.beaten = {}  # trial number -> when its last heartbeat went
 

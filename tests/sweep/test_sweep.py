@@ -107,3 +107,99 @@ def test_bad_values_get_one_line(tmp_path, mnist_dir, argv):
 def test_report_refuses_a_folder_that_is_not_a_sweep(tmp_path):
     with pytest.raises(SystemExit):
         report.main([str(tmp_path)])
+
+
+def test_an_interrupted_sweep_started_again_continues_where_it_stopped(tmp_path, mnist_dir):
+    import signal
+    import time
+
+    import optuna
+
+    args = [
+        "--pooling",
+        "max",
+        "avg",
+        "--seeds",
+        "0",
+        "1",
+        "--epochs",
+        "3",
+        "--limit-train",
+        "8192",
+        "--limit-test",
+        "100",
+        "--val-size",
+        "100",
+        "--output-dir",
+        str(tmp_path / "s"),
+        "--data-dir",
+        str(mnist_dir),
+    ]
+    cmd = [sys.executable, "-m", "lenet5.sweep", *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((tmp_path / "s").glob("runs/*/checkpoint.json")):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: the running run checkpoints, and its trial is queued again
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "the same command continues the sweep" in err, err
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    trials = optuna.load_study(study_name="sweep", storage=f"sqlite:///{tmp_path / 's' / 'study.db'}").trials
+    done = [t.user_attrs["name"] for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == len(set(done)) == 4
+    logs = "".join(p.read_text() for p in (tmp_path / "s" / "logs").iterdir())
+    assert "--resume" in logs  # the interrupted run went on from its checkpoint
+
+
+def test_a_journal_file_holds_the_study_and_its_weights(tmp_path, mnist_dir):
+    from lenet5 import weights
+
+    journal = ["--storage", str(tmp_path / "shared" / "sweep.log"), "--study", "j"]
+    tiny = [
+        "--pooling",
+        "max",
+        "avg",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "256",
+        "--limit-test",
+        "100",
+        "--val-size",
+        "100",
+    ]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lenet5.sweep",
+            *journal,
+            *tiny,
+            "--output-dir",
+            str(tmp_path / "s"),
+            "--data-dir",
+            str(mnist_dir),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert [row["status"] for row in results(tmp_path / "s")] == ["ok", "ok"]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lenet5.report",
+            str(tmp_path / "r"),
+            *journal,
+            "--fetch-best",
+            str(tmp_path / "best.npz"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and "wrote" in proc.stdout, proc.stderr
+    assert weights.load(tmp_path / "best.npz")[1]["framework"] == "pytorch"
