@@ -1,4 +1,4 @@
-"""A sweep's Optuna study: where it is stored, its search space, and its trials as result rows.
+"""A sweep's Optuna study: where it is stored, its search space, its queue and its artifacts.
 
 Workers on any number of machines share a study through its storage: a database URL that
 SQLAlchemy opens (postgresql+psycopg://..., mysql+pymysql://..., sqlite:///...), or an Optuna
@@ -94,6 +94,11 @@ class Space:
             else:
                 self.params[name] = optuna.distributions.CategoricalDistribution(list(value))
 
+    def most(self, name):
+        """The largest value an option takes."""
+        value = self.values[name]
+        return type(value.low)(value.high) if isinstance(value, Range) else max(value)
+
     def grid(self):
         """Every combination of the values, in order, as {option: value} (grid sampler only)."""
         names = list(self.values)
@@ -175,10 +180,11 @@ def make_sampler(name, seed):
 
 
 def make_pruner(name, epochs):
+    """The pruner `name` for trials of at most `epochs` epochs (each epoch is a step)."""
     if name == "median":  # after 3 finished trials, stop one below their median at the same epoch
         return optuna.pruners.MedianPruner(n_startup_trials=3)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs), reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
     return optuna.pruners.NopPruner()
 
 

@@ -159,7 +159,7 @@ def build_parser():
 
 def _value_or_range(kind):
     """A numeric option's value, or a range LOW..HIGH[:log] of them; other options as they are."""
-    if kind is None or kind in (cli.dataset,):
+    if kind is None or kind is cli.dataset:  # a folder's name may hold '..'
         return kind
 
     def parse(text):
@@ -417,10 +417,7 @@ def main(argv=None):
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         storage = study.open_storage(args.storage_url, args.heartbeat)
-        pruner = study.make_pruner(
-            args.pruner,
-            [v for v in space.values["epochs"] if not isinstance(v, study.Range)] or [space.values["epochs"].high],
-        )
+        pruner = study.make_pruner(args.pruner, space.most("epochs"))
         sweep_study = study.open_study(
             storage, args.study or DEFAULT_STUDY, space, pruner, args.search_seed, names=run_name
         )
