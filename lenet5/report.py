@@ -45,13 +45,9 @@ def collect(sweep_study):
     planned: name, framework, options, status (ok, pruned, failed, running, pending), host, the
     validation accuracy after each epoch, and the results."""
     space = sweep_study.user_attrs[study.SPACE]
-    latest = {}
-    for trial in sweep_study.get_trials(deepcopy=False):
-        if "name" in trial.user_attrs and not trial.user_attrs.get("spare"):
-            latest[trial.user_attrs["name"]] = trial
     rows = []
-    for name, trial in latest.items():
-        point = {**space["fixed"], **(trial.params or trial.system_attrs.get("fixed_params", {}))}
+    for name, trial in study.latest_runs(sweep_study).items():
+        point = {**space["fixed"], **study.params_of(trial)}
         row = {
             "name": name,
             **{k: point[k] for k in space["order"]},
@@ -212,13 +208,13 @@ def write(sweep_dir, sweep_study):
     return rows
 
 
-def fetch_best(sweep_study, url, output):
+def fetch_best(sweep_study, storage, url, output):
     """Write the best trial's model.npz (its validation accuracy the highest) to `output`."""
     try:
         best = sweep_study.best_trial
     except ValueError:
         raise study.StudyError(f"study {sweep_study.study_name!r} has no finished trial yet") from None
-    metas = get_all_artifact_meta(best, storage=sweep_study._storage)
+    metas = get_all_artifact_meta(best, storage=storage)
     if not metas:
         raise study.StudyError(f"trial {best.number} ({best.user_attrs.get('name')}) kept no weights")
     download_artifact(
@@ -249,18 +245,19 @@ def main(argv=None):
     if not args.storage and not (args.sweep_dir / study.DEFAULT_DB).is_file():
         parser.error(f"{args.sweep_dir} is not a sweep folder (no {study.DEFAULT_DB}); give --storage and --study")
     try:
-        sweep_study = optuna.load_study(study_name=args.study or "sweep", storage=study.open_storage(url))
+        storage = study.open_storage(url)
+        sweep_study = optuna.load_study(study_name=args.study or "sweep", storage=storage)
         if study.SPACE not in sweep_study.user_attrs:
             raise study.StudyError(f"study {sweep_study.study_name!r} was not made by python -m lenet5.sweep")
         write(args.sweep_dir, sweep_study)
         if args.fetch_best:
-            best = fetch_best(sweep_study, url, args.fetch_best)
+            best = fetch_best(sweep_study, storage, url, args.fetch_best)
             print(
                 f"wrote {args.fetch_best}: trial {best.number}, {best.user_attrs['name']}, "
                 f"validation accuracy {best.value:.2%}"
             )
     except KeyError:
-        parser.error(f"no study {args.study or 'sweep'!r} in {study._redacted(url)}")
+        parser.error(f"no study {args.study or 'sweep'!r} in {study.redacted(url)}")
     except study.StudyError as error:
         parser.error(str(error))
     except OSError as error:

@@ -114,7 +114,7 @@ class Space:
         }
 
 
-def _redacted(url):
+def redacted(url):
     try:
         return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
     except sqlalchemy.exc.ArgumentError:
@@ -145,7 +145,7 @@ def open_storage(url, heartbeat=10):
     except (sqlalchemy.exc.SQLAlchemyError, StorageInternalError, ImportError, OSError, ValueError) as error:
         cause = str(getattr(error, "orig", None) or error).strip().splitlines()
         raise StudyError(
-            f"cannot open the storage {_redacted(url)}: {cause[0] if cause else type(error).__name__}"
+            f"cannot open the storage {redacted(url)}: {cause[0] if cause else type(error).__name__}"
         ) from None
 
 
@@ -224,6 +224,21 @@ def _waiting_for(study, attr, seconds=30):
     while attr not in study.user_attrs and time.monotonic() < deadline:
         time.sleep(0.5)
     return study.user_attrs.get(attr)
+
+
+def latest_runs(study):
+    """{run name: its latest trial}, in the order the runs were first planned (a run tried again
+    has several trials; the spare trials a grid worker handed back have no run)."""
+    latest = {}
+    for trial in patiently(study.get_trials, deepcopy=False):
+        if "name" in trial.user_attrs and not trial.user_attrs.get("spare"):
+            latest[trial.user_attrs["name"]] = trial
+    return latest
+
+
+def params_of(trial):
+    """A trial's params, or, for one still waiting in the queue, the params it was enqueued with."""
+    return trial.params or trial.system_attrs.get("fixed_params", {})
 
 
 def counts(study):

@@ -390,17 +390,12 @@ class Sweep:
         return sum(t.state != TrialState.FAIL or "log_tail" in t.user_attrs for t in trials)
 
 
-def requeue_failed(sweep_study, space):
+def requeue_failed(sweep_study):
     """Queue again the grid points whose last trial failed (a run that failed, or a dead worker's
     past its retries): a rerun of the sweep runs them again."""
-    latest = {}
-    for trial in study.patiently(sweep_study.get_trials, deepcopy=False):
-        if "name" in trial.user_attrs and not trial.user_attrs.get("spare"):
-            latest[trial.user_attrs["name"]] = trial
-    for name, trial in latest.items():
+    for name, trial in study.latest_runs(sweep_study).items():
         if trial.state == TrialState.FAIL:
-            params = {k: trial.params[k] for k in space.params} if trial.params else trial.system_attrs["fixed_params"]
-            study.patiently(sweep_study.enqueue_trial, params, user_attrs={"name": name})
+            study.patiently(sweep_study.enqueue_trial, study.params_of(trial), user_attrs={"name": name})
 
 
 def main(argv=None):
@@ -436,7 +431,7 @@ def main(argv=None):
 
     sweep = Sweep(sweep_dir, storage, sweep_study, artifacts, space, args)
     if space.sampler == "grid":
-        requeue_failed(sweep_study, space)
+        requeue_failed(sweep_study)
     counts = study.counts(sweep_study)
     total = len(space.grid()) if space.sampler == "grid" else args.trials
     done = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
