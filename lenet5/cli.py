@@ -1,6 +1,7 @@
 """The command line of every framework's train.py: one definition, so flags and defaults match."""
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -8,8 +9,9 @@ from pathlib import Path
 
 from .config import ACTIVATIONS, DEVICES, MAX_AUTO_THREADS, OPTIMIZERS, POOLINGS, ROOT, SCHEDULERS, Config
 from .download import DOWNLOADABLE, TRAIN_SIZE, default_data_dir
+from .files import describe
 from .idx import DataError
-from .run import Stopped
+from .run import Interrupted, Stopped, signals_raise
 from .runfolder import RunError, RunFolder
 
 DEFAULT_OUTPUT_DIR = ROOT / "runs"
@@ -62,6 +64,53 @@ def dataset(text):
     return str(folder)
 
 
+def folder_problem(path, writable=True):
+    """Why `path` cannot be a folder to write in (None if it can): a file is there, or the
+    nearest folder that exists on the way is a file or not writable. Nothing is made."""
+    path = Path(path).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        return "not a folder"
+    nearest = next(folder for folder in (path, *path.parents) if folder.exists())
+    if not nearest.is_dir():
+        return f"{nearest} is a file, not a folder"
+    if writable and not os.access(nearest, os.W_OK | os.X_OK):
+        return f"{nearest} is not writable"
+    return None
+
+
+def folder(writable=True):
+    """An argparse type: a folder that exists or can be made (and, if `writable`, written in)."""
+
+    def parse(text):
+        problem = "an empty name" if not text else folder_problem(text, writable)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+        return text
+
+    parse.__name__ = "folder"
+    return parse
+
+
+def new_file(text):
+    """An argparse type: a file to make, never overwritten; its folder is made if need be."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty name")
+    path = Path(text).expanduser()
+    if path.exists() or path.is_symlink():
+        raise argparse.ArgumentTypeError(f"{text} already exists; choose another name")
+    problem = folder_problem(path.parent)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text}: its folder {path.parent}: {problem}")
+    return path
+
+
+def run_name(text):
+    """An argparse type: one folder's name, inside --output-dir whatever it holds ("": the default)."""
+    if "/" in text or "\\" in text or ".." in text or text == ".":
+        raise argparse.ArgumentTypeError(f"{text!r}: a run name is one folder's name, without '/', '\\' or '..'")
+    return text
+
+
 def build_parser(framework, description=None, with_defaults=True):
     parser = Parser(
         prog=f"train_{framework}/train.py",
@@ -105,6 +154,7 @@ def build_parser(framework, description=None, with_defaults=True):
     )
     data.add_argument(
         "--data-dir",
+        type=folder(writable=False),
         metavar="DIR",
         help="dataset cache folder: MNIST, then fashion-mnist/ and image-folders/ in it (or set LENET5_DATA_DIR)",
     )
@@ -125,9 +175,10 @@ def build_parser(framework, description=None, with_defaults=True):
     )
 
     run = parser.add_argument_group("run")
-    run.add_argument("--output-dir", metavar="DIR", help="parent folder of run folders")
+    run.add_argument("--output-dir", type=folder(), metavar="DIR", help="parent folder of run folders")
     run.add_argument(
         "--run-name",
+        type=run_name,
         metavar="NAME",
         help="run folder name (default: framework-pooling-activation-seed-time); never overwritten",
     )
@@ -178,18 +229,45 @@ def flag(name):
     return "--" + name.replace("_", "-")
 
 
+def stops_cleanly(prog):
+    """Decorate a command's main(argv): Ctrl-C and SIGTERM stop it with one line and the status
+    128 + the signal, after the files it was writing are removed (lenet5.files)."""
+
+    def decorate(main):
+        @functools.wraps(main)
+        def guarded(argv=None):
+            with signals_raise():
+                try:
+                    return main(argv)
+                except Interrupted as stop:
+                    print(f"\n{prog}: stopped by {stop}; nothing half-written is left", file=sys.stderr)
+                    return 128 + stop.signum
+
+        return guarded
+
+    return decorate
+
+
 def run_command(framework, train, argv=None, description=None):
     """A train.py's main(): parse its command line, call `train(cfg)`, and end a run that cannot go
-    on with one line and an exit status (130 after Ctrl-C, as a shell reports it; 1 after an error)."""
-    cfg = parse_args(framework, argv, description)
-    try:
-        train(cfg)
-    except Stopped as stop:  # Ctrl-C: a checkpoint at the end of the current step
-        print(f"\n{stop}", file=sys.stderr)
-        return 130
-    except (DataError, RunError) as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
-        return 1
+    on with one line and an exit status (128 + the signal after Ctrl-C or SIGTERM, as a shell
+    reports it: 130, 143; 1 after an error)."""
+    with signals_raise():  # until training starts (lenet5.run.Run.stopping), a signal stops at once
+        cfg = parse_args(framework, argv, description)
+        try:
+            train(cfg)
+        except Stopped as stop:  # a checkpoint at the end of the current step
+            print(f"\n{stop}", file=sys.stderr)
+            return 128 + stop.signum
+        except Interrupted as stop:  # before the run folder was written to
+            print(f"\n{stop}: stopped before training began", file=sys.stderr)
+            return 128 + stop.signum
+        except (DataError, RunError) as error:
+            print(f"train.py: error: {error}", file=sys.stderr)
+            return 1
+        except OSError as error:  # a full disk or a damaged one before training began
+            print(f"train.py: error: {describe(error)}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -203,6 +281,9 @@ def parse_args(framework, argv=None, description=None):
     run_dir = Path(cfg.resume).expanduser().resolve()
     if run_dir.is_file():
         run_dir = run_dir.parent
+    if RunFolder(run_dir).is_unstarted():  # its run was stopped as it began: start it there now
+        cfg.resume = str(run_dir)
+        return cfg
     try:
         saved = RunFolder(run_dir).config()
     except RunError as error:

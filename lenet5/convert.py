@@ -11,7 +11,6 @@ step runs here when this interpreter has that framework, else in the framework's
 """
 
 import importlib
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from . import envs, weights
-from .cli import HelpFormatter, Parser
+from .cli import HelpFormatter, Parser, folder_problem, stops_cleanly
+from .files import describe, staging, write_error
 from .runfolder import RunError, RunFolder
 
 NEUTRAL = weights.FILENAME
@@ -58,7 +58,10 @@ def write_step(framework, neutral, stem):
     """In `framework`'s environment: its own files for `stem` (a path without suffix) from the
     neutral file `neutral`."""
     params, meta = weights.load(neutral)
-    _native(framework).write_native(params, meta, Path(stem))
+    try:
+        _native(framework).write_native(params, meta, Path(stem))
+    except Exception as error:  # the framework's own words for a full disk become ENOSPC
+        raise write_error(error, Path(stem)) from None
 
 
 def logits_step(framework, path, meta, images, out, batch_size):
@@ -159,19 +162,20 @@ def convert(source, target, output=None):
         raise ConvertError(f"unknown target {target!r}; choose one of: {', '.join(FILES)}")
     final = output_files(source, target, output)
     _refuse_existing(final)
-    params, meta, what = load_weights(source)
     folder = final[0].parent
+    problem = folder_problem(folder)
+    if problem:
+        raise ConvertError(f"--output {output or folder}: {problem}")
+    params, meta, what = load_weights(source)
     made_folder = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
     try:
-        with tempfile.TemporaryDirectory(prefix=".convert-", dir=folder) as tmp:
-            stem = Path(tmp) / final[0].stem
-            made = write_native(target, params, meta, stem) if target != "npz" else []
+        with staging(folder, replace=False) as tmp:  # all the files or none, none replaced
+            stem = tmp / final[0].stem
+            if target != "npz":
+                write_native(target, params, meta, stem)
             if final[-1].suffix == ".npz":
-                made.append(weights.save(stem.with_suffix(".npz"), params, meta))
+                weights.save(stem.with_suffix(".npz"), params, meta)
             _refuse_existing(final)  # again: the conversion took a while
-            for path, dest in zip(made, final):
-                os.link(path, dest)  # fails rather than replaces
     except BaseException:
         if made_folder and not any(folder.iterdir()):
             folder.rmdir()
@@ -186,6 +190,7 @@ def _refuse_existing(paths):
         raise ConvertError(f"{existing[0]}{more} already exists; nothing was written (choose another --output)")
 
 
+@stops_cleanly("python -m lenet5.convert")
 def main(argv=None):
     parser = Parser(
         prog="python -m lenet5.convert", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
@@ -212,10 +217,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         written, what = convert(args.source, args.target, args.output)
-    except (ConvertError, RunError, weights.WeightsError, FileExistsError) as error:
+    except (ConvertError, RunError, weights.WeightsError) as error:
         parser.error(str(error))
-    except OSError as error:
-        parser.error(f"cannot write {error.filename}: {error.strerror}")
+    except OSError as error:  # a full disk; or a file of the same name appeared meanwhile
+        parser.exit(1, f"{parser.prog}: error: {describe(error)}\n")
     print(f"read {what}")
     for path in written:
         print(f"wrote {path}")

@@ -163,7 +163,7 @@ def _read_verified(path, src):
     """The file's bytes if it exists and matches its checksum, else None."""
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     return raw if src.digest(raw) == src.checksums[path.name.removesuffix(src.suffix)] else None
 
@@ -195,7 +195,7 @@ def load_mnist(data_dir=None, progress=True, dataset="mnist"):
                         raw[name] = _fetch(name, src, progress)
                         with atomic_path(path) as tmp:
                             tmp.write_bytes(raw[name])
-        except PermissionError as error:
+        except OSError as error:  # not allowed, a file on the way, a full disk
             raise DataError(
                 f"cannot write {dataset} into {data_dir} ({error.strerror}); "
                 "choose another folder with --data-dir or LENET5_DATA_DIR"

@@ -1,26 +1,108 @@
-"""Writing files so that a crash or a parallel reader never sees half of one."""
+"""Writing files so that a crash, a full disk or a parallel reader never sees half of one.
 
+Everything the project writes goes through `staging`: the files are made in a hidden folder
+beside their destination and moved into place only when all of them are complete. A write that
+fails (a full disk, a quota, an I/O error) raises an OSError naming the destination and leaves
+nothing behind; a process killed meanwhile leaves only the hidden folder (`is_leftover`), which
+the next resume of a run removes.
+"""
+
+import errno
 import json
 import os
+import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+STAGING_PREFIX = ".lenet5-tmp-"
+MIN_FREE = 1 << 20  # bytes: below this, a disk counts as full
+
+
+def is_leftover(path):
+    """Whether `path` is a staging folder that a killed process left behind."""
+    return Path(path).name.startswith(STAGING_PREFIX)
+
+
+def free_bytes(folder):
+    """Bytes that this process may still write on the file system holding `folder` (root may
+    use the blocks reserved for it)."""
+    folder = Path(folder).resolve()
+    while not folder.exists():
+        folder = folder.parent
+    stat = os.statvfs(folder)
+    return (stat.f_bfree if os.geteuid() == 0 else stat.f_bavail) * stat.f_frsize
+
+
+def write_error(error, path, tmp=None):
+    """The exception to raise for a write of `path` that failed with `error`: an OSError about a
+    file in the temporary folder `tmp` names `path` instead. torch.save, Keras and MXNet report a
+    full disk in their own words, without errno; when the disk is indeed full, that becomes
+    ENOSPC too."""
+    if isinstance(error, OSError):
+        if tmp and error.filename and str(error.filename).startswith(str(tmp)):
+            return OSError(error.errno, error.strerror or str(error), str(path))
+        return error
+    if free_bytes(Path(path).parent) < MIN_FREE:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return error
+
 
 @contextmanager
-def atomic_path(path):
-    """Yield a temporary path beside `path` to write to; it replaces `path` only when the block
-    succeeds, so a crash leaves the old file or the new one, never half of one. The temporary
-    name keeps the suffix, which some savers insist on (Keras: .keras)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+def staging(folder, replace=True):
+    """Yield a new hidden folder inside `folder` (made if need be) to write files into; when the
+    block succeeds they move into `folder` under the same names, replacing files of those names
+    (or, with replace=False, failing with FileExistsError rather than replacing any). The hidden
+    folder is removed in any case."""
+    folder = Path(folder)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
+    except OSError as error:  # a full disk has no room for a folder either
+        raise OSError(error.errno, error.strerror, str(folder)) from None
+    try:
+        try:
+            yield tmp
+        except Exception as error:
+            # Judged before the half-written files go: a full disk still looks full.
+            raise write_error(error, folder / next((p.name for p in tmp.iterdir()), ""), tmp) from None
+        linked = []
+        try:
+            for made in sorted(tmp.iterdir()):
+                if replace:
+                    os.replace(made, folder / made.name)
+                else:
+                    os.link(made, folder / made.name)  # fails rather than replaces
+                    linked.append(folder / made.name)
+        except OSError:
+            for path in linked:  # all or none
+                path.unlink()
+            raise
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def atomic_path(path, replace=True):
+    """Yield a temporary path to write `path` through (`staging`): a crash or a full disk leaves
+    the old file or the new one, never half of one. The temporary path has the same name, which
+    some savers insist on (Keras: .keras)."""
+    path = Path(path)
+    with staging(path.parent, replace) as tmp:
+        yield tmp / path.name
+
+
+def write_text(path, text, replace=True):
+    with atomic_path(path, replace) as tmp:
+        tmp.write_text(text)
 
 
 def write_json(path, data):
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def describe(error):
+    """An OSError in one line: the file, then the cause ("No space left on device")."""
+    if error.filename is None:
+        return error.strerror or str(error)
+    return f"{error.filename}: {error.strerror or error}"

@@ -9,6 +9,8 @@ and the image-folder datasets both send every picture through `to_mnist` first.
     digit = to_mnist(load_image("photo.jpg"))   # (28, 28) uint8
 """
 
+import warnings
+
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -16,6 +18,8 @@ SIZE, BOX = 28, 20  # MNIST's canvas and the box the digit is scaled into
 CENTRE = 14.0  # where MNIST's centres of mass lie, in pixel indices (mean 14.0, std 0.3)
 INK = 0.2  # a pixel is ink when it stands out from the background by 20% of the full contrast
 MIN_CONTRAST = 32  # below this (of 255), there is nothing on the image to read: a blank page
+MAX_PIXELS = 64_000_000  # larger pictures are refused before decoding: a 64-megapixel photo decodes in ~200 MB
+MAX_SIDE = 2048  # pictures are scaled down to this before the work on floats, which needs 4 bytes a pixel
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 
@@ -23,32 +27,69 @@ class ImageError(Exception):
     """The picture cannot be read, or holds no digit; the message says which."""
 
 
+def check_size(width, height):
+    """Refuse a picture too large to decode safely (before decoding it): a decompression bomb
+    is a small file of a huge image."""
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            f"too large: {width} x {height} pixels, more than {MAX_PIXELS // 1_000_000} million; scale it down first"
+        )
+
+
 def load_image(path):
-    """A picture file (any size, colour or grey) as a 2-D uint8 grey array."""
+    """A picture file (any size, colour or grey) as a 2-D uint8 grey array, at most MAX_SIDE
+    pixels on its longer side (the digit ends up 20 pixels tall: no detail is lost)."""
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)  # phone photos are stored sideways
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                # Transparent pixels have no colour of their own: put them on white paper.
-                image = image.convert("RGBA")
-                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image)
-            return np.asarray(image.convert("L"))
+        with warnings.catch_warnings():
+            # Pillow only warns below twice its own limit; ours is lower, and checked before decoding.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                check_size(*image.size)
+                image.draft(image.mode, (MAX_SIDE, MAX_SIDE))  # a large JPEG decodes at 1/2, 1/4 or 1/8 scale
+                image = ImageOps.exif_transpose(image)  # phone photos are stored sideways
+                if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                    # Transparent pixels have no colour of their own: put them on white paper.
+                    image = image.convert("RGBA")
+                    image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image)
+                grey = Image.fromarray(to_grey(image))
+        grey.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+        return np.asarray(grey)
     except FileNotFoundError:
         raise ImageError("no such file") from None
     except IsADirectoryError:
         raise ImageError("is a folder") from None
     except UnidentifiedImageError:
         raise ImageError("not an image (or an unreadable one)") from None
-    except OSError as error:  # truncated or damaged file
-        raise ImageError(f"unreadable image ({error})") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        raise ImageError(f"too large ({error})") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:  # truncated or damaged: Pillow's plugins differ
+        raise ImageError(
+            f"unreadable image ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+        ) from None
 
 
-def to_grey(frame):
-    """An (H, W) or (H, W, 3|4) array, as imageio reads video frames, as a uint8 grey image."""
-    frame = np.asarray(frame)
-    if frame.ndim == 3:
-        frame = np.asarray(Image.fromarray(frame[..., :3].astype(np.uint8)).convert("L"))
-    return frame.astype(np.uint8)
+def to_grey(image):
+    """A Pillow image of any mode, or an (H, W) or (H, W, 3|4) array as imageio reads video
+    frames, as a uint8 grey image (16-bit and float pictures scaled down to 8 bits)."""
+    if isinstance(image, np.ndarray):
+        if image.ndim == 3:
+            image = image[..., :3]
+        image = Image.fromarray(_to_uint8(image))
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        return _to_uint8(np.asarray(image))
+    return np.asarray(image.convert("L"))
+
+
+def _to_uint8(array):
+    """8-bit as it is; 16-bit by its top byte; 32-bit integer and float pictures by their range."""
+    array = np.asarray(array)
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype in (np.uint16, np.dtype(">u2"), np.dtype("<u2")):
+        return (array >> 8).astype(np.uint8)
+    array = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(array.min(initial=0.0)), float(array.max(initial=0.0))
+    return np.round((array - low) * (255.0 / (high - low) if high > low else 0.0)).astype(np.uint8)
 
 
 def steps(grey):

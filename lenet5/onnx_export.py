@@ -17,9 +17,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from . import weights
-from .cli import HelpFormatter, Parser
+from .cli import HelpFormatter, Parser, folder_problem, stops_cleanly
 from .config import LEAKY_SLOPE
 from .convert import ConvertError, load_weights
+from .files import atomic_path, describe
 from .runfolder import RunError
 
 OPSET = 13  # every op used here is unchanged since; onnxruntime runs it everywhere
@@ -89,11 +90,13 @@ def export(source, output=None):
     output = Path(output)
     if output.exists():
         raise ConvertError(f"{output} already exists; nothing was written (choose another -o)")
+    problem = folder_problem(output.parent)
+    if problem:
+        raise ConvertError(f"-o {output}: its folder {output.parent}: {problem}")
     params, meta, what = load_weights(source)
     model = build(params, meta)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "xb") as f:  # "x": fails rather than replaces, should one appear meanwhile
-        f.write(model.SerializeToString())
+    with atomic_path(output, replace=False) as tmp:  # fails rather than replaces, should one appear meanwhile
+        tmp.write_bytes(model.SerializeToString())
     return output, what
 
 
@@ -119,6 +122,7 @@ def onnx_logits(path_or_session, images, batch_size=1024):
     return weights.batched(lambda x: sess.run(None, {name: x})[0], images, batch_size)
 
 
+@stops_cleanly("python -m lenet5.onnx_export")
 def main(argv=None):
     parser = Parser(
         prog="python -m lenet5.onnx_export", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
@@ -135,8 +139,8 @@ def main(argv=None):
         path, what = export(args.source, args.output)
     except (ConvertError, RunError, weights.WeightsError) as error:
         parser.error(str(error))
-    except OSError as error:
-        parser.error(f"cannot write {error.filename}: {error.strerror}")
+    except OSError as error:  # a full disk; or a file of the same name appeared meanwhile
+        parser.exit(1, f"{parser.prog}: error: {describe(error)}\n")
     print(f"read {what}")
     print(f"wrote {path} (input {INPUT!r} float32 [N, 1, 28, 28], output {OUTPUT!r}, opset {OPSET})")
     return 0

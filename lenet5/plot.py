@@ -19,8 +19,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from .cli import HelpFormatter, Parser, positive_int
+from .cli import HelpFormatter, Parser, folder, positive_int, stops_cleanly
 from .data import load_dataset
+from .files import atomic_path, describe
 from .idx import DataError
 from .runfolder import PREDICTIONS, RunError, RunFolder
 
@@ -216,14 +217,11 @@ def make_plots(run_dir, output_dir=None, what=PLOTS, per_class=10, max_errors=60
         images, labels = load_images(cfg, "train")
         figures["samples"] = samples_figure(images, labels, names, per_class)
     try:
-        if figures:
-            output_dir.mkdir(parents=True, exist_ok=True)
         for name, fig in figures.items():
-            fig.savefig(targets[name], dpi=110, metadata={"Software": MAKER})
-    except OSError as error:
-        raise PlotError(
-            f"cannot write into {output_dir} ({error.strerror or error}); choose another --output-dir"
-        ) from None
+            with atomic_path(targets[name]) as tmp:  # whole or not at all
+                fig.savefig(tmp, dpi=110, metadata={"Software": MAKER})
+    except OSError as error:  # not allowed, a full disk
+        raise PlotError(f"{describe(error)}; choose another --output-dir") from None
     return [targets[name] for name in figures], notes
 
 
@@ -232,6 +230,7 @@ def build_parser():
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by train.py")
     parser.add_argument(
         "--output-dir",
+        type=folder(),
         metavar="DIR",
         help="where the PNGs go (default: RUN_DIR/plots); plots this command made "
         "earlier are replaced, any other file is never overwritten",
@@ -246,6 +245,7 @@ def build_parser():
     return parser
 
 
+@stops_cleanly("python -m lenet5.plot")
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -12,24 +12,28 @@ is then 1. The run's model is opened by its own framework: here when this interp
 else in that framework's environment (lenet5.envs.call).
 """
 
+import contextlib
 import csv
 import io
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from . import images, weights
-from .cli import HelpFormatter, Parser, positive_int
+from .cli import HelpFormatter, Parser, new_file, positive_int, stops_cleanly
 from .convert import ConvertError, native_logits
 from .data import normalize
 from .download import DIGITS
-from .files import atomic_path
+from .files import atomic_path, describe, write_text
 from .reference import softmax
 from .runfolder import RunError, RunFolder
 
+PROG = "python -m lenet5.predict"
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif")
 FORMATS = ("table", "csv", "json")
 
@@ -98,25 +102,40 @@ def expand(inputs):
 
 
 def read_video(path):
-    """(frames as RGB arrays, frames per second) of a video or animated GIF, via imageio."""
+    """(frames per second, an iterator over the frames as RGB arrays) of a video or animated GIF,
+    via imageio: decoded one at a time, as they are used, so any length fits in memory."""
     import imageio.v3 as iio  # imageio-ffmpeg brings its own ffmpeg
 
-    try:
-        frames, meta = list(iio.imiter(path)), iio.immeta(path)
+    with _video_errors():
+        meta = iio.immeta(path)
         fps = meta.get("fps") or 1000 / meta.get("duration", 100)  # a GIF gives milliseconds per frame
-    except Exception as error:  # imageio raises whatever its plugin raises on a bad file
+        images.check_size(*(meta.get("size") or meta.get("shape") or (0, 0)))
+
+    def frames():
+        with _video_errors():
+            yield from iio.imiter(path)
+
+    return fps, frames()
+
+
+@contextlib.contextmanager
+def _video_errors():
+    """imageio raises whatever its plugin raises on a bad file: one ImageError instead."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # frames of a GIF, as images.load_image
+            yield
+    except images.ImageError:
+        raise
+    except Exception as error:
         raise images.ImageError(
             f"unreadable video ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
         ) from None
-    if not frames:
-        raise images.ImageError("a video without frames")
-    return frames, fps
 
 
-def gather(paths, errors, progress, keep_frames=False):
-    """Preprocess every input: (28x28 digits, (input, frame or None) per digit, {video: (frames, fps)},
-    the frames kept only if asked: to annotate them). A bad input or frame adds one line to
-    `errors` and is left out."""
+def gather(paths, errors, progress):
+    """Preprocess every input: (28x28 digits, (input, frame or None) per digit, {video: (frames per
+    second, number of frames)}). A bad input or frame adds one line to `errors` and is left out."""
     digits, rows, videos = [], [], {}
     for path, problem in tqdm(paths, desc="read", unit="file", disable=not progress, leave=False):
         try:
@@ -127,14 +146,17 @@ def gather(paths, errors, progress, keep_frames=False):
             if path.stat().st_size == 0:
                 raise images.ImageError("empty file")
             if path.suffix.lower() in VIDEO_SUFFIXES:
-                frames, fps = read_video(path)
-                videos[path] = (frames if keep_frames else None, fps)
-                for number, frame in enumerate(frames):
+                fps, frames = read_video(path)
+                count = 0
+                for count, frame in enumerate(frames, 1):
                     try:
                         digits.append(images.to_mnist(images.to_grey(frame)))
-                        rows.append((path, number))
+                        rows.append((path, count - 1))
                     except images.ImageError as error:
-                        errors.append(f"{path} frame {number}: {error}")
+                        errors.append(f"{path} frame {count - 1}: {error}")
+                if not count:
+                    raise images.ImageError("a video without frames")
+                videos[path] = (fps, count)
             else:
                 digits.append(images.to_mnist(images.load_image(path)))
                 rows.append((path, None))
@@ -182,31 +204,31 @@ def render(rows, predictions, fmt, k):
     return "".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n" for row in table)
 
 
-def annotate_video(out_path, frames, fps, labels):
-    """Write the frames with each one's predicted class (or "?") drawn in its corner, as a video."""
-    import imageio.v3 as iio
-    from PIL import Image, ImageDraw, ImageFont
+def annotate_video(out_path, video, labels):
+    """Write the frames of `video` with each one's predicted class (or "?") drawn in its corner, as a
+    video: read, drawn and written one frame at a time."""
+    import imageio.v2 as iio  # its writers take one frame at a time
+    from PIL import ImageDraw, ImageFont
 
-    drawn = []
-    for frame, label in zip(frames, labels):
-        image = Image.fromarray(np.asarray(frame)[..., :3] if np.ndim(frame) == 3 else np.asarray(frame)).convert("RGB")
-        size = max(12, image.height // 5)
-        font = ImageFont.load_default(size=size)
-        draw = ImageDraw.Draw(image)
-        draw.text(
-            (size // 4, size // 4),
-            label,
-            fill=(255, 0, 0),
-            font=font,
-            stroke_width=max(1, size // 12),
-            stroke_fill=(255, 255, 255),
-        )
-        drawn.append(np.asarray(image))
-    with atomic_path(out_path) as tmp:
-        iio.imwrite(tmp, np.stack(drawn), fps=fps, extension=out_path.suffix)
+    fps, frames = read_video(video)
+    with atomic_path(out_path, replace=False) as tmp, iio.get_writer(tmp, fps=fps) as writer:
+        for frame, label in zip(frames, labels):
+            image = Image.fromarray(np.asarray(frame)[..., :3] if np.ndim(frame) == 3 else np.asarray(frame))
+            image = image.convert("RGB")
+            size = max(12, image.height // 5)
+            draw = ImageDraw.Draw(image)
+            draw.text(
+                (size // 4, size // 4),
+                label,
+                fill=(255, 0, 0),
+                font=ImageFont.load_default(size=size),
+                stroke_width=max(1, size // 12),
+                stroke_fill=(255, 255, 255),
+            )
+            writer.append_data(np.asarray(image))
 
 
-def build_parser(prog="python -m lenet5.predict"):
+def build_parser(prog=PROG):
     parser = Parser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument(
         "model",
@@ -223,10 +245,14 @@ def build_parser(prog="python -m lenet5.predict"):
     parser.add_argument("--top-k", type=positive_int, default=3, metavar="K", help="classes shown per input")
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
     parser.add_argument(
-        "--output", metavar="FILE", help="write the predictions here (never overwritten) instead of stdout"
+        "--output",
+        type=new_file,
+        metavar="FILE",
+        help="write the predictions here (never overwritten) instead of stdout",
     )
     parser.add_argument(
         "--annotate-video",
+        type=new_file,
         metavar="OUT",
         help="write the one video input again with each frame's predicted class drawn on it (never overwritten)",
     )
@@ -235,13 +261,10 @@ def build_parser(prog="python -m lenet5.predict"):
     return parser
 
 
+@stops_cleanly(PROG)
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    for option in ("output", "annotate_video"):
-        target = getattr(args, option)
-        if target and Path(target).exists():
-            parser.error(f"--{option.replace('_', '-')} {target} already exists; choose another name")
     paths = expand(args.inputs)
     videos_given = [p for p, _ in paths if p.suffix.lower() in VIDEO_SUFFIXES]
     if args.annotate_video and len(videos_given) != 1:
@@ -250,23 +273,26 @@ def main(argv=None):
     try:
         model_file(args.model)  # before reading the inputs: a model that cannot be used stops here
         classes = classes_of(args.model)
-        digits, rows, videos = gather(paths, errors, not args.no_progress, keep_frames=bool(args.annotate_video))
+        digits, rows, videos = gather(paths, errors, not args.no_progress)
         logits = logits_of(args.model, np.stack(digits), args.batch_size) if digits else np.zeros((0, len(classes)))
+        predictions = top_k(softmax(np.asarray(logits, np.float64)), classes, min(args.top_k, len(classes)))
+        text = render(rows, predictions, args.format, min(args.top_k, len(classes)))
+        if args.output:
+            write_text(args.output, text, replace=False)
+        else:
+            sys.stdout.write(text)
+        if args.annotate_video and videos:
+            ((video, (_, count)),) = videos.items()
+            labels = {frame: preds[0][0] for (path, frame), preds in zip(rows, predictions) if path == video}
+            annotate_video(args.annotate_video, video, [labels.get(i, "?") for i in range(count)])
     except (PredictError, ConvertError, RunError) as error:
         parser.exit(1, f"{parser.prog}: error: {error}\n")
-    predictions = top_k(softmax(np.asarray(logits, np.float64)), classes, min(args.top_k, len(classes)))
-    text = render(rows, predictions, args.format, min(args.top_k, len(classes)))
-    if args.output:
-        with atomic_path(Path(args.output)) as tmp:
-            tmp.write_text(text)
-    else:
-        sys.stdout.write(text)
+    except OSError as error:  # a full disk, or an --output that appeared meanwhile
+        parser.exit(1, f"{parser.prog}: error: {describe(error)}\n")
+    except images.ImageError as error:  # the annotated video's input, read again, went bad
+        parser.exit(1, f"{parser.prog}: error: {args.annotate_video}: {error}\n")
     for line in errors:
         print(f"{parser.prog}: error: {line}", file=sys.stderr)
-    if args.annotate_video and videos:
-        ((video, (frames, fps)),) = videos.items()
-        labels = {frame: preds[0][0] for (path, frame), preds in zip(rows, predictions) if path == video}
-        annotate_video(Path(args.annotate_video), frames, fps, [labels.get(i, "?") for i in range(len(frames))])
     return 1 if errors else 0
 
 

@@ -16,9 +16,10 @@ from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
 from . import study
-from .cli import HelpFormatter, Parser
+from .cli import HelpFormatter, Parser, new_file, stops_cleanly
 from .config import FRAMEWORK_NAMES as NAMES
 from .config import FRAMEWORKS
+from .files import atomic_path, describe, write_text
 
 # The original PyTorch project's table (batch 256, one run per cell), for comparison.
 ORIGINAL = {
@@ -189,7 +190,8 @@ def plot(rows, path):
     # Below the plot, where no point can hide behind it.
     fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=4, fontsize="small", frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 
@@ -199,11 +201,11 @@ def write(sweep_dir, sweep_study):
     sweep_dir.mkdir(parents=True, exist_ok=True)
     rows = collect(sweep_study)
     fields = list(dict.fromkeys(k for r in rows for k in r if k != "log_tail"))
-    with open(sweep_dir / "results.csv", "w", newline="") as f:
+    with atomic_path(sweep_dir / "results.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    (sweep_dir / "results.md").write_text(markdown(rows))
+    write_text(sweep_dir / "results.md", markdown(rows))
     plot(rows, sweep_dir / "results.png")
     return rows
 
@@ -217,12 +219,14 @@ def fetch_best(sweep_study, storage, url, output):
     metas = get_all_artifact_meta(best, storage=storage)
     if not metas:
         raise study.StudyError(f"trial {best.number} ({best.user_attrs.get('name')}) kept no weights")
-    download_artifact(
-        artifact_store=study.artifact_store(url), file_path=str(output), artifact_id=metas[-1].artifact_id
-    )
+    with atomic_path(output, replace=False) as tmp:
+        download_artifact(
+            artifact_store=study.artifact_store(url), file_path=str(tmp), artifact_id=metas[-1].artifact_id
+        )
     return best
 
 
+@stops_cleanly("python -m lenet5.report")
 def main(argv=None):
     parser = Parser(prog="python -m lenet5.report", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("sweep_dir", type=Path, help="a sweep folder: the results files go there")
@@ -233,14 +237,12 @@ def main(argv=None):
     parser.add_argument(
         "--fetch-best",
         metavar="FILE",
-        type=Path,
+        type=new_file,
         help="also write the best trial's model.npz here (never overwritten), from any machine",
     )
     args = parser.parse_args(argv)
     if args.storage and not args.study:
         parser.error("--storage needs --study NAME")
-    if args.fetch_best and args.fetch_best.exists():
-        parser.error(f"--fetch-best {args.fetch_best} already exists; choose another name")
     url = args.storage or f"sqlite:///{args.sweep_dir.resolve() / study.DEFAULT_DB}"
     if not args.storage and not (args.sweep_dir / study.DEFAULT_DB).is_file():
         parser.error(f"{args.sweep_dir} is not a sweep folder (no {study.DEFAULT_DB}); give --storage and --study")
@@ -260,8 +262,8 @@ def main(argv=None):
         parser.error(f"no study {args.study or 'sweep'!r} in {study.redacted(url)}")
     except study.StudyError as error:
         parser.error(str(error))
-    except OSError as error:
-        parser.error(f"cannot write {error.filename}: {error.strerror}")
+    except OSError as error:  # not allowed, a full disk
+        parser.exit(1, f"{parser.prog}: error: {describe(error)}\n")
     print((args.sweep_dir / "results.md").read_text())
     return 0
 

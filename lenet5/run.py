@@ -1,5 +1,5 @@
 """The writer of a run folder (lenet5.runfolder says what it holds), the per-epoch line and the
-progress bars, Ctrl-C and a diverging loss.
+progress bars; Ctrl-C, SIGTERM, a full disk and a diverging loss.
 """
 
 import csv
@@ -7,6 +7,7 @@ import math
 import platform
 import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,13 +18,49 @@ from tqdm import tqdm
 from . import weights
 from .checkpoint import Checkpoints
 from .download import DIGITS
-from .files import atomic_path, write_json
+from .files import atomic_path, describe, write_json
 from .reference import softmax
 from .runfolder import CLASSES, CONFIG, METRIC_COLUMNS, METRICS, PREDICTIONS, RESULT, TENSORBOARD, RunError, RunFolder
 
+# Ctrl-C, and what batch schedulers (SLURM, Kubernetes, systemd) send before they kill a job.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM (`signum`), raised where the process stood, as Python raises KeyboardInterrupt."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def raise_interrupted(signum, frame):
+    """A signal handler: SIGTERM, too, unwinds the stack (files being written are removed)."""
+    raise Interrupted(signum)
+
+
+@contextmanager
+def signals_raise():
+    """Within the block, SIGINT and SIGTERM raise Interrupted (only in the main thread, where
+    Python runs signal handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = [signal.signal(signum, raise_interrupted) for signum in STOP_SIGNALS]
+    try:
+        yield
+    finally:
+        for signum, handler in zip(STOP_SIGNALS, previous):
+            signal.signal(signum, handler)
+
 
 class Stopped(Exception):
-    """Ctrl-C stopped the run at the end of a step, after a checkpoint; the message says what is kept."""
+    """Ctrl-C or SIGTERM (`signum`) stopped the run at the end of a step, after a checkpoint; the
+    message says what is kept."""
+
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.signum = signum
 
 
 def _new_run_dir(cfg):
@@ -62,7 +99,7 @@ class Run:
         self.history = []  # one dict per finished epoch, as in metrics.csv
         self.partial = None  # where a checkpoint inside an epoch stopped: epoch, sums, seconds
         self._checked = 0  # the last step whose loss check_finite found finite
-        self._interrupted = False  # Ctrl-C seen: checkpoint at the next step, then stop
+        self._stop_signal = 0  # Ctrl-C or SIGTERM seen: checkpoint at the next step, then stop
         self._epoch_started = self._epoch_trained = 0.0
         self._tensorboard = None  # a tensorboardX SummaryWriter with --tensorboard
         self.classes = list(DIGITS)
@@ -76,10 +113,7 @@ class Run:
             self.classes = list(classes)
         write_json(self.path(CLASSES), self.classes)
         if self.cfg.resume:
-            with atomic_path(self.path(METRICS)) as tmp, open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, METRIC_COLUMNS)
-                writer.writeheader()
-                writer.writerows(self.history)
+            self._write_metrics()
         if self.cfg.tensorboard:
             from tensorboardX import SummaryWriter  # only runs that ask for it need it
 
@@ -91,26 +125,33 @@ class Run:
 
     @contextmanager
     def stopping(self):
-        """Around the training loop: Ctrl-C checkpoints at the end of the current step and raises
-        Stopped (a second Ctrl-C stops at once); Ctrl-C or a diverging loss (RunError) then says in
-        its message what is kept."""
+        """Around the training loop and the final files: Ctrl-C or SIGTERM checkpoints at the end
+        of the current step and raises Stopped (a second signal stops at once); it, a write that
+        fails (a full disk) or a diverging loss then says in its one line what is kept. A signal
+        after the last epoch's checkpoint lets the final files be written (seconds)."""
 
-        def on_ctrl_c(signum, frame):
-            if self._interrupted:
-                raise KeyboardInterrupt
-            self._interrupted = True
+        def on_signal(signum, frame):
+            if self._stop_signal:
+                raise Interrupted(signum)
+            self._stop_signal = signum
 
-        previous = signal.signal(signal.SIGINT, on_ctrl_c)
+        previous = [signal.signal(signum, on_signal) for signum in STOP_SIGNALS]
         try:
             yield
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:  # Interrupted, or Python's own for SIGINT
             self._close_tensorboard()
-            raise Stopped(f"interrupted; {self.checkpoints.kept()}") from None
+            signum = getattr(stop, "signum", signal.SIGINT)
+            what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+            raise Stopped(f"{what}; {self.checkpoints.kept()}", signum) from None
+        except OSError as error:  # a full disk, a quota, an I/O error: the file written is named
+            self._close_tensorboard()
+            raise RunError(f"{describe(error)}; {self.checkpoints.kept()}") from None
         except RunError as error:
             self._close_tensorboard()
             raise RunError(f"{error}; {self.checkpoints.kept()}") from None
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in zip(STOP_SIGNALS, previous):
+                signal.signal(signum, handler)
 
     def begin_epoch(self, epoch):
         """Where this epoch starts: (batches already done, their loss sum, correct, images seen)
@@ -129,9 +170,9 @@ class Run:
 
     def checkpoint_due(self, step):
         """Whether to checkpoint inside the epoch after this step: every --checkpoint-every
-        steps, and after Ctrl-C."""
+        steps, and after Ctrl-C or SIGTERM."""
         every = self.cfg.checkpoint_every
-        return self._interrupted or bool(every and step % every == 0)
+        return bool(self._stop_signal) or bool(every and step % every == 0)
 
     def check_finite(self, loss_sum, epoch, step):
         """Stop if the epoch's running loss sum has turned NaN or infinite: some step since the
@@ -151,13 +192,13 @@ class Run:
     def save_checkpoint(self, epoch, step, save, partial=None):
         """Commit a checkpoint (lenet5.checkpoint) after `epoch` finished epochs and `step` steps,
         plus, inside an epoch, `partial`: {epoch, loss_sum, correct, seen} of the epoch so far.
-        After Ctrl-C, the run stops here."""
+        After Ctrl-C or SIGTERM, the run stops here."""
         if partial:
             self.check_finite(partial["loss_sum"], partial["epoch"], step)  # never keep diverged weights
             partial = dict(partial, seconds=self.epoch_seconds())
         self.checkpoints.commit(epoch, step, save, partial)
-        if self._interrupted:
-            raise KeyboardInterrupt
+        if self._stop_signal:
+            raise Interrupted(self._stop_signal)
 
     def resume(self):
         """(finished epochs, checkpoint file paths) of the last committed checkpoint, or (0, [])
@@ -168,7 +209,7 @@ class Run:
         return epoch, paths
 
     def log_epoch(self, epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds):
-        """Append one row to metrics.csv and print the per-epoch line."""
+        """Add one row to metrics.csv and print the per-epoch line."""
         row = dict(
             epoch=epoch,
             train_loss=float(train_loss),
@@ -180,12 +221,7 @@ class Run:
             eval_seconds=time.perf_counter() - self._epoch_trained,
         )
         self.history.append(row)
-        new = not self.path(METRICS).exists()
-        with open(self.path(METRICS), "a", newline="") as f:
-            writer = csv.DictWriter(f, METRIC_COLUMNS)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        self._write_metrics()
         self._log_scalars(
             epoch,
             {
@@ -203,6 +239,13 @@ class Run:
             f"{val} | lr {lr:.2e} | {seconds:.1f} s",
             file=sys.stdout,
         )
+
+    def _write_metrics(self):
+        """metrics.csv written whole (a few kB): an append cut short by a full disk would leave half a row."""
+        with atomic_path(self.path(METRICS)) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, METRIC_COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.history)
 
     def _log_scalars(self, step, scalars):
         if self._tensorboard:

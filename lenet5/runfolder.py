@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import weights
+from . import files, weights
 from .config import Config
 
 CONFIG = "config.json"
@@ -46,6 +46,11 @@ class RunFolder:
 
     def is_run(self):
         return self.path(CONFIG).is_file()
+
+    def is_unstarted(self):
+        """Whether this is a run folder that its run was stopped in before writing anything (an
+        existing folder holding nothing, or only the staging folders of lenet5.files)."""
+        return self.dir.is_dir() and all(files.is_leftover(path) for path in self.dir.iterdir())
 
     def _json(self, name, required=True):
         try:

@@ -40,6 +40,7 @@ from .config import FRAMEWORKS, Config
 from .data import load_dataset
 from .download import default_data_dir
 from .idx import DataError
+from .run import STOP_SIGNALS, Interrupted
 from .runfolder import RunFolder
 
 # Options that say where and how a run is shown, not what it trains: not part of its identity.
@@ -64,6 +65,7 @@ POLL = 0.25  # seconds between looks at a running trial's metrics.csv: a pruned 
 # take over): util-linux's setpriv asks the kernel for that, where there is one.
 DIE_WITH_WORKER = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
 LOG_TAIL = 5  # lines of a failed run's log kept with its trial
+STOPPED = {128 + signum for signum in STOP_SIGNALS}  # train.py's exit after Ctrl-C or SIGTERM: a checkpoint kept
 
 
 def build_parser():
@@ -97,11 +99,18 @@ def build_parser():
     )
     sweep.add_argument(
         "--output-dir",
+        type=cli.folder(),
         default=str(cli.DEFAULT_OUTPUT_DIR / "sweep"),
         metavar="DIR",
         help="this machine's sweep folder: run folders, logs, results (and the study, without --storage)",
     )
-    sweep.add_argument("--data-dir", default=str(default_data_dir()), metavar="DIR", help="dataset cache folder")
+    sweep.add_argument(
+        "--data-dir",
+        type=cli.folder(writable=False),
+        default=str(default_data_dir()),
+        metavar="DIR",
+        help="dataset cache folder",
+    )
     sweep.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"), help="passed to every run")
     search = parser.add_argument_group("study: where it is kept, and how it searches")
     search.add_argument(
@@ -209,22 +218,13 @@ def run_name(point):
 
 def command(point, name, sweep_dir, args):
     """The train.py command line of one run, resuming it if an earlier attempt left it unfinished."""
-    train = [*DIE_WITH_WORKER, str(envs.env_python(point["framework"])), "-m", f"train_{point['framework']}.train"]
+    cmd = [*DIE_WITH_WORKER, str(envs.env_python(point["framework"])), "-m", f"train_{point['framework']}.train"]
     run_dir = sweep_dir / "runs" / name
-    if RunFolder(run_dir).is_run():
-        return [*train, "--resume", str(run_dir), "--no-progress", "--data-dir", args.data_dir]
-    cmd = [
-        *train,
-        "--output-dir",
-        str(run_dir.parent),
-        "--run-name",
-        name,
-        "--data-dir",
-        args.data_dir,
-        "--device",
-        args.device,
-        "--no-progress",
-    ]
+    if run_dir.exists():  # the same options: a resumed run checks them against its own
+        cmd += ["--resume", str(run_dir)]
+    else:
+        cmd += ["--output-dir", str(run_dir.parent), "--run-name", name]
+    cmd += ["--data-dir", args.data_dir, "--device", args.device, "--no-progress"]
     for option, value in point.items():
         if option != "framework":
             cmd += [cli.flag(option), str(value)]
@@ -348,6 +348,8 @@ class Worker:
                     proc.wait()
                     break
             log.write(f"[exit {proc.returncode}]\n")  # how a reader tells a failed run from one still going
+        if proc.returncode in STOPPED and not stopped:  # signalled itself (a scheduler signals every process)
+            stopped = "interrupted"
         return proc.returncode, stopped
 
 
@@ -398,6 +400,7 @@ def requeue_failed(sweep_study):
             study.patiently(sweep_study.enqueue_trial, study.params_of(trial), user_attrs={"name": name})
 
 
+@cli.stops_cleanly("python -m lenet5.sweep")
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -448,12 +451,14 @@ def main(argv=None):
             try:
                 for future in futures:
                     future.result()
-            except KeyboardInterrupt:  # each worker stops its run (a checkpoint) and queues it again
+            except Interrupted as stopped:  # each worker stops its run (a checkpoint) and queues it again
                 stop.set()
+                for signum in STOP_SIGNALS:  # a second signal waits too: the runs stop within a step
+                    signal.signal(signum, signal.SIG_IGN)
                 for future in futures:
                     future.result()
-                print("\ninterrupted: the same command continues the sweep", file=sys.stderr)
-                return 130
+                print(f"\n{stopped}: the same command continues the sweep", file=sys.stderr)
+                return 128 + stopped.signum
     rows = report.write(sweep_dir, sweep_study)
     print(f"results: {sweep_dir / 'results.md'}, {sweep_dir / 'results.csv'}, {sweep_dir / 'results.png'}")
     failed = [row["name"] for row in rows if row["status"] == "failed"]

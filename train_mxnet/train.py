@@ -29,6 +29,7 @@ from mxnet import autograd, gluon
 from lenet5.cli import run_command
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at
 from lenet5.data import batches, load_splits, num_batches
+from lenet5.files import staging
 from lenet5.run import Run
 from lenet5.runfolder import RunError
 
@@ -170,7 +171,7 @@ def train(cfg):
     )
     step = start * steps_per_epoch
     save = functools.partial(save_checkpoint, model=model, optimizer=optimizer)
-    with run.stopping():  # Ctrl-C or a diverging loss: one line, and the last checkpoint kept
+    with run.stopping():  # Ctrl-C, SIGTERM, a full disk, a diverging loss: one line, the last checkpoint kept
         for epoch in range(start + 1, cfg.epochs + 1):
             train_loss, train_acc, step, lr = train_one_epoch(
                 model, optimizer, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run, save
@@ -182,12 +183,14 @@ def train(cfg):
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
             run.save_checkpoint(epoch, step, save)
 
-    model.save_parameters(str(run.folder.final_model(FRAMEWORK)))  # for LeNet5().load_parameters(...)
-    model.export(str(run.folder.final_model(FRAMEWORK).with_suffix("")))  # for gluon.SymbolBlock.imports(...)
-    run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
-    test_loss, test_acc, test_logits = evaluate(model, data.test, cfg.batch_size, device)
-    run.save_predictions(data.test.y, test_logits)
-    return run.finish(test_loss, test_acc, num_params, mx.__version__, str(device))
+        final = run.folder.final_model(FRAMEWORK)
+        with staging(run.dir) as tmp:  # whole files or none
+            model.save_parameters(str(tmp / final.name))  # for LeNet5().load_parameters(...)
+            model.export(str(tmp / final.stem))  # for gluon.SymbolBlock.imports(...)
+        run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
+        test_loss, test_acc, test_logits = evaluate(model, data.test, cfg.batch_size, device)
+        run.save_predictions(data.test.y, test_logits)
+        return run.finish(test_loss, test_acc, num_params, mx.__version__, str(device))
 
 
 def main(argv=None):

@@ -158,7 +158,7 @@ def train(cfg):
     )
     step = start * steps_per_epoch
     save = functools.partial(save_checkpoint, model=model, optimizer=optimizer)
-    with run.stopping():  # Ctrl-C or a diverging loss: one line, and the last checkpoint kept
+    with run.stopping():  # Ctrl-C, SIGTERM, a full disk, a diverging loss: one line, the last checkpoint kept
         for epoch in range(start + 1, cfg.epochs + 1):
             train_loss, train_acc, step, lr = train_one_epoch(
                 model, optimizer, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run, save
@@ -170,12 +170,12 @@ def train(cfg):
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
             run.save_checkpoint(epoch, step, save)
 
-    with atomic_path(run.folder.final_model(FRAMEWORK)) as tmp:  # for LeNet5().load_state_dict(torch.load(...))
-        torch.save(model.state_dict(), tmp)
-    run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
-    test_loss, test_acc, test_logits = evaluate(model, data.test, cfg.batch_size, device)
-    run.save_predictions(data.test.y, test_logits)
-    return run.finish(test_loss, test_acc, num_params, torch.__version__, str(device))
+        with atomic_path(run.folder.final_model(FRAMEWORK)) as tmp:  # for LeNet5().load_state_dict(torch.load(...))
+            torch.save(model.state_dict(), tmp)
+        run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
+        test_loss, test_acc, test_logits = evaluate(model, data.test, cfg.batch_size, device)
+        run.save_predictions(data.test.y, test_logits)
+        return run.finish(test_loss, test_acc, num_params, torch.__version__, str(device))
 
 
 def main(argv=None):

@@ -192,7 +192,7 @@ def train(cfg):
     )
     step = start * steps_per_epoch
     save = functools.partial(save_checkpoint, model=model)
-    with run.stopping():  # Ctrl-C or a diverging loss: one line, and the last checkpoint kept
+    with run.stopping():  # Ctrl-C, SIGTERM, a full disk, a diverging loss: one line, the last checkpoint kept
         for epoch in range(start + 1, cfg.epochs + 1):
             train_loss, train_acc, step, lr = train_one_epoch(
                 train_step, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, run, save
@@ -202,12 +202,12 @@ def train(cfg):
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
             run.save_checkpoint(epoch, step, save)
 
-    with atomic_path(run.folder.final_model(FRAMEWORK)) as tmp:  # for keras.saving.load_model(...)
-        model.save(tmp)
-    run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
-    test_loss, test_acc, test_logits = evaluate(eval_step, data.test, cfg.batch_size)
-    run.save_predictions(data.test.y, test_logits)
-    return run.finish(test_loss, test_acc, num_params, tf.__version__, device)
+        with atomic_path(run.folder.final_model(FRAMEWORK)) as tmp:  # for keras.saving.load_model(...)
+            model.save(tmp)
+        run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
+        test_loss, test_acc, test_logits = evaluate(eval_step, data.test, cfg.batch_size)
+        run.save_predictions(data.test.y, test_logits)
+        return run.finish(test_loss, test_acc, num_params, tf.__version__, device)
 
 
 def main(argv=None):
