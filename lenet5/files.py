@@ -8,12 +8,15 @@ the next resume of a run removes.
 """
 
 import errno
+import io
 import json
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 STAGING_PREFIX = ".lenet5-tmp-"
 MIN_FREE = 1 << 20  # bytes: below this, a disk counts as full
@@ -35,16 +38,17 @@ def free_bytes(folder):
 
 
 def write_error(error, path, tmp=None):
-    """The exception to raise for a write of `path` that failed with `error`: an OSError about a
-    file in the temporary folder `tmp` names `path` instead. torch.save, Keras and MXNet report a
-    full disk in their own words, without errno; when the disk is indeed full, that becomes
-    ENOSPC too."""
+    """The exception to raise for a write of `path` that failed with `error`: an OSError about no
+    file (a failed write() names none) or about one in the temporary folder `tmp` names `path`
+    instead. torch.save, Keras and MXNet report a full disk in their own words, without errno;
+    when the disk is indeed full, that becomes ENOSPC too."""
     if isinstance(error, OSError):
-        if tmp and error.filename and str(error.filename).startswith(str(tmp)):
+        if error.filename is None or (tmp and str(error.filename).startswith(str(tmp))):
             return OSError(error.errno, error.strerror or str(error), str(path))
         return error
-    if free_bytes(Path(path).parent) < MIN_FREE:
-        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    if free_bytes(Path(path).parent) < MIN_FREE:  # the framework's words too, should it be something else
+        words = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({type(error).__name__}: {words[:200]})", str(path))
     return error
 
 
@@ -95,6 +99,15 @@ def atomic_path(path, replace=True):
 def write_text(path, text, replace=True):
     with atomic_path(path, replace) as tmp:
         tmp.write_text(text)
+
+
+def write_npz(path, compressed=False, **arrays):
+    """An .npz file of `arrays`, made in memory first: numpy's zip writer, cut short by a full
+    disk, fails again as it is collected and prints a second error."""
+    buffer = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def write_json(path, data):

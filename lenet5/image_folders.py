@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import images
-from .files import atomic_path
+from .files import write_npz
 from .idx import DataError
 
 # Fixed, so every --seed and every framework validates (data.load_splits) and tests (a folder without
@@ -98,8 +98,7 @@ def load_image_folder(folder, data_dir, progress=True):
     )
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(cache) as tmp:
-            np.savez(tmp, classes=np.array(classes), **arrays)
+        write_npz(cache, classes=np.array(classes), **arrays)
     except OSError as error:  # a cache is a saving, not a need
         print(f"could not cache the converted images in {cache.parent} ({error.strerror})", file=sys.stderr)
     return arrays | {"classes": classes}

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from . import weights
 from .checkpoint import Checkpoints
 from .download import DIGITS
-from .files import atomic_path, describe, write_json
+from .files import atomic_path, describe, write_json, write_npz
 from .reference import softmax
 from .runfolder import CLASSES, CONFIG, METRIC_COLUMNS, METRICS, PREDICTIONS, RESULT, TENSORBOARD, RunError, RunFolder
 
@@ -272,14 +272,14 @@ class Run:
         """Write test_predictions.npz: for every test image, in test-set order, its label, the
         predicted class, the softmax probabilities and the logits (what lenet5.plot reads)."""
         logits = np.asarray(logits, np.float32)
-        with atomic_path(self.path(PREDICTIONS)) as tmp:
-            np.savez_compressed(
-                tmp,
-                label=np.asarray(labels, np.int64),
-                prediction=logits.argmax(axis=1),
-                probability=softmax(logits),
-                logits=logits,
-            )
+        write_npz(
+            self.path(PREDICTIONS),
+            compressed=True,
+            label=np.asarray(labels, np.int64),
+            prediction=logits.argmax(axis=1),
+            probability=softmax(logits),
+            logits=logits,
+        )
 
     def finish(self, test_loss, test_acc, num_params, framework_version, device):
         """Write result.json and print the test accuracy."""

@@ -17,7 +17,7 @@ import zipfile
 import numpy as np
 
 from .config import ACTIVATIONS, POOLINGS, param_shapes
-from .files import atomic_path
+from .files import write_npz
 from .reference import LAYERS  # noqa: F401 - the layers in order, for model_<framework>/convert.py
 
 MODEL_STEM = "model"  # a finished run's model files: model.npz, and its framework's own below
@@ -97,8 +97,7 @@ def save(path, params, meta):
     """Write the neutral file atomically (a crash leaves the old file or the new one); the params are
     validated first, so a file that save() wrote always loads."""
     params = validate(params, meta, str(path))
-    with atomic_path(path) as tmp:
-        np.savez(tmp, **params, **{META: np.array(json.dumps(meta))})
+    write_npz(path, **params, **{META: np.array(json.dumps(meta))})
     return path
 
 

@@ -7,6 +7,7 @@ the mirrors in LENET5_MNIST_MIRRORS (CI points it at a local copy) or the public
 import csv
 import gzip
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -85,10 +86,47 @@ def train(mnist_dir, tmp_path):
     return run
 
 
+class SmallDisk:
+    """A file system of its own (a tmpfs of `size` bytes), that leave(n) fills up to its last n bytes."""
+
+    def __init__(self, path):
+        self.path, self.filler = path, path / "filler"
+
+    def free(self):
+        stat = os.statvfs(self.path)
+        return stat.f_bfree * stat.f_frsize
+
+    def leave(self, n):
+        """Resize the filler file so that `n` bytes (rounded up to whole pages) stay free."""
+        self.filler.unlink(missing_ok=True)
+        take = self.free() - n
+        if take > 0:
+            fd = os.open(self.filler, os.O_CREAT | os.O_WRONLY)
+            try:
+                os.posix_fallocate(fd, 0, take)
+            finally:
+                os.close(fd)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 32 MB tmpfs mounted for the test (mount needs root, as CI has)."""
+    path = tmp_path / "disk"
+    path.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(path)], check=True)
+    try:
+        yield SmallDisk(path)
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=True)
+
+
 @pytest.fixture
 def interrupted_run(mnist_dir, tmp_path):
-    """Start train.py and send it `signal_` (SIGKILL: a crash; SIGINT: Ctrl-C) as soon as its
-    first checkpoint exists; returns the run folder (its stderr goes to interrupted.stderr beside runs/)."""
+    """Start train.py and send it `signal_` (SIGKILL: a crash; SIGINT: Ctrl-C; SIGTERM: a batch
+    scheduler) as soon as its first checkpoint exists; returns the run folder (its stderr goes to
+    interrupted.stderr beside runs/)."""
 
     def run(framework, *args, signal_=signal.SIGKILL):
         run_dir = tmp_path / "runs" / "interrupted"
@@ -111,7 +149,7 @@ def interrupted_run(mnist_dir, tmp_path):
             while proc.poll() is None and not (run_dir / "checkpoint.json").exists():
                 time.sleep(0.005)
             proc.send_signal(signal_)
-        expected = -signal.SIGKILL if signal_ == signal.SIGKILL else 130
+        expected = -signal.SIGKILL if signal_ == signal.SIGKILL else 128 + signal_
         assert proc.returncode == expected, f"train.py ended with {proc.returncode}, not {expected}"
         assert not (run_dir / "result.json").exists()
         return run_dir

@@ -5,6 +5,7 @@ so the three run the very same checks; their own files add the framework-specifi
 """
 
 import math
+import shutil
 import signal
 
 import numpy as np
@@ -164,13 +165,88 @@ def test_a_damaged_checkpoint_is_refused_and_nothing_is_overwritten(train, frame
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
 
 
-def test_ctrl_c_checkpoints_at_once_and_the_run_resumes_to_the_same_metrics(train, interrupted_run, framework):
+@pytest.mark.parametrize("signal_", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_checkpoints_at_once_and_the_run_resumes_to_the_same_metrics(
+    train, interrupted_run, framework, signal_
+):
     args = ["--epochs", "3", *SMALL]
     _, whole = train(framework, *args, run_name="whole")
-    part = interrupted_run(framework, *args, signal_=signal.SIGINT)  # after epoch 1's checkpoint
+    part = interrupted_run(framework, *args, signal_=signal_)  # after epoch 1's checkpoint, mid-epoch 2
     stderr = (part.parent.parent / "interrupted.stderr").read_text()
-    assert "interrupted; the checkpoint at epoch 2, step" in stderr and "Traceback" not in stderr, stderr
+    what = "interrupted" if signal_ == signal.SIGINT else "stopped by SIGTERM"
+    assert f"{what}; the checkpoint at epoch 2, step" in stderr and "Traceback" not in stderr, stderr
+    assert f"continue with --resume {part}" in stderr
     assert read_json(part / "checkpoint.json")["partial"]["epoch"] == 2  # taken at the next step
     proc, _ = train(framework, "--resume", str(part), run_name=None)
     assert "epoch   2/3" in proc.stdout and "epoch   1/3" not in proc.stdout
     assert without_time(read_metrics(part)) == without_time(read_metrics(whole))
+
+
+TINY = ["--epochs", "2", "--limit-train", "1024", "--val-size", "256", "--limit-test", "200", "--batch-size", "64"]
+FINAL = ("model", "result.json", PREDICTIONS)  # what a run writes after its last checkpoint (by name prefix)
+
+
+def pages(*sizes):
+    """Bytes the files of these sizes take on a tmpfs: whole 4 KiB pages."""
+    return sum(-(-size // 4096) * 4096 for size in sizes)
+
+
+def failed_cleanly(proc, run_dir, file_name, kept):
+    """The run stopped with one line naming the file that did not fit and what is kept, and left
+    nothing half-written: no staging folder, no checkpoint file that checkpoint.json does not name."""
+    line = proc.stderr.strip()
+    assert proc.returncode == 1 and "\n" not in line, proc.stderr
+    assert str(run_dir / file_name) in line and "No space left on device" in line and kept in line, line
+    named = read_json(run_dir / "checkpoint.json")["files"] if (run_dir / "checkpoint.json").exists() else []
+    for path in run_dir.iterdir():
+        assert not path.name.startswith("."), f"{path} left behind"
+        assert not path.name.startswith("checkpoint-") or path.name in named, f"{path} left behind"
+
+
+def test_a_full_disk_at_any_write_gives_one_line_keeps_the_last_checkpoint_and_the_run_resumes(
+    train, small_disk, framework
+):
+    _, whole = train(framework, *TINY, run_name="whole")
+    size = {path.name: path.stat().st_size for path in whole.iterdir()}
+    checkpoint = pages(*(size[name] for name in read_json(whole / "checkpoint.json")["files"]))
+    native = [name for name in size if name.startswith("model") and name != "model.npz"]
+    disk, small = small_disk, pages(1, 1)  # two pages: room for the small files, replaced one at a time
+
+    def attempt(run_dir, free, *args):
+        disk.leave(free)
+        return train(framework, *TINY, *args, "--resume", str(run_dir), run_name=None, check=False)[0]
+
+    # A new run, on a disk filling up as it goes: at its first file, its first checkpoint, its second.
+    run_dir = disk.path / "run"
+    disk.leave(0)
+    proc, _ = train(framework, *TINY, "--output-dir", str(disk.path), run_name=run_dir.name, check=False)
+    assert proc.returncode == 1 and f"{run_dir / 'config.json'}: No space left on device" in proc.stderr, proc.stderr
+    proc = attempt(run_dir, checkpoint // 2, "--output-dir", str(disk.path))  # its empty folder: a new run
+    failed_cleanly(proc, run_dir, "checkpoint-epoch0001", "no checkpoint had been written")
+    proc = attempt(
+        run_dir, checkpoint + checkpoint // 2, "--output-dir", str(disk.path)
+    )  # the first fits, the second does not (both exist a moment)
+    failed_cleanly(proc, run_dir, "checkpoint-epoch0002", "the checkpoint at the end of epoch 1 is kept")
+    proc = attempt(run_dir, disk.free() + disk.filler.stat().st_size, "--output-dir", str(disk.path))
+    assert proc.returncode == 0, proc.stderr
+    assert without_time(read_metrics(run_dir)) == without_time(read_metrics(whole))
+
+    # A run stopped after its last checkpoint: the final files, one after another, do not fit.
+    def stopped_after_training():
+        copy = disk.path / "copy"
+        shutil.rmtree(copy, ignore_errors=True)
+        copy.mkdir()
+        for name in size:
+            if not name.startswith(FINAL):
+                shutil.copy(whole / name, copy / name)
+        return copy
+
+    kept, written = "the checkpoint at the end of epoch 2 is kept", small
+    first = native[0] if len(native) == 1 else "model.params"  # MXNet's are three: model.params first
+    for name, files in ((first, native), ("model.npz", ["model.npz"]), (PREDICTIONS, [PREDICTIONS])):
+        copy = stopped_after_training()
+        failed_cleanly(attempt(copy, written), copy, name, kept)
+        written += pages(*(size[n] for n in files))
+    proc = attempt(copy, written + pages(size[PREDICTIONS], size["result.json"]))
+    assert proc.returncode == 0, proc.stderr
+    assert read_json(copy / "result.json")["test_accuracy"] == read_json(whole / "result.json")["test_accuracy"]

@@ -186,7 +186,8 @@ def train(cfg):
         final = run.folder.final_model(FRAMEWORK)
         with staging(run.dir) as tmp:  # whole files or none
             model.save_parameters(str(tmp / final.name))  # for LeNet5().load_parameters(...)
-            model.export(str(tmp / final.stem))  # for gluon.SymbolBlock.imports(...)
+            model(mx.nd.zeros((1, 1, 28, 28), ctx=device))  # export needs a forward pass: a run resumed after
+            model.export(str(tmp / final.stem))  # its last epoch made none; for gluon.SymbolBlock.imports(...)
         run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
         test_loss, test_acc, test_logits = evaluate(model, data.test, cfg.batch_size, device)
         run.save_predictions(data.test.y, test_logits)
