@@ -32,7 +32,7 @@ def check_size(width, height):
     is a small file of a huge image."""
     if width * height > MAX_PIXELS:
         raise ImageError(
-            f"too large: {width} x {height} pixels, more than {MAX_PIXELS // 1_000_000} million; scale it down first"
+            f"too large: more than {MAX_PIXELS // 1_000_000} million pixels ({width} x {height}); scale it down first"
         )
 
 
@@ -41,6 +41,7 @@ def load_image(path):
     pixels on its longer side (the digit ends up 20 pixels tall: no detail is lost)."""
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's notes on damaged files: the outcome says enough
             # Pillow only warns below twice its own limit; ours is lower, and checked before decoding.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
@@ -60,8 +61,8 @@ def load_image(path):
         raise ImageError("is a folder") from None
     except UnidentifiedImageError:
         raise ImageError("not an image (or an unreadable one)") from None
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
-        raise ImageError(f"too large ({error})") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):  # Pillow's check, at opening
+        raise ImageError(f"too large: more than {MAX_PIXELS // 1_000_000} million pixels; scale it down first") from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:  # truncated or damaged: Pillow's plugins differ
         raise ImageError(
             f"unreadable image ({str(error).splitlines()[0] if str(error) else type(error).__name__})"

@@ -1,9 +1,19 @@
 """The MNIST-like preprocessing of pictures (lenet5/images.py), on small pictures drawn here."""
 
+import io
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
+from lenet5 import images
 from lenet5.images import CENTRE, ImageError, load_image, steps, to_grey, to_mnist
 
 
@@ -108,3 +118,89 @@ def test_unreadable_files_say_why(tmp_path, content, message):
         path.write_bytes(content)
     with pytest.raises(ImageError, match=message):
         load_image(path)
+
+
+# Which modes each format writes (Pillow refuses the rest), and the modes a picture may come in.
+FORMATS = {
+    "PNG": ("1", "L", "LA", "P", "RGB", "RGBA", "I;16"),
+    "JPEG": ("L", "RGB", "CMYK"),
+    "BMP": ("1", "L", "P", "RGB"),
+    "TIFF": ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F"),
+    "WEBP": ("RGB", "RGBA"),
+    "PPM": ("1", "L", "RGB", "I;16"),
+    "GIF": ("L", "P"),
+}
+
+
+@st.composite
+def picture_files(draw):
+    """The bytes of a picture file: any size, mode, bit depth and format Pillow writes, its pixels
+    random or a dark stroke on light paper, and perhaps cut short or with bytes overwritten."""
+    fmt = draw(st.sampled_from(sorted(FORMATS)))
+    mode = draw(st.sampled_from(FORMATS[fmt]))
+    width, height = draw(st.integers(1, 96)), draw(st.integers(1, 96))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if draw(st.booleans()):
+        image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    else:
+        image = Image.new("RGB", (width, height), "white")
+        x0, y0 = rng.integers(0, width), rng.integers(0, height)
+        ImageDraw.Draw(image).line((x0, y0, rng.integers(x0, width), rng.integers(y0, height)), "black", 3)
+    image = image.convert(mode) if mode not in ("I;16", "F") else image.convert("I").convert(mode)
+    out = io.BytesIO()
+    image.save(out, fmt)
+    raw = bytearray(out.getvalue())
+    damage = draw(st.sampled_from(["none", "cut", "overwrite"]))
+    if damage == "cut":
+        raw = raw[: draw(st.integers(0, len(raw) - 1))]
+    elif damage == "overwrite":
+        for _ in range(draw(st.integers(1, 8))):
+            raw[draw(st.integers(0, len(raw) - 1))] = draw(st.integers(0, 255))
+    return fmt, mode, bytes(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(picture_files())
+def test_any_picture_file_gives_a_28x28_digit_or_one_line_saying_why(picture):
+    fmt, mode, raw = picture
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"picture.{fmt.lower()}"
+        path.write_bytes(raw)
+        try:
+            digit = images.to_mnist(images.load_image(path))
+        except images.ImageError as error:
+            assert str(error) and "\n" not in str(error), (fmt, mode, str(error))
+        else:
+            assert digit.shape == (28, 28) and digit.dtype == np.uint8
+
+
+def peak_memory(code):
+    """Peak resident memory (bytes) and output of a Python child running `code`."""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with proc.stdout:
+        output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, not all children's
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_maxrss * 1024, output
+
+
+def test_a_decompression_bomb_is_refused_before_decoding_and_a_large_photo_is_scaled_down(tmp_path):
+    bomb = tmp_path / "bomb.png"  # 144 million pixels in a 20 kB file: 2 GB once decoded, before
+    Image.new("1", (12_000, 12_000)).save(bomb)
+    memory, output = peak_memory(
+        f"from lenet5 import images\ntry:\n    images.load_image({str(bomb)!r})\n"
+        "except images.ImageError as error:\n    print(error)"
+    )
+    assert output.startswith("too large: more than 64 million pixels"), output
+    assert memory < 250e6, memory
+    photo = tmp_path / "photo.png"  # 7,000 x 7,000: allowed, read at 2048 x 2048
+    image = Image.new("L", (7_000, 7_000), 255)
+    ImageDraw.Draw(image).line((3_500, 1_000, 3_500, 6_000), 0, 400)
+    image.save(photo)
+    del image
+    memory, output = peak_memory(
+        f"from lenet5 import images\ngrey = images.load_image({str(photo)!r})\n"
+        "print(grey.shape, images.to_mnist(grey).max())"
+    )
+    assert output.strip() == "(2048, 2048) 255", output
+    assert memory < 400e6, memory
