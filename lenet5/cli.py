@@ -19,10 +19,19 @@ DEFAULT_OUTPUT_DIR = ROOT / "runs"
 RESUME_OVERRIDES = ("epochs", "device", "no_progress", "data_dir", "checkpoint_every", "threads", "tensorboard")
 
 
+def printable(text):
+    """`text` with what a terminal would not show, or would break the line at, escaped: a file
+    name may hold anything but "/" and NUL, and a message stays one line."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode() for char in text)
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message):
         """One line, not argparse's usage block: the user sees at once what to fix."""
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def exit(self, status=0, message=None):
+        super().exit(status, message and printable(message.rstrip("\n")) + "\n")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -257,16 +266,17 @@ def run_command(framework, train, argv=None, description=None):
         try:
             train(cfg)
         except Stopped as stop:  # a checkpoint at the end of the current step
-            print(f"\n{stop}", file=sys.stderr)
+            print(f"\n{printable(str(stop))}", file=sys.stderr)
             return 128 + stop.signum
         except Interrupted as stop:  # before the run folder was written to
             print(f"\n{stop}: stopped before training began", file=sys.stderr)
             return 128 + stop.signum
-        except (DataError, RunError) as error:
-            print(f"train.py: error: {error}", file=sys.stderr)
+        except (DataError, RunError) as error:  # a download that failed lists each mirror on a line
+            lines = map(printable, str(error).split("\n"))
+            print("train.py: error: " + "\n".join(lines), file=sys.stderr)
             return 1
         except OSError as error:  # a full disk or a damaged one before training began
-            print(f"train.py: error: {describe(error)}", file=sys.stderr)
+            print(f"train.py: error: {printable(describe(error))}", file=sys.stderr)
             return 1
     return 0
 

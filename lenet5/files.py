@@ -20,6 +20,7 @@ import numpy as np
 
 STAGING_PREFIX = ".lenet5-tmp-"
 MIN_FREE = 1 << 20  # bytes: below this, a disk counts as full
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO}  # what a write says when the disk cannot take it
 
 
 def is_leftover(path):
@@ -40,15 +41,13 @@ def free_bytes(folder):
 def write_error(error, path, tmp=None):
     """The exception to raise for a write of `path` that failed with `error`: an OSError about no
     file (a failed write() names none) or about one in the temporary folder `tmp` names `path`
-    instead. torch.save, Keras and MXNet report a full disk in their own words, without errno;
-    when the disk is indeed full, that becomes ENOSPC too."""
-    if isinstance(error, OSError):
-        if error.filename is None or (tmp and str(error.filename).startswith(str(tmp))):
-            return OSError(error.errno, error.strerror or str(error), str(path))
-        return error
-    if free_bytes(Path(path).parent) < MIN_FREE:  # the framework's words too, should it be something else
+    instead. torch.save, Keras, MXNet and ffmpeg report a full disk in their own words, without
+    errno (or with another one: a broken pipe); when the disk is indeed full, that becomes ENOSPC."""
+    if not (isinstance(error, OSError) and error.errno in DISK_ERRORS) and free_bytes(Path(path).parent) < MIN_FREE:
         words = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({type(error).__name__}: {words[:200]})", str(path))
+    if isinstance(error, OSError) and (error.filename is None or (tmp and str(error.filename).startswith(str(tmp)))):
+        return OSError(error.errno, error.strerror or str(error), str(path))
     return error
 
 

@@ -62,7 +62,9 @@ def load_image(path):
     except UnidentifiedImageError:
         raise ImageError("not an image (or an unreadable one)") from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):  # Pillow's check, at opening
-        raise ImageError(f"too large: more than {MAX_PIXELS // 1_000_000} million pixels; scale it down first") from None
+        raise ImageError(
+            f"too large: more than {MAX_PIXELS // 1_000_000} million pixels; scale it down first"
+        ) from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:  # truncated or damaged: Pillow's plugins differ
         raise ImageError(
             f"unreadable image ({str(error).splitlines()[0] if str(error) else type(error).__name__})"

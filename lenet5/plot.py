@@ -256,7 +256,7 @@ def main(argv=None):
     except RunError as error:  # not a run folder, or a damaged one
         parser.error(str(error))
     except PlotError as error:
-        sys.exit(f"{parser.prog}: error: {error}")
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
     for path in paths:
         print(path)
     for note in notes:

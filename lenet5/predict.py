@@ -25,7 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import images, weights
-from .cli import HelpFormatter, Parser, new_file, positive_int, stops_cleanly
+from .cli import HelpFormatter, Parser, new_file, positive_int, printable, stops_cleanly
 from .convert import ConvertError, native_logits
 from .data import normalize
 from .download import DIGITS
@@ -206,26 +206,44 @@ def render(rows, predictions, fmt, k):
 
 def annotate_video(out_path, video, labels):
     """Write the frames of `video` with each one's predicted class (or "?") drawn in its corner, as a
-    video: read, drawn and written one frame at a time."""
-    import imageio.v2 as iio  # its writers take one frame at a time
-    from PIL import ImageDraw, ImageFont
+    video: read, drawn and written one frame at a time (a GIF, which Pillow writes whole, at once)."""
+    import imageio.v2 as iio  # its ffmpeg writer takes one frame at a time
+    import imageio.v3 as iio3
 
     fps, frames = read_video(video)
-    with atomic_path(out_path, replace=False) as tmp, iio.get_writer(tmp, fps=fps) as writer:
-        for frame, label in zip(frames, labels):
-            image = Image.fromarray(np.asarray(frame)[..., :3] if np.ndim(frame) == 3 else np.asarray(frame))
-            image = image.convert("RGB")
-            size = max(12, image.height // 5)
-            draw = ImageDraw.Draw(image)
-            draw.text(
-                (size // 4, size // 4),
-                label,
-                fill=(255, 0, 0),
-                font=ImageFont.load_default(size=size),
-                stroke_width=max(1, size // 12),
-                stroke_fill=(255, 255, 255),
-            )
-            writer.append_data(np.asarray(image))
+    labelled = (drawn(frame, label) for frame, label in zip(frames, labels))
+    with atomic_path(out_path, replace=False) as tmp:
+        if tmp.suffix.lower() == ".gif":
+            first, *rest = (Image.fromarray(frame) for frame in labelled)
+            first.save(tmp, save_all=True, append_images=rest, duration=round(1000 / fps), loop=0)
+        else:
+            try:
+                with iio.get_writer(tmp, fps=fps) as writer:
+                    for frame in labelled:
+                        writer.append_data(frame)
+                iio3.immeta(tmp)  # ffmpeg can end without a word when the disk is full: is the video whole?
+            except images.ImageError:
+                raise
+            except Exception as error:  # ffmpeg's broken pipe, a video that cannot be opened
+                words = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise OSError(f"ffmpeg could not write the video ({words})") from None  # a full disk: ENOSPC
+
+
+def drawn(frame, label):
+    """A video frame as RGB with `label` drawn in its corner, red on white, a fifth of its height."""
+    from PIL import ImageDraw, ImageFont
+
+    image = Image.fromarray(np.asarray(frame)[..., :3] if np.ndim(frame) == 3 else np.asarray(frame)).convert("RGB")
+    size = max(12, image.height // 5)
+    ImageDraw.Draw(image).text(
+        (size // 4, size // 4),
+        label,
+        fill=(255, 0, 0),
+        font=ImageFont.load_default(size=size),
+        stroke_width=max(1, size // 12),
+        stroke_fill=(255, 255, 255),
+    )
+    return np.asarray(image)
 
 
 def build_parser(prog=PROG):
@@ -267,6 +285,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     paths = expand(args.inputs)
     videos_given = [p for p, _ in paths if p.suffix.lower() in VIDEO_SUFFIXES]
+    if args.annotate_video and args.annotate_video.suffix.lower() not in VIDEO_SUFFIXES:
+        parser.error(f"--annotate-video {args.annotate_video}: name a video file ({', '.join(VIDEO_SUFFIXES)})")
     if args.annotate_video and len(videos_given) != 1:
         parser.error(f"--annotate-video needs exactly one video among the inputs, got {len(videos_given)}")
     errors = []
@@ -292,7 +312,7 @@ def main(argv=None):
     except images.ImageError as error:  # the annotated video's input, read again, went bad
         parser.exit(1, f"{parser.prog}: error: {args.annotate_video}: {error}\n")
     for line in errors:
-        print(f"{parser.prog}: error: {line}", file=sys.stderr)
+        print(f"{parser.prog}: error: {printable(line)}", file=sys.stderr)
     return 1 if errors else 0
 
 

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -155,6 +156,34 @@ def interrupted_run(mnist_dir, tmp_path):
         return run_dir
 
     return run
+
+
+# Runs `python -c CODE` or `python -m MODULE ARGS...` and writes its peak memory (VmHWM: this
+# program's own; ru_maxrss would count the forking parent too) to a file as it exits.
+PEAK_WRAPPER = """
+import atexit, runpy, sys
+report, kind, target, *rest = sys.argv[1:]
+def write_peak():
+    with open(report, "w") as f:
+        f.write(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1])
+atexit.register(write_peak)
+if kind == "-c":
+    sys.argv = ["-c"]
+    exec(compile(target, "<string>", "exec"), {"__name__": "__main__"})
+else:
+    sys.argv = [target, *rest]
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+"""
+
+
+def peak_memory(kind, target, *args):
+    """Peak resident memory (bytes) and output (stdout and stderr) of `python -c CODE` or
+    `python -m MODULE ARGS`, run as a child."""
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "peak"
+        cmd = [sys.executable, "-c", PEAK_WRAPPER, str(report), kind, target, *map(str, args)]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return int(report.read_text()) * 1024, proc.stdout
 
 
 def read_metrics(run_dir):

@@ -4,6 +4,8 @@ Each tests/<framework>/test_<framework>.py sets FRAMEWORK and does `from train_c
 so the three run the very same checks; their own files add the framework-specific ones.
 """
 
+import contextlib
+import importlib
 import math
 import shutil
 import signal
@@ -11,6 +13,8 @@ import signal
 import numpy as np
 import pytest
 from conftest import ROOT, read_json, read_metrics, read_scalars
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from lenet5.config import Config
 from lenet5.data import load_splits
@@ -250,3 +254,68 @@ def test_a_full_disk_at_any_write_gives_one_line_keeps_the_last_checkpoint_and_t
     proc = attempt(copy, written + pages(size[PREDICTIONS], size["result.json"]))
     assert proc.returncode == 0, proc.stderr
     assert read_json(copy / "result.json")["test_accuracy"] == read_json(whole / "result.json")["test_accuracy"]
+
+
+def arguments(*values):
+    """A value for an option: one of `values` mostly, else any short text a shell can pass."""
+    anything = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=10)
+    return st.one_of(st.sampled_from([str(v) for v in values]), anything)
+
+
+def numbers(low, high):
+    return st.one_of(st.integers(low, high).map(str), arguments("", "1e3", "nan", "-0", "0x10", "2.5"))
+
+
+def reals():
+    return st.one_of(st.floats(-1.0, 10.0).map(repr), arguments("inf", "nan", "1e300", "1e-300", "-1", "0"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_command_line_ends_in_a_finished_run_or_one_line(framework, mnist_dir, tmp_path_factory, capsys, data):
+    main = importlib.import_module(f"train_{framework}.train").main
+    scratch = tmp_path_factory.mktemp("cli")
+    (scratch / "file").write_text("not a folder")
+    paths = [scratch / "runs", scratch / "file", scratch / "file" / "under", scratch / "new" / "deeper", ""]
+    options = {
+        "--pooling": arguments("max", "avg", "min"),
+        "--activation": arguments("relu", "leakyrelu", "tanh", "sigmoid"),
+        "--epochs": numbers(-1, 2),
+        "--batch-size": numbers(-1, 300),
+        "--lr": reals(),
+        "--optimizer": arguments("adam", "sgd", "rmsprop"),
+        "--momentum": reals(),
+        "--weight-decay": reals(),
+        "--scheduler": arguments("cosine", "none", "step"),
+        "--seed": numbers(-1, 2**40),
+        "--dataset": arguments("mnist", "kmnist", *paths),
+        "--val-size": numbers(-1, 70_000),
+        "--data-dir": arguments(mnist_dir, *paths[1:]),
+        "--limit-train": numbers(-1, 300),
+        "--limit-test": numbers(-1, 300),
+        "--output-dir": arguments(*paths),
+        "--run-name": arguments("run", "../escape", "a/b", ".", "..", "x" * 300),
+        "--resume": arguments(*paths),
+        "--device": arguments("auto", "cpu", "gpu", "tpu"),
+        "--checkpoint-every": numbers(-1, 5),
+        "--threads": numbers(-1, 3),
+        "--validate-on-test": st.none(),
+        "--tensorboard": st.none(),
+    }
+    chosen = data.draw(st.lists(st.sampled_from(sorted(options)), max_size=6, unique=True), label="options")
+    argv = ["--no-progress", "--epochs", "1", "--limit-train", "200", "--limit-test", "100"]
+    argv += ["--data-dir", str(mnist_dir), "--output-dir", str(scratch / "runs")]
+    for option in chosen:
+        value = data.draw(options[option], label=option)
+        argv += [option] if value is None else [f"{option}={value}"]  # "=": a value may start with "-"
+    try:
+        with contextlib.chdir(scratch):  # where relative names land
+            status = main(argv)
+    except SystemExit as exit:  # argparse
+        status = exit.code
+    err = capsys.readouterr().err
+    event(f"exit status {status}")  # pytest --hypothesis-show-statistics: how many ran to the end
+    if status == 0:
+        assert list(scratch.rglob("result.json")), "a run that ended well wrote no result.json"
+    else:
+        assert status in (1, 2) and len(err.strip().splitlines()) == 1, (status, err)

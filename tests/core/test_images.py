@@ -1,14 +1,12 @@
 """The MNIST-like preprocessing of pictures (lenet5/images.py), on small pictures drawn here."""
 
 import io
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import peak_memory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
@@ -174,22 +172,13 @@ def test_any_picture_file_gives_a_28x28_digit_or_one_line_saying_why(picture):
             assert digit.shape == (28, 28) and digit.dtype == np.uint8
 
 
-def peak_memory(code):
-    """Peak resident memory (bytes) and output of a Python child running `code`."""
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    with proc.stdout:
-        output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, not all children's
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss * 1024, output
-
-
 def test_a_decompression_bomb_is_refused_before_decoding_and_a_large_photo_is_scaled_down(tmp_path):
     bomb = tmp_path / "bomb.png"  # 144 million pixels in a 20 kB file: 2 GB once decoded, before
     Image.new("1", (12_000, 12_000)).save(bomb)
     memory, output = peak_memory(
+        "-c",
         f"from lenet5 import images\ntry:\n    images.load_image({str(bomb)!r})\n"
-        "except images.ImageError as error:\n    print(error)"
+        "except images.ImageError as error:\n    print(error)",
     )
     assert output.startswith("too large: more than 64 million pixels"), output
     assert memory < 250e6, memory
@@ -199,8 +188,9 @@ def test_a_decompression_bomb_is_refused_before_decoding_and_a_large_photo_is_sc
     image.save(photo)
     del image
     memory, output = peak_memory(
+        "-c",
         f"from lenet5 import images\ngrey = images.load_image({str(photo)!r})\n"
-        "print(grey.shape, images.to_mnist(grey).max())"
+        "print(grey.shape, images.to_mnist(grey).max())",
     )
     assert output.strip() == "(2048, 2048) 255", output
     assert memory < 400e6, memory
