@@ -32,7 +32,7 @@ from .config import FRAMEWORK_NAMES as NAMES
 from .config import FRAMEWORKS, ROOT, Config, param_shapes, resolve_threads
 from .data import load_splits
 from .download import TRAIN_SIZE, default_data_dir, load_mnist
-from .files import write_json
+from .files import write_json, write_text
 from .idx import DataError
 from .runfolder import RunFolder
 
@@ -410,7 +410,7 @@ def main(argv=None):
         + "\n"
         + scaling_table(scaling, args.scaling_args)
     )
-    (out / "bench.md").write_text(md)
+    write_text(out / "bench.md", md)
     print(md)
     print(f"written: {out / 'bench.json'}, {out / 'bench.md'}; logs in {work}")
     return 1 if any(r is None for row in results.values() for r in row.values()) else 0

@@ -457,7 +457,7 @@ def main(argv=None):
                     signal.signal(signum, signal.SIG_IGN)
                 for future in futures:
                     future.result()
-                print(f"\n{stopped}: the same command continues the sweep", file=sys.stderr)
+                print(f"\nstopped by {stopped}: the same command continues the sweep", file=sys.stderr)
                 return 128 + stopped.signum
     rows = report.write(sweep_dir, sweep_study)
     print(f"results: {sweep_dir / 'results.md'}, {sweep_dir / 'results.csv'}, {sweep_dir / 'results.png'}")

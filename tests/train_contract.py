@@ -175,12 +175,15 @@ def test_ctrl_c_or_sigterm_checkpoints_at_once_and_the_run_resumes_to_the_same_m
 ):
     args = ["--epochs", "3", *SMALL]
     _, whole = train(framework, *args, run_name="whole")
-    part = interrupted_run(framework, *args, signal_=signal_)  # after epoch 1's checkpoint, mid-epoch 2
+    part = interrupted_run(framework, *args, signal_=signal_)  # as epoch 1's checkpoint appears
     stderr = (part.parent.parent / "interrupted.stderr").read_text()
     what = "interrupted" if signal_ == signal.SIGINT else "stopped by SIGTERM"
-    assert f"{what}; the checkpoint at epoch 2, step" in stderr and "Traceback" not in stderr, stderr
+    # Taken at the next step; or none, if the signal came while epoch 1's was being committed.
+    checkpoint = read_json(part / "checkpoint.json")
+    where = "at epoch 2, step" if checkpoint["partial"] else "at the end of epoch 1"
+    assert checkpoint["epoch"] == 1 and (checkpoint["partial"] or {"epoch": 2})["epoch"] == 2
+    assert f"{what}; the checkpoint {where}" in stderr and "Traceback" not in stderr, stderr
     assert f"continue with --resume {part}" in stderr
-    assert read_json(part / "checkpoint.json")["partial"]["epoch"] == 2  # taken at the next step
     proc, _ = train(framework, "--resume", str(part), run_name=None)
     assert "epoch   2/3" in proc.stdout and "epoch   1/3" not in proc.stdout
     assert without_time(read_metrics(part)) == without_time(read_metrics(whole))

@@ -202,3 +202,35 @@ def test_threads_reach_mxnet_before_its_import_as_omp_num_threads(monkeypatch):
     assert os.environ["OMP_NUM_THREADS"] == "3" and resolve_threads(0) == 3 and resolve_threads(5) == 5
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert 1 <= resolve_threads(0) <= MAX_AUTO_THREADS
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--data-dir", "{file}", "not a folder"),
+        ("--data-dir", "{file}/mnist", "is a file, not a folder"),
+        ("--output-dir", "{file}", "not a folder"),
+        ("--output-dir", "{file}/runs", "is a file, not a folder"),
+        ("--output-dir", "", "an empty name"),
+        ("--run-name", "../../escape", "a run name is one folder's name"),
+        ("--run-name", "a/b", "a run name is one folder's name"),
+        ("--run-name", "..", "a run name is one folder's name"),
+    ],
+)
+def test_path_options_are_checked_before_any_work(tmp_path, capsys, option, value, message):
+    (tmp_path / "file").write_text("a file, not a folder")
+    with pytest.raises(SystemExit) as stop:
+        cli.parse_args("pytorch", [option, value.format(file=tmp_path / "file")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and err.count("\n") == 1, err
+    assert sorted(tmp_path.iterdir()) == [tmp_path / "file"]  # nothing made
+
+
+def test_an_empty_run_folder_left_by_a_run_stopped_as_it_began_resumes_as_that_run(tmp_path):
+    folder = tmp_path / "run"
+    (folder / ".lenet5-tmp-abc").mkdir(parents=True)  # a staging folder, as a kill leaves it
+    cfg = cli.parse_args("pytorch", ["--resume", str(folder), "--epochs", "3", "--seed", "5"])
+    assert (cfg.resume, cfg.epochs, cfg.seed) == (str(folder), 3, 5)
+    (folder / "notes.txt").write_text("not a run")
+    with pytest.raises(SystemExit):
+        cli.parse_args("pytorch", ["--resume", str(folder)])

@@ -122,7 +122,8 @@ def test_plot_writes_every_png_and_replaces_only_its_own(run_with_predictions, c
     before = mine.read_bytes()
     with pytest.raises(SystemExit) as exit_:
         plot.main([str(run_dir)])
-    assert "was not made by lenet5.plot" in str(exit_.value.code) and "\n" not in str(exit_.value.code)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and "was not made by lenet5.plot" in err and err.count("\n") == 1, err
     assert mine.read_bytes() == before
 
     other = run_dir.parent / "elsewhere"

@@ -1,10 +1,15 @@
 """The sweep on a tiny grid of real smoke runs in two frameworks: results, skipping, failures."""
 
+import contextlib
 import csv
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
+import optuna
 import pytest
 from conftest import ROOT
 
@@ -109,12 +114,26 @@ def test_report_refuses_a_folder_that_is_not_a_sweep(tmp_path):
         report.main([str(tmp_path)])
 
 
-def test_an_interrupted_sweep_started_again_continues_where_it_stopped(tmp_path, mnist_dir):
-    import signal
-    import time
+def train_processes(sweep_dir):
+    """The pids of the train.py processes running in a sweep folder."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            args = cmdline.read_bytes().split(b"\0")
+            if b"train_pytorch.train" in args and any(str(sweep_dir).encode() in arg for arg in args):
+                pids.append(int(cmdline.parent.name))
+    return pids
 
-    import optuna
 
+@pytest.mark.parametrize(
+    "target, signal_",
+    [("sweep", signal.SIGINT), ("run", signal.SIGTERM)],
+    ids=["ctrl-c-to-the-sweep", "sigterm-to-its-run"],
+)
+def test_an_interrupted_sweep_or_run_continues_where_it_stopped(tmp_path, mnist_dir, target, signal_):
+    """Ctrl-C or SIGTERM to the sweep stops its runs at a checkpoint and gives their trials back, for
+    the same command to continue; a SIGTERM to a run alone (a scheduler signals every process)
+    gives its trial back, and the sweep runs it again from its checkpoint."""
     args = [
         "--pooling",
         "max",
@@ -140,16 +159,21 @@ def test_an_interrupted_sweep_started_again_continues_where_it_stopped(tmp_path,
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list((tmp_path / "s").glob("runs/*/checkpoint.json")):
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)  # Ctrl-C: the running run checkpoints, and its trial is queued again
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "the same command continues the sweep" in err, err
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    if target == "sweep":
+        proc.send_signal(signal_)  # the running run checkpoints, and its trial is queued again
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 128 + signal_ and "the same command continues the sweep" in err, err
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    else:
+        for pid in train_processes(tmp_path / "s"):
+            os.kill(pid, signal_)
+        out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
     trials = optuna.load_study(study_name="sweep", storage=f"sqlite:///{tmp_path / 's' / 'study.db'}").trials
     done = [t.user_attrs["name"] for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == len(set(done)) == 4
     logs = "".join(p.read_text() for p in (tmp_path / "s" / "logs").iterdir())
-    assert "--resume" in logs  # the interrupted run went on from its checkpoint
+    assert f"[exit {128 + signal_}]" in logs and "--resume" in logs  # it went on from its checkpoint
 
 
 def test_a_journal_file_holds_the_study_and_its_weights(tmp_path, mnist_dir):
@@ -203,3 +227,60 @@ def test_a_journal_file_holds_the_study_and_its_weights(tmp_path, mnist_dir):
     )
     assert proc.returncode == 0 and "wrote" in proc.stdout, proc.stderr
     assert weights.load(tmp_path / "best.npz")[1]["framework"] == "pytorch"
+
+
+def test_any_sweep_command_line_ends_in_results_or_one_line(tmp_path_factory, mnist_dir, capsys):
+    """Hypothesis draws the sweep's options (values, lists, ranges, samplers, storages): the sweep
+    runs its tiny grid or draws and writes its results, or says in one line what is wrong."""
+    from hypothesis import HealthCheck, event, given, settings
+    from hypothesis import strategies as st
+
+    from lenet5 import sweep as sweep_module
+
+    anything = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=8)
+
+    def arguments(*values):
+        return st.one_of(st.sampled_from([str(v) for v in values]), st.sampled_from([str(v) for v in values]), anything)
+
+    def lists(*values):
+        return st.lists(arguments(*values), min_size=1, max_size=2)
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(data=st.data())
+    def check(data):
+        scratch = tmp_path_factory.mktemp("sweep")
+        (scratch / "file").write_text("not a folder")
+        options = {
+            "--pooling": lists("max", "avg", "min"),
+            "--lr": lists("0.002", "0.001..0.01", "0.001..0.01:log", "1..0", "nan", "0"),
+            "--seeds": lists(0, 1, -1),
+            "--jobs": arguments(1, 2, 0),
+            "--sampler": arguments("grid", "random", "tpe", "cmaes"),
+            "--trials": arguments(1, 2, 0),
+            "--pruner": arguments("none", "median", "hyperband", "asha"),
+            "--storage": arguments(
+                scratch / "journal.log", f"sqlite:///{scratch / 'x.db'}", "bogus://", scratch / "file"
+            ),
+            "--study": arguments("a", "b"),
+            "--output-dir": arguments(scratch / "s", scratch / "file", scratch / "file" / "s"),
+            "--search-seed": arguments(0, -1),
+        }
+        argv = ["--frameworks", "pytorch", "--epochs", "1", "--limit-train", "64", "--limit-test", "32"]
+        argv += ["--val-size", "32", "--output-dir", str(scratch / "s"), "--data-dir", str(mnist_dir)]
+        for option in data.draw(st.lists(st.sampled_from(sorted(options)), max_size=4, unique=True)):
+            value = data.draw(options[option], label=option)
+            argv += [option, *value] if isinstance(value, list) else [f"{option}={value}"]
+        try:
+            with contextlib.chdir(scratch):  # where relative names land
+                status = sweep_module.main(argv)
+        except SystemExit as exit_:
+            status = 1 if isinstance(exit_.code, str) else exit_.code
+        err = capsys.readouterr().err
+        event(f"exit status {status}")
+        assert "Traceback" not in err, err
+        if status == 0:
+            assert list(scratch.rglob("results.md")), err
+        elif status == 2:
+            assert len(err.strip().splitlines()) == 1, err
+
+    check()
