@@ -14,6 +14,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .files import first_line
+
 SIZE, BOX = 28, 20  # MNIST's canvas and the box the digit is scaled into
 CENTRE = 14.0  # where MNIST's centres of mass lie, in pixel indices (mean 14.0, std 0.3)
 INK = 0.2  # a pixel is ink when it stands out from the background by 20% of the full contrast
@@ -66,9 +68,7 @@ def load_image(path):
             f"too large: more than {MAX_PIXELS // 1_000_000} million pixels; scale it down first"
         ) from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:  # truncated or damaged: Pillow's plugins differ
-        raise ImageError(
-            f"unreadable image ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
-        ) from None
+        raise ImageError(f"unreadable image ({first_line(error)})") from None
 
 
 def to_grey(image):

@@ -29,7 +29,7 @@ from .cli import HelpFormatter, Parser, new_file, positive_int, printable, stops
 from .convert import ConvertError, native_logits
 from .data import normalize
 from .download import DIGITS
-from .files import atomic_path, describe, write_text
+from .files import atomic_path, describe, first_line, write_text
 from .reference import softmax
 from .runfolder import RunError, RunFolder
 
@@ -128,9 +128,7 @@ def _video_errors():
     except images.ImageError:
         raise
     except Exception as error:
-        raise images.ImageError(
-            f"unreadable video ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
-        ) from None
+        raise images.ImageError(f"unreadable video ({first_line(error)})") from None
 
 
 def gather(paths, errors, progress):
@@ -225,8 +223,7 @@ def annotate_video(out_path, video, labels):
             except images.ImageError:
                 raise
             except Exception as error:  # ffmpeg's broken pipe, a video that cannot be opened
-                words = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise OSError(f"ffmpeg could not write the video ({words})") from None  # a full disk: ENOSPC
+                raise OSError(f"ffmpeg could not write the video ({first_line(error)})") from None  # full disk: ENOSPC
 
 
 def drawn(frame, label):
