@@ -7,7 +7,19 @@ import os
 import sys
 from pathlib import Path
 
-from .config import ACTIVATIONS, DEVICES, MAX_AUTO_THREADS, OPTIMIZERS, POOLINGS, ROOT, SCHEDULERS, Config
+from . import augment
+from .config import (
+    ACTIVATIONS,
+    DEVICES,
+    MAX_AUTO_THREADS,
+    OPTIMIZERS,
+    POOLINGS,
+    RECIPES,
+    ROOT,
+    SCHEDULERS,
+    Config,
+    recipe_options,
+)
 from .download import DOWNLOADABLE, TRAIN_SIZE, default_data_dir
 from .files import describe
 from .idx import DataError
@@ -60,6 +72,36 @@ def _number(kind, low, low_ok):
 
 positive_int, non_negative_int = _number(int, 0, False), _number(int, 0, True)
 positive_float, non_negative_float = _number(float, 0.0, False), _number(float, 0.0, True)
+
+
+def fraction(text):
+    """An argparse type: a number from 0 up to, not including, 1 (a rate, a share)."""
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be < 1, got {text}")
+    return value
+
+
+fraction.__name__ = "float"
+
+
+def augmentation(text):
+    """An argparse type: --augment's value, in its one spelling ("affine,elastic", "none")."""
+    try:
+        return ",".join(augment.parse(text)) or augment.NONE
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+augmentation.__name__ = "augmentation"
+
+
+def recipe_help():
+    """What each recipe sets, for --help."""
+    return "; ".join(
+        f"{name}: " + (" ".join(f"{flag(k)} {v}" for k, v in options.items()) or "the defaults shown here")
+        for name, options in RECIPES.items()
+    )
 
 
 def dataset(text):
@@ -120,7 +162,8 @@ def run_name(text):
     return text
 
 
-def build_parser(framework, description=None, with_defaults=True):
+def build_parser(framework, description=None, with_defaults=True, recipe="default"):
+    """train.py's parser; its defaults are those of `recipe`."""
     parser = Parser(
         prog=f"train_{framework}/train.py",
         description=description,
@@ -128,21 +171,40 @@ def build_parser(framework, description=None, with_defaults=True):
         argument_default=None if with_defaults else argparse.SUPPRESS,
     )
 
+    recipes = parser.add_argument_group("recipe")
+    recipes.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        help=f"a named set of options, which any option given overrides ({recipe_help()})",
+    )
+
     model = parser.add_argument_group("model")
     model.add_argument("--pooling", choices=POOLINGS, help="subsampling in S2 and S4")
     model.add_argument("--activation", choices=ACTIVATIONS, help="non-linearity after C1, C3, C5 and F6")
+    model.add_argument(
+        "--dropout", type=fraction, metavar="P", help="dropout rate before F6 and before the output layer, in training"
+    )
 
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=positive_int, metavar="N", help="passes over the training split")
     train.add_argument("--batch-size", type=positive_int, metavar="N", help="images per optimizer step")
     train.add_argument("--lr", type=positive_float, help="peak learning rate")
-    train.add_argument("--optimizer", choices=OPTIMIZERS, help="adam, or sgd with --momentum")
+    train.add_argument(
+        "--optimizer", choices=OPTIMIZERS, help="adam, adamw (Adam with decoupled weight decay), or sgd with --momentum"
+    )
     train.add_argument("--momentum", type=non_negative_float, metavar="M", help="momentum of sgd (ignored by adam)")
     train.add_argument(
         "--weight-decay",
         type=non_negative_float,
         metavar="WD",
-        help="L2 penalty added to the gradient (coupled, as torch.optim.Adam)",
+        help="adam and sgd: an L2 penalty added to the gradient (coupled, as torch.optim.Adam); adamw: "
+        "decoupled, each weight shrunk by lr x WD every step (as torch.optim.AdamW)",
+    )
+    train.add_argument(
+        "--label-smoothing",
+        type=fraction,
+        metavar="EPS",
+        help="train on targets (1 - EPS) x one-hot + EPS / classes",
     )
     train.add_argument("--scheduler", choices=SCHEDULERS, help="learning-rate schedule over all steps")
     train.add_argument("--seed", type=non_negative_int, help="seeds weights, batch order and the framework")
@@ -154,6 +216,13 @@ def build_parser(framework, description=None, with_defaults=True):
         metavar="NAME|DIR",
         help=f"{' or '.join(DOWNLOADABLE)}; or a folder holding the four IDX files (.gz or not), "
         "or one subfolder of images per class (optionally inside train/ and test/)",
+    )
+    data.add_argument(
+        "--augment",
+        type=augmentation,
+        metavar="KINDS",
+        help=f"distort training batches: {augment.NONE}, or {' and '.join(augment.KINDS)} (random shift, "
+        "rotation, scale and shear; Simard's elastic distortion), joined by ',' to combine them",
     )
     data.add_argument(
         "--val-size",
@@ -213,7 +282,7 @@ def build_parser(framework, description=None, with_defaults=True):
     )
 
     if with_defaults:
-        defaults = Config(framework=framework).to_dict()
+        defaults = {**Config(framework=framework).to_dict(), **recipe_options(recipe), "recipe": recipe}
         defaults.update(data_dir=str(default_data_dir()), output_dir=str(DEFAULT_OUTPUT_DIR))
         del defaults["framework"]
         parser.set_defaults(**defaults)
@@ -232,6 +301,17 @@ def threads_before_import(argv):
         return
     if threads > 0:
         os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def recipe_of(argv):
+    """The --recipe of a command line (default if none, or one the full parse will refuse)."""
+    early = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    early.add_argument("--recipe", default="default")
+    try:
+        name = early.parse_known_args(argv)[0].recipe
+    except argparse.ArgumentError:
+        return "default"
+    return name if name in RECIPES else "default"
 
 
 def flag(name):
@@ -282,8 +362,9 @@ def run_command(framework, train, argv=None, description=None):
 
 
 def parse_args(framework, argv=None, description=None):
-    """Parse a train.py command line into a Config; with --resume, the run's own config."""
-    parser = build_parser(framework, description)
+    """Parse a train.py command line into a Config, with its --recipe's options where no other is
+    given; with --resume, the run's own config."""
+    parser = build_parser(framework, description, recipe=recipe_of(argv))
     cfg = Config(framework=framework, **vars(parser.parse_args(argv)))
     if not cfg.resume:
         return cfg

@@ -4,17 +4,20 @@ tensors, so all three see the same images, the same validation split and, for th
 same batches in the same order.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from . import augment
 from .download import DIGITS, DOWNLOADABLE, FASHION_CLASSES, default_data_dir, load_mnist
 from .idx import DataError, load_idx_folder
 from .image_folders import SPLIT_SEED, load_image_folder
 
 MEAN, STD = 0.1307, 0.3081  # of MNIST's 60,000 training images, pixels scaled to [0, 1]
+DROPOUT_STREAM = 0xD40  # keeps epoch_seed apart from the batch order's and augmentation's numbers
 
 
 def load_dataset(dataset="mnist", data_dir=None, progress=True):
@@ -102,15 +105,46 @@ def num_batches(n, batch_size):
     return -(-n // batch_size)
 
 
-def batches(split, batch_size, seed=None, skip=0):
+def epoch_seed(seed, epoch):
+    """The seed of a framework's own random numbers (dropout) for one epoch, from (seed, epoch)
+    as the batch order is: a run resumed at an epoch's start draws what an uninterrupted one would."""
+    return int(np.random.SeedSequence([seed, epoch, DROPOUT_STREAM]).generate_state(1)[0])
+
+
+def augmenter(text):
+    """An Augmenter of the kinds an --augment value names (None for none), which knows the
+    normalised black and white."""
+    kinds = augment.parse(text)
+    low, high = normalize(np.array([[[0, 255]]], np.uint8)).ravel()
+    return augment.Augmenter(kinds, low, high) if kinds else None
+
+
+def batches(split, batch_size, seed=None, skip=0, augment=None):  # noqa: F811 (the module is augment.py)
     """Yield (x, y) numpy batches; shuffled by `seed` (e.g. (run seed, epoch)) unless it is None;
-    the first `skip` batches left out (an epoch resumed where it stopped).
+    the first `skip` batches left out (an epoch resumed where it stopped); each distorted by
+    `augment` (an augment.Augmenter, from (seed, batch number)), one batch ahead in a thread,
+    so that the framework trains on one while the next is made.
 
     Deriving each epoch's order from (seed, epoch) instead of a running generator makes a
     resumed run see exactly the batches an uninterrupted one would.
     """
     n = len(split)
     order = np.random.default_rng(seed).permutation(n) if seed is not None else None
-    for start in range(skip * batch_size, n, batch_size):
+    starts = range(skip * batch_size, n, batch_size)
+
+    def batch(start):
         idx = order[start : start + batch_size] if order is not None else slice(start, start + batch_size)
-        yield split.x[idx], split.y[idx]
+        x, y = split.x[idx], split.y[idx]
+        return (augment(x, (*seed, start // batch_size)), y) if augment else (x, y)
+
+    if not augment:
+        yield from map(batch, starts)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="augment") as pool:
+        ahead = None
+        for start in starts:
+            made, ahead = ahead, pool.submit(batch, start)
+            if made:
+                yield made.result()
+        if ahead:
+            yield ahead.result()

@@ -1,7 +1,7 @@
 """Plots of a run folder: training curves, the confusion matrix and the misclassified images of
-the test set, and a sample of the dataset, as PNG files.
+the test set, a sample of the dataset and of its augmented images, as PNG files.
 
-    python -m lenet5.plot runs/<run folder>                       # all four, into <run folder>/plots/
+    python -m lenet5.plot runs/<run folder>                       # all five, into <run folder>/plots/
     python -m lenet5.plot RUN --what curves errors --output-dir figures/
 
 The curves come from metrics.csv, the confusion matrix and the misclassified images from
@@ -19,13 +19,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from .cli import HelpFormatter, Parser, folder, positive_int, stops_cleanly
-from .data import load_dataset
+from . import augment
+from .cli import HelpFormatter, Parser, augmentation, folder, positive_int, stops_cleanly
+from .data import MEAN, STD, augmenter, load_dataset, normalize
 from .files import atomic_path, describe
 from .idx import DataError
 from .runfolder import PREDICTIONS, RunError, RunFolder
 
-PLOTS = ("curves", "confusion", "errors", "samples")
+PLOTS = ("curves", "confusion", "errors", "samples", "augmented")
 MAKER = "lenet5.plot"  # written into each PNG's metadata: a file that says so may be replaced
 TRAIN, VAL = "tab:blue", "tab:orange"
 
@@ -173,6 +174,22 @@ def samples_figure(images, labels, names, per_class=10):
     return image_grid(cells, captions, per_class, f"training images, the first {per_class} of each class", cell=0.8)
 
 
+def augmented_figure(images, labels, names, kinds, seed=0, per_class=10, used=True):
+    """The first image of each class (first column), then `per_class - 1` distortions of it by
+    --augment `kinds`, drawn as epochs 1, 2, ... of a run with `seed` draw them."""
+    first = [np.flatnonzero(labels == c)[:1] for c in range(len(names))]
+    pick = np.concatenate(first).astype(np.int64)
+    x = normalize(images[pick])
+    columns = [x] + [augmenter(kinds)(x, (seed, epoch, 0)) for epoch in range(1, per_class)]
+    pixels = [np.clip((c[:, 0] * STD + MEAN) * 255, 0, 255) for c in columns]
+    cells = [pixels[j][i] for i in range(len(pick)) for j in range(per_class)]
+    captions = [f"{names[labels[i]]}" if j == 0 else "" for i in pick for j in range(per_class)]
+    how = "as this run trained" if used else "not used by this run"
+    return image_grid(
+        cells, captions, per_class, f"--augment {kinds} ({how}): each row one image, then distortions", 0.8
+    )
+
+
 def is_ours(path, maker=MAKER):
     """Whether `path` is a PNG that `maker` wrote (and may therefore replace)."""
     try:
@@ -182,9 +199,10 @@ def is_ours(path, maker=MAKER):
         return False
 
 
-def make_plots(run_dir, output_dir=None, what=PLOTS, per_class=10, max_errors=60):
+def make_plots(run_dir, output_dir=None, what=PLOTS, per_class=10, max_errors=60, kinds=None):
     """Write the plots `what` of a run folder into output_dir (default <run>/plots); returns
-    (paths written, notes on what was skipped and why)."""
+    (paths written, notes on what was skipped and why). The augmented images are distorted by
+    `kinds` (an --augment value), else by the run's own --augment, else by every kind."""
     run = RunFolder(run_dir)
     output_dir = Path(output_dir) if output_dir else run.dir / "plots"
     targets = {name: output_dir / f"{name}.png" for name in what}
@@ -216,6 +234,10 @@ def make_plots(run_dir, output_dir=None, what=PLOTS, per_class=10, max_errors=60
     if "samples" in what:
         images, labels = load_images(cfg, "train")
         figures["samples"] = samples_figure(images, labels, names, per_class)
+    if "augmented" in what:
+        images, labels = load_images(cfg, "train")
+        used = kinds or (cfg.augment if cfg.augment != augment.NONE else ",".join(augment.KINDS))
+        figures["augmented"] = augmented_figure(images, labels, names, used, cfg.seed, per_class, used == cfg.augment)
     try:
         for name, fig in figures.items():
             with atomic_path(targets[name]) as tmp:  # whole or not at all
@@ -240,6 +262,12 @@ def build_parser():
     )
     parser.add_argument("--per-class", type=positive_int, default=10, metavar="N", help="sample images per class")
     parser.add_argument(
+        "--augment",
+        type=augmentation,
+        metavar="KINDS",
+        help="distortions of the augmented plot (default: the run's --augment, or all of them for a run without)",
+    )
+    parser.add_argument(
         "--max-errors", type=positive_int, default=60, metavar="N", help="misclassified images shown at most"
     )
     return parser
@@ -251,7 +279,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         paths, notes = make_plots(
-            args.run_dir, args.output_dir, tuple(dict.fromkeys(args.what or PLOTS)), args.per_class, args.max_errors
+            args.run_dir,
+            args.output_dir,
+            tuple(dict.fromkeys(args.what or PLOTS)),
+            args.per_class,
+            args.max_errors,
+            None if args.augment == augment.NONE else args.augment,
         )
     except RunError as error:  # not a run folder, or a damaged one
         parser.error(str(error))

@@ -27,6 +27,8 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.exceptions import StorageInternalError
 from optuna.trial import TrialState
 
+from .config import recipe_options
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # Heartbeats and retries are marked experimental, and recorded here outside Study.optimize (each
 # trial is a train.py process that this module watches): say so once, in the docs, not per trial.
@@ -81,6 +83,7 @@ class Space:
 
     sampler: str
     values: dict
+    from_recipe: tuple = ()  # options that take the value of each point's --recipe (grid only)
     params: dict = field(init=False)  # name -> optuna distribution
     fixed: dict = field(init=False)
 
@@ -101,14 +104,21 @@ class Space:
 
     def grid(self):
         """Every combination of the values, in order, as {option: value} (grid sampler only)."""
-        names = list(self.values)
-        return [dict(zip(names, combo)) for combo in itertools.product(*self.values.values())]
+        names, points = list(self.values), {}
+        for combo in itertools.product(*self.values.values()):
+            point = dict(zip(names, combo))
+            if self.from_recipe:
+                recipe = recipe_options(point["recipe"])
+                point.update({name: recipe[name] for name in self.from_recipe})
+            points[json.dumps(point)] = point  # each once, in order
+        return list(points.values())
 
     def describe(self):
         """The space as JSON-able data, stored with the study to recognise it."""
         return {
             "sampler": self.sampler,
             "order": list(self.values),
+            "from_recipe": list(self.from_recipe),
             "fixed": self.fixed,
             "params": {k: optuna.distributions.distribution_to_json(v) for k, v in self.params.items()},
         }

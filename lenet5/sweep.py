@@ -36,7 +36,7 @@ from optuna.trial import TrialState
 from tqdm import tqdm
 
 from . import cli, envs, report, study
-from .config import FRAMEWORKS, Config
+from .config import FRAMEWORKS, Config, recipe_options
 from .data import load_dataset
 from .download import default_data_dir
 from .idx import DataError
@@ -159,7 +159,7 @@ def build_parser():
                 nargs="+",
                 type=_value_or_range(action.type),
                 choices=action.choices,
-                default=[getattr(Config, name)],
+                default=None,  # the --recipe's value (the default recipe's: train.py's default)
                 metavar=action.metavar,
                 help=action.help,
             )
@@ -185,9 +185,19 @@ def _value_or_range(kind):
 
 def search_space(args):
     """The sweep's study.Space from its command line; ValueError for a combination that makes none."""
-    values = {"framework": args.frameworks}
-    values.update({name: getattr(args, name) for name in GRID if name != "seed"})
+    recipes = args.recipe or [Config.recipe]
+    values = {"framework": args.frameworks, "recipe": recipes}
+    from_recipe = [name for name in GRID if name not in ("seed", "recipe") and getattr(args, name) is None]
+    for name in GRID:
+        if name not in ("seed", "recipe"):  # an option not given takes each recipe's value
+            values[name] = getattr(args, name) or [recipe_options(recipe)[name] for recipe in recipes]
     values["seed"] = args.seeds
+    from_recipe = [name for name in from_recipe if len(set(map(str, values[name]))) > 1]
+    if from_recipe and args.sampler != "grid":
+        raise ValueError(
+            f"--recipe with several values is for the grid sampler, unless each option they set differently "
+            f"is given ({', '.join(map(cli.flag, from_recipe))})"
+        )
     space = {}
     for name, given in values.items():
         ranges = [v for v in given if isinstance(v, study.Range)]
@@ -201,7 +211,7 @@ def search_space(args):
         raise ValueError("--trials is for the random and TPE samplers: the grid runs each of its points once")
     if args.sampler != "grid" and not args.trials:
         raise ValueError(f"--sampler {args.sampler} needs --trials N")
-    return study.Space(args.sampler, space)
+    return study.Space(args.sampler, space, tuple(from_recipe))
 
 
 def run_name(point):
@@ -425,7 +435,7 @@ def main(argv=None):
     try:
         (sweep_dir / "logs").mkdir(exist_ok=True)
         (sweep_dir / "runs").mkdir(exist_ok=True)
-        for dataset in dict.fromkeys(args.dataset):  # once, before any run starts
+        for dataset in space.values["dataset"]:  # once, before any run starts
             load_dataset(dataset, args.data_dir)
         for framework in dict.fromkeys(args.frameworks):
             envs.ensure(framework)

@@ -30,7 +30,7 @@ INIT = dict(
 
 
 class LeNet5(HybridBlock):
-    def __init__(self, num_classes=10, pooling="max", activation="relu", **kwargs):
+    def __init__(self, num_classes=10, pooling="max", activation="relu", dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         pool = POOLING[check_choice("pooling", pooling, POOLINGS)]
         self.act = ACTIVATION[check_choice("activation", activation, ACTIVATIONS)]()
@@ -41,10 +41,11 @@ class LeNet5(HybridBlock):
         self.c5 = nn.Conv2D(120, 5, in_channels=16, **INIT)  # 120@1x1
         self.f6 = nn.Dense(84, in_units=120, **INIT)
         self.output = nn.Dense(num_classes, in_units=84, **INIT)
+        self.dropout = nn.Dropout(dropout)  # in training only: before F6 and before the output
 
     def hybrid_forward(self, F, x):
         x = self.s2(self.act(self.c1(x)))
         x = self.s4(self.act(self.c3(x)))
         x = self.act(self.c5(x))
-        x = self.act(self.f6(F.flatten(x)))
-        return self.output(x)
+        x = self.act(self.f6(self.dropout(F.flatten(x))))
+        return self.output(self.dropout(x))

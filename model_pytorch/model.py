@@ -19,7 +19,7 @@ ACTIVATION = {
 
 
 class LeNet5(nn.Module):
-    def __init__(self, num_classes=10, pooling="max", activation="relu"):
+    def __init__(self, num_classes=10, pooling="max", activation="relu", dropout=0.0):
         super().__init__()
         pool = POOLING[check_choice("pooling", pooling, POOLINGS)]
         self.act = ACTIVATION[check_choice("activation", activation, ACTIVATIONS)]()
@@ -30,6 +30,7 @@ class LeNet5(nn.Module):
         self.c5 = nn.Conv2d(16, 120, 5)  # 120@1x1
         self.f6 = nn.Linear(120, 84)
         self.output = nn.Linear(84, num_classes)
+        self.dropout = nn.Dropout(dropout)  # in training only: before F6 and before the output
         for layer in (self.c1, self.c3, self.c5, self.f6, self.output):
             # LeCun uniform, U(+-sqrt(3 / fan_in)), zero bias: the same in all three frameworks.
             nn.init.kaiming_uniform_(layer.weight, nonlinearity="linear")
@@ -39,5 +40,5 @@ class LeNet5(nn.Module):
         x = self.s2(self.act(self.c1(x)))
         x = self.s4(self.act(self.c3(x)))
         x = self.act(self.c5(x))
-        x = self.act(self.f6(torch.flatten(x, 1)))
-        return self.output(x)
+        x = self.act(self.f6(self.dropout(torch.flatten(x, 1))))
+        return self.output(self.dropout(x))

@@ -33,9 +33,13 @@ ACTIVATION = {
 INIT = dict(kernel_initializer="lecun_uniform", bias_initializer="zeros")
 
 
-def LeNet5(num_classes=10, pooling="max", activation="relu"):
+def LeNet5(num_classes=10, pooling="max", activation="relu", dropout=0.0):
     pool = POOLING[check_choice("pooling", pooling, POOLINGS)]
     act = ACTIVATION[check_choice("activation", activation, ACTIVATIONS)]
+
+    def drop(name):  # in training only: before F6 and before the output (none at 0, as in saved models)
+        return [layers.Dropout(dropout, name=name)] if dropout else []
+
     return keras.Sequential(
         [
             keras.Input((28, 28, 1)),
@@ -48,8 +52,10 @@ def LeNet5(num_classes=10, pooling="max", activation="relu"):
             layers.Conv2D(120, 5, name="c5", **INIT),
             act("c5_act"),  # 120@1x1
             layers.Flatten(name="flatten"),
+            *drop("f6_dropout"),
             layers.Dense(84, name="f6", **INIT),
             act("f6_act"),
+            *drop("output_dropout"),
             layers.Dense(num_classes, name="output", **INIT),
         ],
         name="lenet5",

@@ -16,7 +16,7 @@ from conftest import ROOT, read_json, read_metrics, read_scalars
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from lenet5.config import Config
+from lenet5.config import RECIPES, Config
 from lenet5.data import load_splits
 from lenet5.runfolder import METRIC_COLUMNS, PREDICTIONS
 
@@ -76,6 +76,28 @@ def test_smoke_run_writes_every_file(train, framework, mnist_dir):
     scalars = read_scalars(run_dir / "tensorboard")
     assert [step for step, tag, _ in scalars if tag == "accuracy/val"] == [1, 2]
     assert (2, "test/accuracy", pytest.approx(result["test_accuracy"])) in scalars
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_each_recipe_runs_with_its_options_in_config_json(train, framework, recipe):
+    # One epoch of a few images, the recipe's other options (augmentation, dropout, ...) as they are.
+    proc, run_dir = train(framework, "--recipe", recipe, "--epochs", "1", *SMALL)
+    config = read_json(run_dir / "config.json")
+    assert config == {**config, **RECIPES[recipe], "recipe": recipe, "epochs": 1}
+    assert read_json(run_dir / "result.json")["test_accuracy"] > 0.5, proc.stdout
+
+
+def test_augmentation_dropout_smoothing_and_adamw_train_and_resume_to_the_same_metrics(
+    train, interrupted_run, framework
+):
+    args = ["--epochs", "2", *SMALL, "--augment", "affine,elastic", "--dropout", "0.3", "--label-smoothing", "0.1"]
+    args += ["--optimizer", "adamw", "--weight-decay", "0.05"]
+    _, whole = train(framework, *args, run_name="whole")
+    part = interrupted_run(framework, *args)  # killed after its first epoch
+    train(framework, "--resume", str(part), run_name=None)
+    assert without_time(read_metrics(part)) == without_time(read_metrics(whole))
+    _, plain = train(framework, "--epochs", "2", *SMALL, run_name="plain")
+    assert read_metrics(whole)[0]["train_loss"] != read_metrics(plain)[0]["train_loss"]  # the options did act
 
 
 @pytest.mark.parametrize("every", ["0", "5"])  # checkpoints at epoch ends only, or every 5 steps too
@@ -286,7 +308,11 @@ def test_any_command_line_ends_in_a_finished_run_or_one_line(framework, mnist_di
         "--epochs": numbers(-1, 2),
         "--batch-size": numbers(-1, 300),
         "--lr": reals(),
-        "--optimizer": arguments("adam", "sgd", "rmsprop"),
+        "--optimizer": arguments("adam", "adamw", "sgd", "rmsprop"),
+        "--recipe": arguments("default", "best", "fast", "slow"),
+        "--dropout": reals(),
+        "--label-smoothing": reals(),
+        "--augment": arguments("none", "affine", "elastic", "affine,elastic", "rotate", ""),
         "--momentum": reals(),
         "--weight-decay": reals(),
         "--scheduler": arguments("cosine", "none", "step"),

@@ -28,7 +28,7 @@ from mxnet import autograd, gluon
 
 from lenet5.cli import run_command
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at
-from lenet5.data import batches, load_splits, num_batches
+from lenet5.data import augmenter, batches, epoch_seed, load_splits, num_batches
 from lenet5.files import staging
 from lenet5.run import Run
 from lenet5.runfolder import RunError
@@ -57,21 +57,29 @@ def make_optimizer(cfg, model):
         options = {"momentum": cfg.momentum}
     else:
         options = {"beta1": ADAM_BETAS[0], "beta2": ADAM_BETAS[1], "epsilon": ADAM_EPS}
-    return gluon.Trainer(
-        model.collect_params(), cfg.optimizer, {"learning_rate": cfg.lr, "wd": cfg.weight_decay, **options}
-    )
+    # MXNet 1.9 has no AdamW optimizer: adamw is Adam, with the decay applied by decay_weights
+    name, wd = ("adam", 0.0) if cfg.optimizer == "adamw" else (cfg.optimizer, cfg.weight_decay)
+    return gluon.Trainer(model.collect_params(), name, {"learning_rate": cfg.lr, "wd": wd, **options})
+
+
+def decay_weights(model, factor):
+    """Decoupled weight decay, before the Adam step, as torch.optim.AdamW: w <- w x (1 - lr x wd)."""
+    for param in model.collect_params().values():
+        param.data()[:] *= factor
 
 
 def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run, save):
-    """One pass over the shuffled training split, or what is left of it after a checkpoint inside
-    the epoch; returns (loss, accuracy, next step, last lr)."""
-    cross_entropy = gluon.loss.SoftmaxCrossEntropyLoss()
+    """One pass over the shuffled (and augmented) training split, or what is left of it after a
+    checkpoint inside the epoch; returns (loss, accuracy, next step, last lr)."""
+    cross_entropy = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=not cfg.label_smoothing)
     done, loss_sum, correct, seen = run.begin_epoch(epoch)
+    if not done:  # dropout's numbers (a run resumed inside an epoch draws others for its rest)
+        mx.random.seed(epoch_seed(cfg.seed, epoch))
     loss_sum, correct = mx.nd.array([loss_sum], device), mx.nd.array([correct], device)
     step += done
     lr = lr_at(cfg, step - 1, total_steps)
     bar = run.progress(
-        batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done),
+        batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done, augment=augmenter(cfg.augment)),
         num_batches(len(split), cfg.batch_size) - done,
         f"epoch {epoch}",
     )
@@ -81,8 +89,10 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
         x, y = mx.nd.array(x, device), mx.nd.array(y, device)
         with autograd.record():
             logits = model(x)
-            loss = cross_entropy(logits, y)
+            loss = cross_entropy(logits, smoothed(y, logits.shape[1], cfg.label_smoothing))
         loss.backward()
+        if cfg.optimizer == "adamw":
+            decay_weights(model, 1 - lr * cfg.weight_decay)
         optimizer.step(len(y))  # gradients are summed over the batch: step divides by its size
         step += 1
         loss_sum += loss.sum()
@@ -102,6 +112,11 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
             )
     run.check_finite(loss_sum.asscalar(), epoch, step)
     return loss_sum.asscalar() / seen, correct.asscalar() / seen, step, lr
+
+
+def smoothed(y, classes, eps):
+    """The targets of the loss: the labels, or (1 - eps) x one-hot + eps / classes, as PyTorch."""
+    return mx.nd.one_hot(y, classes) * (1 - eps) + eps / classes if eps else y
 
 
 def evaluate(model, split, batch_size, device):
@@ -153,7 +168,7 @@ def train(cfg):
         dataset=cfg.dataset,
         validate_on_test=cfg.validate_on_test,
     )
-    model = LeNet5(num_classes=len(data.classes), pooling=cfg.pooling, activation=cfg.activation)
+    model = LeNet5(len(data.classes), cfg.pooling, cfg.activation, cfg.dropout)
     model.initialize(ctx=device)
     model.hybridize(static_alloc=True, static_shape=True)
     optimizer = make_optimizer(cfg, model)

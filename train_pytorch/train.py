@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from lenet5.cli import run_command
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
-from lenet5.data import batches, load_splits, num_batches
+from lenet5.data import augmenter, batches, epoch_seed, load_splits, num_batches
 from lenet5.files import atomic_path
 from lenet5.run import Run
 from lenet5.runfolder import RunError
@@ -42,21 +42,22 @@ def select_device(name):
 def make_optimizer(cfg, model):
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(
-        model.parameters(), lr=cfg.lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=cfg.weight_decay
-    )
+    adam = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam  # decoupled decay, or L2
+    return adam(model.parameters(), lr=cfg.lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=cfg.weight_decay)
 
 
 def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run, save):
-    """One pass over the shuffled training split, or what is left of it after a checkpoint inside
-    the epoch; returns (loss, accuracy, next step, last lr)."""
+    """One pass over the shuffled (and augmented) training split, or what is left of it after a
+    checkpoint inside the epoch; returns (loss, accuracy, next step, last lr)."""
     model.train()
     done, loss_sum, correct, seen = run.begin_epoch(epoch)
+    if not done:  # dropout's numbers; inside an epoch, the checkpoint's RNG state goes on
+        torch.manual_seed(epoch_seed(cfg.seed, epoch))
     loss_sum, correct = torch.tensor(loss_sum, device=device), torch.tensor(float(correct), device=device)
     step += done
     lr = lr_at(cfg, step - 1, total_steps)
     bar = run.progress(
-        batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done),
+        batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done, augment=augmenter(cfg.augment)),
         num_batches(len(split), cfg.batch_size) - done,
         f"epoch {epoch}",
     )
@@ -66,7 +67,7 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
             group["lr"] = lr
         x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
         logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -142,7 +143,7 @@ def train(cfg):
         dataset=cfg.dataset,
         validate_on_test=cfg.validate_on_test,
     )
-    model = LeNet5(num_classes=len(data.classes), pooling=cfg.pooling, activation=cfg.activation).to(device)
+    model = LeNet5(len(data.classes), cfg.pooling, cfg.activation, cfg.dropout).to(device)
     optimizer = make_optimizer(cfg, model)
     run = Run(cfg)
     start = load_checkpoint(run, model, optimizer) if cfg.resume else 0

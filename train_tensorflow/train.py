@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from lenet5.cli import run_command
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
-from lenet5.data import batches, load_splits, num_batches
+from lenet5.data import augmenter, batches, epoch_seed, load_splits, num_batches
 from lenet5.files import atomic_path
 from lenet5.run import Run
 from lenet5.runfolder import RunError
@@ -59,20 +59,32 @@ def select_device(name):
 def make_optimizer(cfg):
     if cfg.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum)
-    return keras.optimizers.Adam(learning_rate=cfg.lr, beta_1=ADAM_BETAS[0], beta_2=ADAM_BETAS[1], epsilon=ADAM_EPS)
+    adam = dict(learning_rate=cfg.lr, beta_1=ADAM_BETAS[0], beta_2=ADAM_BETAS[1], epsilon=ADAM_EPS)
+    if cfg.optimizer == "adamw":  # decoupled decay: each weight shrunk by lr x wd, as torch.optim.AdamW
+        return keras.optimizers.AdamW(weight_decay=cfg.weight_decay, **adam)
+    return keras.optimizers.Adam(**adam)
 
 
-def make_steps(model, optimizer, weight_decay):
+def make_steps(model, optimizer, cfg):
     """Compiled training and evaluation steps; each returns (summed loss, correct predictions),
     the evaluation step the logits too."""
     cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
+    # Keras smooths one-hot targets only: (1 - eps) x one-hot + eps / classes, as PyTorch does
+    smoothed = keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=cfg.label_smoothing, reduction="sum"
+    )
+    weight_decay = cfg.weight_decay if cfg.optimizer != "adamw" else 0.0  # adamw decays in the optimizer
 
     @tf.function
     def train_step(x, y, lr):
         optimizer.learning_rate.assign(lr)
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
-            loss = cross_entropy(y, logits)
+            loss = (
+                smoothed(tf.one_hot(y, tf.shape(logits)[1]), logits)
+                if cfg.label_smoothing
+                else cross_entropy(y, logits)
+            )
             mean_loss = loss / tf.cast(tf.shape(y)[0], loss.dtype)
         grads = tape.gradient(mean_loss, model.trainable_variables)
         if weight_decay:  # coupled L2, as torch.optim's weight_decay (Keras' own is decoupled)
@@ -91,14 +103,22 @@ def make_steps(model, optimizer, weight_decay):
     return train_step, eval_step
 
 
-def train_one_epoch(train_step, split, cfg, epoch, step, total_steps, run, save):
-    """One pass over the shuffled training split, or what is left of it after a checkpoint inside
-    the epoch; returns (loss, accuracy, next step, last lr)."""
+def seed_dropout(model, seed):
+    """Start each Dropout layer's random numbers from `seed` (the checkpoints do not keep them)."""
+    for i, layer in enumerate(layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)):
+        layer.seed_generator.state.assign([seed, i << 32])  # (seed, counter): apart from each other
+
+
+def train_one_epoch(model, train_step, split, cfg, epoch, step, total_steps, run, save):
+    """One pass over the shuffled (and augmented) training split, or what is left of it after a
+    checkpoint inside the epoch; returns (loss, accuracy, next step, last lr)."""
     done, loss_sum, correct, seen = run.begin_epoch(epoch)
+    if not done:  # dropout's numbers (a run resumed inside an epoch draws others for its rest)
+        seed_dropout(model, epoch_seed(cfg.seed, epoch))
     step += done
     lr = lr_at(cfg, step - 1, total_steps)
     bar = run.progress(
-        batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done),
+        batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done, augment=augmenter(cfg.augment)),
         num_batches(len(split), cfg.batch_size) - done,
         f"epoch {epoch}",
     )
@@ -173,14 +193,14 @@ def train(cfg):
         dataset=cfg.dataset,
         validate_on_test=cfg.validate_on_test,
     )
-    model = LeNet5(num_classes=len(data.classes), pooling=cfg.pooling, activation=cfg.activation)
+    model = LeNet5(len(data.classes), cfg.pooling, cfg.activation, cfg.dropout)
     optimizer = make_optimizer(cfg)
     model.compile(optimizer=optimizer)  # so that model.save() keeps the optimizer's state
     run = Run(cfg)
     start = load_checkpoint(run, model, optimizer) if cfg.resume else 0
     run.start(data.classes)
 
-    train_step, eval_step = make_steps(model, optimizer, cfg.weight_decay)
+    train_step, eval_step = make_steps(model, optimizer, cfg)
     steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
     num_params = model.count_params()
     print(
@@ -195,7 +215,7 @@ def train(cfg):
     with run.stopping():  # Ctrl-C, SIGTERM, a full disk, a diverging loss: one line, the last checkpoint kept
         for epoch in range(start + 1, cfg.epochs + 1):
             train_loss, train_acc, step, lr = train_one_epoch(
-                train_step, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, run, save
+                model, train_step, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, run, save
             )
             seconds = run.epoch_seconds()
             val_loss, val_acc, _ = evaluate(eval_step, data.val, cfg.batch_size) if data.val else (float("nan"),) * 3

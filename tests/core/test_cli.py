@@ -65,12 +65,40 @@ def test_help_states_every_default(capsys):
         (["--val-size", "-1"], "--val-size: must be >= 0"),
         (["--device", "tpu"], "invalid choice: 'tpu'"),
         (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--dropout", "-0.1"], "--dropout: must be >= 0.0"),
+        (["--dropout", "1"], "--dropout: must be < 1"),
+        (["--label-smoothing", "1"], "--label-smoothing: must be < 1"),
+        (["--label-smoothing", "nan"], "--label-smoothing: must be >= 0.0"),
+        (["--augment", "rotate"], "--augment: unknown augmentation 'rotate'"),
+        (["--augment", "none,affine"], "--augment: unknown augmentation 'none,affine'"),
+        (["--recipe", "slow"], "invalid choice: 'slow' (choose from default, best, fast)"),
+        (["--optimizer", "lamb"], "invalid choice: 'lamb'"),
     ],
 )
 def test_bad_options_get_one_line_and_exit_2(argv, message, capsys):
     code, err = parse_error(argv, capsys)
     assert code == 2
     assert message.replace("'", "") in err.replace("'", "")
+
+
+@pytest.mark.parametrize("recipe", list(config.RECIPES))
+def test_a_recipe_sets_its_options_and_any_option_given_overrides_it(recipe):
+    cfg = cli.parse_args("pytorch", ["--recipe", recipe])
+    assert cfg.to_dict() == {**cli.parse_args("pytorch", []).to_dict(), **config.RECIPES[recipe], "recipe": recipe}
+    assert cli.parse_args("pytorch", ["--epochs", "1", "--recipe", recipe, "--augment", "elastic"]).to_dict() == {
+        **cfg.to_dict(),
+        "epochs": 1,
+        "augment": "elastic",
+    }
+
+
+def test_help_shows_what_each_recipe_sets(capsys):
+    with pytest.raises(SystemExit):
+        cli.parse_args("pytorch", ["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name, options in config.RECIPES.items():
+        assert f"{name}: " + (" ".join(f"{cli.flag(k)} {v}" for k, v in options.items()) or "the defaults") in text
+    assert "--recipe {default,best,fast}" in text and "(default: default)" in text
 
 
 def test_val_size_is_checked_by_load_splits_alone(tiny_mnist):

@@ -175,3 +175,17 @@ def test_damaged_run_files_get_one_line(run_with_predictions, capsys):
         plot.main([str(run_with_predictions)])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and f"{PREDICTIONS} is damaged" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("kinds", ["affine", "affine,elastic"])
+def test_augmented_shows_each_class_then_its_distortions(kinds):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (30, 28, 28)).astype(np.uint8)
+    labels = np.arange(30) % 3
+    fig = plot.augmented_figure(images, labels, ["a", "b", "c"], kinds, seed=1, per_class=4)
+    shown = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    assert len(shown) == 3 * 4 and fig.get_suptitle().startswith(f"--augment {kinds} (as this run trained)")
+    for row, first in enumerate((0, 1, 2)):  # the first image of each class, then three distortions
+        original, *distorted = shown[row * 4 : row * 4 + 4]
+        assert np.abs(original - images[first]).max() < 0.01
+        assert all(d.min() >= 0 and d.max() <= 255 and np.abs(d - original).mean() > 1 for d in distorted)
