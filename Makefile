@@ -9,6 +9,8 @@
 #   make table                     the README's results: 3 frameworks x 6 cells x 3 seeds
 #   make lint                      ruff: lint and format check (configured in pyproject.toml)
 #   make recipe                    the validation runs that chose the default recipe
+#   make recipe-best recipe-fast   the validation runs that chose the best and fast recipes
+#   make recipes                   the README's recipes table: fast and best x 3 frameworks x 3 seeds
 #   make bench                     training speed of each framework against its idiomatic baseline
 
 PYTHON ?= python3
@@ -26,7 +28,18 @@ TABLE_ARGS := --frameworks pytorch tensorflow mxnet --pooling max avg --activati
 RECIPE_ARGS := --frameworks pytorch --epochs 1 10 15 20 --lr 0.001 0.002 0.003 0.005 --seeds 0 1 \
 	--jobs 2 --output-dir results/recipe
 
-.PHONY: train test test-tools lint sweep table recipe bench envs $(addprefix test-,$(FRAMEWORKS)) $(addprefix env-,$(FRAMEWORKS))
+# How the best and fast recipes were chosen, on the validation split (docs/results.md).
+RECIPE_BEST_ARGS := --frameworks pytorch --augment affine affine,elastic --dropout 0 0.25 \
+	--label-smoothing 0 0.1 --epochs 20 --seeds 0 --jobs 2 --output-dir results/recipe-best
+RECIPE_FAST_ARGS := --frameworks pytorch --epochs 2 3 --batch-size 128 256 --lr 0.005 0.01 --seeds 0 \
+	--jobs 1 --output-dir results/recipe-fast
+RECIPE_FAST_SEEDS_ARGS := --frameworks pytorch --epochs 2 3 --batch-size 128 --lr 0.005 --seeds 0 1 2 \
+	--jobs 1 --output-dir results/recipe-fast-seeds
+
+# The recipes in every framework (the README's table): fast one run at a time, for its timings.
+RECIPES_ARGS := --frameworks pytorch tensorflow mxnet --seeds 0 1 2
+
+.PHONY: train test test-tools lint sweep table recipe recipe-best recipe-fast recipes bench envs $(addprefix test-,$(FRAMEWORKS)) $(addprefix env-,$(FRAMEWORKS))
 
 train:
 	$(ENVS) run $(FRAMEWORK) train_$(FRAMEWORK)/train.py $(ARGS)
@@ -55,6 +68,17 @@ table:
 
 recipe:
 	$(ENVS) run pytorch -m lenet5.sweep $(RECIPE_ARGS) $(ARGS)
+
+recipe-best:
+	$(ENVS) run pytorch -m lenet5.sweep $(RECIPE_BEST_ARGS) $(ARGS)
+
+recipe-fast:
+	$(ENVS) run pytorch -m lenet5.sweep $(RECIPE_FAST_ARGS) $(ARGS)
+	$(ENVS) run pytorch -m lenet5.sweep $(RECIPE_FAST_SEEDS_ARGS) $(ARGS)
+
+recipes:
+	$(ENVS) run pytorch -m lenet5.sweep $(RECIPES_ARGS) --recipe fast --jobs 1 --output-dir results/recipes-fast $(ARGS)
+	$(ENVS) run pytorch -m lenet5.sweep $(RECIPES_ARGS) --recipe best --jobs 2 --output-dir results/recipes-best $(ARGS)
 
 # The speed table (docs/speed.md): each framework's train.py against its idiomatic baseline (~10 min).
 bench: envs

@@ -119,7 +119,7 @@ def augmenter(text):
     return augment.Augmenter(kinds, low, high) if kinds else None
 
 
-def batches(split, batch_size, seed=None, skip=0, augment=None):  # noqa: F811 (the module is augment.py)
+def batches(split, batch_size, seed=None, skip=0, augment=None):
     """Yield (x, y) numpy batches; shuffled by `seed` (e.g. (run seed, epoch)) unless it is None;
     the first `skip` batches left out (an epoch resumed where it stopped); each distorted by
     `augment` (an augment.Augmenter, from (seed, batch number)), one batch ahead in a thread,

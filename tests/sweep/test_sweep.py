@@ -109,6 +109,26 @@ def test_bad_values_get_one_line(tmp_path, mnist_dir, argv):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
 
 
+def test_each_recipe_point_takes_its_recipes_values_unless_an_option_is_given():
+    from lenet5 import sweep as sweep_module
+    from lenet5.config import recipe_options
+
+    parser = sweep_module.build_parser()
+    space = sweep_module.search_space(parser.parse_args(["--recipe", "default", "best", "fast", "--seeds", "0", "1"]))
+    points = space.grid()
+    assert len(points) == 6  # 3 recipes x 2 seeds: no mixed points
+    for point in points:
+        recipe = recipe_options(point["recipe"])
+        assert all(point[name] == recipe[name] for name in point if name not in ("framework", "recipe", "seed"))
+    given = sweep_module.search_space(parser.parse_args(["--recipe", "default", "fast", "--epochs", "1"])).grid()
+    assert [p["epochs"] for p in given] == [1, 1] and [p["batch_size"] for p in given] == [
+        recipe_options("default")["batch_size"],
+        recipe_options("fast")["batch_size"],
+    ]
+    with pytest.raises(ValueError, match="--recipe with several values is for the grid sampler"):
+        sweep_module.search_space(parser.parse_args(["--recipe", "default", "best", "--sampler", "tpe", "--trials", "2"]))
+
+
 def test_report_refuses_a_folder_that_is_not_a_sweep(tmp_path):
     with pytest.raises(SystemExit):
         report.main([str(tmp_path)])
