@@ -126,7 +126,8 @@ def test_each_recipe_point_takes_its_recipes_values_unless_an_option_is_given():
         recipe_options("fast")["batch_size"],
     ]
     with pytest.raises(ValueError, match="--recipe with several values is for the grid sampler"):
-        sweep_module.search_space(parser.parse_args(["--recipe", "default", "best", "--sampler", "tpe", "--trials", "2"]))
+        argv = ["--recipe", "default", "best", "--sampler", "tpe", "--trials", "2"]
+        sweep_module.search_space(parser.parse_args(argv))
 
 
 def test_report_refuses_a_folder_that_is_not_a_sweep(tmp_path):
