@@ -7,7 +7,9 @@ The random numbers of a batch come from (seed, epoch, batch), as the batch order
 resumed run sees the images an uninterrupted one would. The three environments hold different
 numpy builds (MXNet's is 1.23), whose BLAS and vector maths may differ in the last bit: the
 sampling coordinates are therefore rounded to 1/GRID of a pixel, after which every operation is
-an exactly rounded float32 one, and the batches are identical bit for bit everywhere.
+an exactly rounded float32 one, and the batches are identical bit for bit everywhere (unless a
+last-bit difference lands exactly on a rounding boundary: tests/core/test_augment.py compares a
+batch's hash in the three environments).
 """
 
 import functools
