@@ -289,28 +289,29 @@ def build_parser(framework, description=None, with_defaults=True, recipe="defaul
     return parser
 
 
+def early_value(argv, option, default, kind=str):
+    """One option's value in a command line, read before the full parse needs it; `default` when
+    it is absent or malformed (the full parse reports that)."""
+    early = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    early.add_argument(option, type=kind, default=default, dest="value")
+    try:
+        return early.parse_known_args(argv)[0].value
+    except argparse.ArgumentError:
+        return default
+
+
 def threads_before_import(argv):
     """An explicit --threads N of a command line as OMP_NUM_THREADS, for MXNet, which sizes its
     engine's OpenMP pool when it is imported (MXSetNumOMPThreads later reaches only the calling
     thread). A bad value is left for the full parse to report."""
-    early = argparse.ArgumentParser(add_help=False, exit_on_error=False)
-    early.add_argument("--threads", type=int, default=0)
-    try:
-        threads = early.parse_known_args(argv)[0].threads
-    except argparse.ArgumentError:
-        return
+    threads = early_value(argv, "--threads", 0, int)
     if threads > 0:
         os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 def recipe_of(argv):
     """The --recipe of a command line (default if none, or one the full parse will refuse)."""
-    early = argparse.ArgumentParser(add_help=False, exit_on_error=False)
-    early.add_argument("--recipe", default="default")
-    try:
-        name = early.parse_known_args(argv)[0].recipe
-    except argparse.ArgumentError:
-        return "default"
+    name = early_value(argv, "--recipe", "default")
     return name if name in RECIPES else "default"
 
 

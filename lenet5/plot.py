@@ -180,7 +180,8 @@ def augmented_figure(images, labels, names, kinds, seed=0, per_class=10, used=Tr
     first = [np.flatnonzero(labels == c)[:1] for c in range(len(names))]
     pick = np.concatenate(first).astype(np.int64)
     x = normalize(images[pick])
-    columns = [x] + [augmenter(kinds)(x, (seed, epoch, 0)) for epoch in range(1, per_class)]
+    distort = augmenter(kinds)
+    columns = [x] + [distort(x, (seed, epoch, 0)) for epoch in range(1, per_class)]
     pixels = [np.clip((c[:, 0] * STD + MEAN) * 255, 0, 255) for c in columns]
     cells = [pixels[j][i] for i in range(len(pick)) for j in range(per_class)]
     captions = [f"{names[labels[i]]}" if j == 0 else "" for i in pick for j in range(per_class)]

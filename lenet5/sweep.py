@@ -187,12 +187,14 @@ def search_space(args):
     """The sweep's study.Space from its command line; ValueError for a combination that makes none."""
     recipes = args.recipe or [Config.recipe]
     values = {"framework": args.frameworks, "recipe": recipes}
-    from_recipe = [name for name in GRID if name not in ("seed", "recipe") and getattr(args, name) is None]
+    from_recipe = []  # options not given on which the recipes differ: each point takes its recipe's
     for name in GRID:
-        if name not in ("seed", "recipe"):  # an option not given takes each recipe's value
-            values[name] = getattr(args, name) or [recipe_options(recipe)[name] for recipe in recipes]
+        if name in ("seed", "recipe"):
+            continue
+        values[name] = getattr(args, name) or [recipe_options(recipe)[name] for recipe in recipes]
+        if getattr(args, name) is None and len(set(map(str, values[name]))) > 1:
+            from_recipe.append(name)
     values["seed"] = args.seeds
-    from_recipe = [name for name in from_recipe if len(set(map(str, values[name]))) > 1]
     if from_recipe and args.sampler != "grid":
         raise ValueError(
             f"--recipe with several values is for the grid sampler, unless each option they set differently "
