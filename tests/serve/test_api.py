@@ -1,0 +1,138 @@
+"""python -m lenet5.serve's JSON API, against a real server on a loopback port: drawn digits and
+MNIST digits as pictures, compared with the numpy reference and with predict; twenty requests at
+once; bad pictures; .onnx files and runs of a framework this environment lacks."""
+
+import concurrent.futures
+import io
+import json
+import shutil
+import sys
+import threading
+
+import httpx
+import numpy as np
+from digit_pictures import as_picture
+from PIL import Image
+from serving import DRAWINGS, drawn_png, png_bytes, running, trained_run, url  # noqa: F401 - fixtures
+
+from lenet5 import images, onnx_export, predict, reference, serve, weights
+from lenet5.data import normalize
+from lenet5.download import load_mnist
+
+LAYERS = {"c1": [6, 28, 28], "s2": [6, 14, 14], "c3": [16, 10, 10], "s4": [16, 5, 5], "c5": [120], "f6": [84]}
+
+
+def post(base, data, **kwargs):
+    return httpx.post(base + "api/predict", content=data, timeout=60, **kwargs)
+
+
+def test_a_drawn_digit_gets_its_probabilities_preprocessing_and_every_layer(url, trained_run):  # noqa: F811
+    picture = drawn_png(DRAWINGS["7"])
+    response = post(url, picture, headers={"Content-Type": "image/png"})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["prediction"] == "7" and answer["classes"] == [str(d) for d in range(10)]
+    # The 28x28 image is predict's preprocessing of the same picture, and the numbers are the
+    # numpy reference's on the neutral weights.
+    digit = np.array(answer["image"], np.uint8)
+    assert np.array_equal(digit, images.to_mnist(images.load_image(io.BytesIO(picture))))
+    params, meta = weights.load(trained_run / weights.FILENAME)
+    x = normalize(digit[None])
+    expected = dict(reference.trace(params, x, meta["pooling"], meta["activation"]))
+    np.testing.assert_allclose(answer["probabilities"], reference.softmax(expected["output"])[0], atol=1e-6)
+    assert [layer["name"] for layer in answer["layers"]] == [*LAYERS, "output"]
+    for layer in answer["layers"]:
+        assert layer["shape"] == LAYERS.get(layer["name"], [10])
+        np.testing.assert_allclose(layer["values"], expected[layer["name"]][0].reshape(layer["shape"]), atol=1e-4)
+    steps = answer["steps"]
+    assert all(steps[k].startswith("data:image/png;base64,") for k in ("ink", "cropped", "scaled", "mnist"))
+    assert max(steps["scaled_size"]) == images.BOX
+    np.testing.assert_allclose(steps["centre_of_mass"], images.CENTRE, atol=0.5)
+
+
+def test_twenty_requests_at_once_are_all_answered_as_predict_answers_them(url, trained_run, mnist_dir, tmp_path):  # noqa: F811
+    mnist = load_mnist(mnist_dir, progress=False)
+    rng = np.random.default_rng(0)
+    n = 20
+    paths = []
+    for i in range(n):  # MNIST test digits as users' pictures: dark on white, of any size, in colour
+        paths.append(tmp_path / f"{i}.png")
+        as_picture(mnist["test_images"][i], rng, colour=i % 2 == 1).save(paths[-1])
+    start = threading.Barrier(n)
+
+    def ask(path):
+        with httpx.Client(timeout=120) as client:
+            start.wait()  # all twenty sent together
+            return client.post(url + "api/predict", files={"image": (path.name, path.read_bytes(), "image/png")})
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        responses = list(pool.map(ask, paths))
+    assert [r.status_code for r in responses] == [200] * n
+    served = np.array([r.json()["probabilities"] for r in responses])
+    # predict, with the run's own PyTorch model, gives the same probabilities to the same pictures.
+    digits = np.stack([images.to_mnist(images.load_image(p)) for p in paths])
+    own = reference.softmax(np.asarray(predict.logits_of(str(trained_run), digits, 256), np.float64))
+    np.testing.assert_allclose(served, own, atol=1e-4)
+    assert np.mean(served.argmax(1) == mnist["test_labels"][:n]) >= 0.9
+
+
+def test_bad_pictures_get_a_4xx_and_a_message_and_the_server_keeps_serving(url):  # noqa: F811
+    blank = png_bytes(Image.new("L", (280, 280), 255))  # the empty canvas
+    huge = png_bytes(Image.new("L", (5000, 4000), 255))  # 20 million pixels in a small file
+    good = drawn_png(DRAWINGS["1"])
+    cases = [
+        (b"", 400, "empty request"),
+        (b"not a picture at all", 400, "not an image"),
+        (good[: len(good) // 2], 400, "unreadable image"),
+        (blank, 422, "no digit found"),
+        (huge, 413, "too large"),
+        (b"\0" * (serve.MAX_BYTES + 1), 413, "too large"),
+    ]
+    for data, status, message in cases:
+        response = post(url, data)
+        assert response.status_code == status and message in response.json()["error"], (message, response.text)
+    form = httpx.post(url + "api/predict", data={"note": "no file"}, files={}, timeout=60)
+    assert form.status_code == 400 and "error" in form.json()
+    assert httpx.get(url + "api/predict").status_code == 405
+    response = post(url, good)
+    assert response.status_code == 200 and response.json()["prediction"] == "1"
+
+
+def test_the_page_and_its_files_come_from_the_server_alone(url):  # noqa: F811
+    page = httpx.get(url).text
+    for name in ("static/app.js", "static/style.css"):
+        assert f'"{name}"' in page
+        response = httpx.get(url + name)
+        assert response.status_code == 200 and "http://" not in response.text and "https://" not in response.text
+    assert "http://" not in page and "https://" not in page
+    info = httpx.get(url + "api/model").json()
+    assert info["layers"] and info["classes"] == [str(d) for d in range(10)] and "pytorch" in info["what"]
+
+
+def test_an_onnx_file_is_run_by_onnxruntime_with_the_layers_from_model_npz_beside_it(trained_run, tmp_path):  # noqa: F811
+    picture = drawn_png(DRAWINGS["0"])
+    neutral = serve.analyse(serve.load_model(trained_run), picture)
+    alone = tmp_path / "alone" / "lenet5.onnx"
+    assert onnx_export.main([str(trained_run), "--output", str(alone)]) == 0
+    answer = serve.analyse(serve.load_model(alone), picture)
+    np.testing.assert_allclose(answer["probabilities"], neutral["probabilities"], atol=1e-5)
+    assert answer["layers"] is None and "model.npz" in answer["note"]
+    beside = tmp_path / "beside"
+    beside.mkdir()
+    shutil.copy(alone, beside / "model.onnx")
+    shutil.copy(trained_run / weights.FILENAME, beside / weights.FILENAME)
+    answer = serve.analyse(serve.load_model(beside / "model.onnx"), picture)
+    assert answer["note"] is None and answer["prediction"] == "0"
+    assert [layer["name"] for layer in answer["layers"]] == [layer["name"] for layer in neutral["layers"]]
+
+
+def test_a_run_of_a_framework_this_environment_lacks_is_served_from_its_neutral_weights(trained_run, tmp_path):  # noqa: F811
+    run = tmp_path / "mxnet-run"
+    shutil.copytree(trained_run, run)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "framework": "mxnet"}))
+    (run / "model.pt").rename(run / "model.params")  # MXNet's file, which serve never opens
+    with running(serve.load_model(run)) as base:
+        answer = post(base, drawn_png(DRAWINGS["4"])).json()
+    assert answer["prediction"] == "4" and len(answer["layers"]) == 7
+    assert "mxnet" not in sys.modules  # nor tried: this environment has no MXNet
