@@ -112,7 +112,7 @@ $("file").addEventListener("change", async (event) => {
     const [w, h] = [bitmap.width * scale, bitmap.height * scale];
     pen.drawImage(bitmap, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
   } catch (error) {
-    say(`${file.name}: sent to the server, which reads more formats than the browser shows`);
+    // The server reads more formats than the browser shows; its answer, or its error, follows.
   }
 });
 
