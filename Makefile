@@ -12,6 +12,7 @@
 #   make recipe-best recipe-fast   the validation runs that chose the best and fast recipes
 #   make recipes                   the README's recipes table: fast and best x 3 frameworks x 3 seeds
 #   make bench                     training speed of each framework against its idiomatic baseline
+#   make serve ARGS=runs/<run>     a page to draw digits on and watch the run's LeNet-5 see them
 
 PYTHON ?= python3
 FRAMEWORK ?= pytorch
@@ -39,7 +40,7 @@ RECIPE_FAST_SEEDS_ARGS := --frameworks pytorch --epochs 2 3 --batch-size 128 --l
 # The recipes in every framework (the README's table): fast one run at a time, for its timings.
 RECIPES_ARGS := --frameworks pytorch tensorflow mxnet --seeds 0 1 2
 
-.PHONY: train test test-tools lint sweep table recipe recipe-best recipe-fast recipes bench envs $(addprefix test-,$(FRAMEWORKS)) $(addprefix env-,$(FRAMEWORKS))
+.PHONY: train test test-tools lint serve sweep table recipe recipe-best recipe-fast recipes bench envs $(addprefix test-,$(FRAMEWORKS)) $(addprefix env-,$(FRAMEWORKS))
 
 train:
 	$(ENVS) run $(FRAMEWORK) train_$(FRAMEWORK)/train.py $(ARGS)
@@ -51,14 +52,19 @@ test: $(addprefix test-,$(FRAMEWORKS)) test-tools
 $(addprefix test-,$(FRAMEWORKS)): test-%: envs
 	$(ENVS) run $* -m pytest tests/core tests/$* $(PYTEST_ARGS)
 
-# The sweep's and the benchmark's tests run train.py in the other frameworks' environments too.
+# The sweep's and the benchmark's tests run train.py in the other frameworks' environments too;
+# serve's (its browser test in headless Chromium) need Playwright, which only PyTorch's has.
 test-tools: envs
-	$(ENVS) run pytorch -m pytest tests/sweep tests/bench $(PYTEST_ARGS)
+	$(ENVS) run pytorch -m pytest tests/sweep tests/bench tests/serve $(PYTEST_ARGS)
 
 # ruff lives in the PyTorch environment (requirements/pytorch.txt), like the tools' tests.
 lint: env-pytorch
 	$(ENVS) run pytorch -m ruff check .
 	$(ENVS) run pytorch -m ruff format --check .
+
+# Any environment serves a run of any framework; PyTorch's is the one make builds first.
+serve: env-pytorch
+	$(ENVS) run pytorch -m lenet5.serve $(ARGS)
 
 sweep:
 	$(ENVS) run pytorch -m lenet5.sweep $(ARGS)
