@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
@@ -76,7 +77,7 @@ def load_model(source):
     path = Path(source)
     if path.suffix == ".npz":
         params, meta = weights.load(path)
-        return _named(Model(path, classes_of(path), params, meta, what=f"{path} ({_describe(meta)})"))
+        return _named(Model(path, classes_of(path), params, meta, what=f"{_short(path)} ({_describe(meta)})"))
     if path.suffix == ".onnx":
         return _onnx_model(path)
     if not path.exists():
@@ -93,7 +94,8 @@ def load_model(source):
     params, meta = weights.load(run.neutral_model())
     result = run.result() or {}
     accuracy = f"; test accuracy {result['test_accuracy']:.2%}" if "test_accuracy" in result else ""
-    return _named(Model(path, classes_of(path), params, meta, what=f"{path} ({_describe(meta)}{accuracy})"))
+    what = f"{_short(path)} ({_describe(meta)}{accuracy})"
+    return _named(Model(path, classes_of(path), params, meta, what=what))
 
 
 def _onnx_model(path):
@@ -113,7 +115,7 @@ def _onnx_model(path):
             note = None
         except weights.WeightsError as error:
             note = f"no layer maps: {error}"
-    model = Model(path, classes_of(path), params, meta, sess, note, f"{path} (onnxruntime)")
+    model = Model(path, classes_of(path), params, meta, sess, note, f"{_short(path)} (onnxruntime)")
     return _named(model)
 
 
@@ -124,6 +126,12 @@ def _named(model):
     if len(model.classes) != count:
         model.classes = [str(i) for i in range(count)]
     return model
+
+
+def _short(path):
+    """The run folder's name, or a file's with its folder's: what the page's header says."""
+    path = Path(path).resolve()
+    return path.name if path.is_dir() else f"{path.parent.name}/{path.name}"
 
 
 def _describe(meta):
@@ -269,10 +277,8 @@ def make_app(model):
             return error(413, f"too large: more than {MAX_BYTES // (1024 * 1024)} MB")
         except images.ImageError as problem:
             return error(status_of(problem), str(problem))
-        except Exception as problem:  # a form that does not parse (python-multipart's errors)
-            if getattr(problem, "status_code", 500) < 500 or type(problem).__name__ == "MultiPartException":
-                return error(400, f"not a picture or a form holding one ({first_line(problem)})")
-            raise
+        except HTTPException as problem:  # a multipart form that does not parse, as Starlette says it
+            return error(400, f"not a picture, nor a form holding one ({problem.detail})")
 
     routes = [
         Route("/", page),

@@ -87,15 +87,28 @@ def test_bad_pictures_get_a_4xx_and_a_message_and_the_server_keeps_serving(url):
         (blank, 422, "no digit found"),
         (huge, 413, "too large"),
         (b"\0" * (serve.MAX_BYTES + 1), 413, "too large"),
+        (iter([b"\0" * 2**20] * (serve.MAX_BYTES // 2**20 + 1)), 413, "too large"),  # chunked: no length said
     ]
     for data, status, message in cases:
         response = post(url, data)
         assert response.status_code == status and message in response.json()["error"], (message, response.text)
-    form = httpx.post(url + "api/predict", data={"note": "no file"}, files={}, timeout=60)
-    assert form.status_code == 400 and "error" in form.json()
+    forms = [
+        (_form(b'Content-Disposition: form-data; name="note"\r\n\r\nno file'), "a form without a file"),
+        ({"files": {"a": ("a.png", good), "b": ("b.png", good)}}, "nor a form holding one"),
+        ({"content": b"--b\r\n", "headers": {"Content-Type": "multipart/form-data"}}, "nor a form holding one"),
+    ]
+    for form, message in forms:
+        response = httpx.post(url + "api/predict", timeout=60, **form)
+        assert response.status_code == 400 and message in response.json()["error"], (message, response.text)
     assert httpx.get(url + "api/predict").status_code == 405
     response = post(url, good)
     assert response.status_code == 200 and response.json()["prediction"] == "1"
+
+
+def _form(part):
+    """A multipart form of one part, as httpx's keyword arguments."""
+    headers = {"Content-Type": "multipart/form-data; boundary=b"}
+    return {"content": b"--b\r\n" + part + b"\r\n--b--\r\n", "headers": headers}
 
 
 def test_the_page_and_its_files_come_from_the_server_alone(url):  # noqa: F811
