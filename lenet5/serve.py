@@ -135,7 +135,10 @@ def _short(path):
 
 
 def _describe(meta):
-    return f"{meta.get('framework') or 'neutral'}, {meta['pooling']} pooling, {meta['activation']}"
+    """The weights' framework and architecture, as the header says them: "pytorch, max pooling, relu"."""
+    arch = meta.get("arch", "lenet5")
+    layers = f"{meta.get('pooling')} pooling, {meta.get('activation')}" if arch == "lenet5" else arch
+    return f"{meta.get('framework') or 'neutral'}, {layers}"
 
 
 def layer_outputs(params, meta, x):

@@ -17,7 +17,8 @@ const state = {
   version: 0, // bumped by every change to the drawing
   sent: 0, // the version last sent
   epoch: 0, // bumped by Clear: answers to requests from before are dropped
-  busy: false,
+  inFlight: 0, // requests sent and not yet answered
+  rendered: -1, // the newest version whose answer is shown: older answers, arriving late, are dropped
   empty: true,
   upload: null,
   changedAt: 0, // when the drawing last changed
@@ -79,7 +80,7 @@ for (const type of ["pointerup", "pointercancel"]) {
     state.strokeEnd = state.changedAt;
     state.strokeVersion = state.version;
     timed(); // the answer may be shown already
-    schedule();
+    schedule(2);
   });
 }
 
@@ -104,7 +105,7 @@ $("file").addEventListener("change", async (event) => {
   state.sent = state.version; // the picture itself is sent, not the canvas
   state.empty = false;
   state.upload = file;
-  schedule();
+  schedule(2);
   try {
     // Shown on the canvas, to draw on further; a format the browser cannot show is still sent.
     const bitmap = await createImageBitmap(file);
@@ -116,33 +117,36 @@ $("file").addEventListener("change", async (event) => {
   }
 });
 
-async function schedule() {
-  if (state.busy) return;
+// One request at a time while drawing; the end of a stroke, or an upload, goes at once beside it.
+async function schedule(most = 1) {
+  if (state.inFlight >= most) return;
   const [version, epoch] = [state.version, state.epoch];
   let body = state.upload;
   state.upload = null;
   if (!body && (state.empty || state.sent === version)) return;
-  state.busy = true;
+  state.inFlight++;
   state.sent = version;
   try {
     body = body || (await new Promise((done) => pad.toBlob(done, "image/png"))); // a copy of the canvas now
     const headers = { "Content-Type": body.type || "application/octet-stream" };
     const response = await fetch("api/predict", { method: "POST", body, headers });
     const answer = await response.json().catch(() => ({ error: `the server answered ${response.status}` }));
-    if (epoch !== state.epoch) return;
+    if (epoch !== state.epoch || version < state.rendered) return;
+    state.rendered = version;
     if (!response.ok) {
       say(answer.error, true);
       return;
     }
     show(answer);
     await new Promise(requestAnimationFrame); // the bars painted
+    if (version < state.shownVersion) return;
     [state.shownVersion, state.shownAt] = [version, performance.now()];
     state.server = /dur=([\d.]+)/.exec(response.headers.get("Server-Timing") || "");
     timed();
   } catch (error) {
     say(`the server did not answer (${error.message})`, true);
   } finally {
-    state.busy = false;
+    state.inFlight--;
     if (state.upload || (!state.empty && state.sent !== state.version)) schedule();
   }
 }
