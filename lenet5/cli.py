@@ -10,6 +10,7 @@ from pathlib import Path
 from . import augment
 from .config import (
     ACTIVATIONS,
+    ARCHS,
     DEVICES,
     MAX_AUTO_THREADS,
     OPTIMIZERS,
@@ -179,8 +180,14 @@ def build_parser(framework, description=None, with_defaults=True, recipe="defaul
     )
 
     model = parser.add_argument_group("model")
-    model.add_argument("--pooling", choices=POOLINGS, help="subsampling in S2 and S4")
-    model.add_argument("--activation", choices=ACTIVATIONS, help="non-linearity after C1, C3, C5 and F6")
+    model.add_argument(
+        "--arch",
+        choices=ARCHS,
+        help="lenet5 (today's: C3 sees every S2 map, pooling, softmax) or lecun98 (the 1998 paper's: "
+        "Table I, trainable subsampling, 1.7159 tanh(2a/3), RBF output, MAP loss; ignores --pooling, --activation)",
+    )
+    model.add_argument("--pooling", choices=POOLINGS, help="subsampling in S2 and S4 of lenet5")
+    model.add_argument("--activation", choices=ACTIVATIONS, help="non-linearity after C1, C3, C5 and F6 of lenet5")
     model.add_argument(
         "--dropout", type=fraction, metavar="P", help="dropout rate before F6 and before the output layer, in training"
     )
@@ -190,7 +197,10 @@ def build_parser(framework, description=None, with_defaults=True, recipe="defaul
     train.add_argument("--batch-size", type=positive_int, metavar="N", help="images per optimizer step")
     train.add_argument("--lr", type=positive_float, help="peak learning rate")
     train.add_argument(
-        "--optimizer", choices=OPTIMIZERS, help="adam, adamw (Adam with decoupled weight decay), or sgd with --momentum"
+        "--optimizer",
+        choices=OPTIMIZERS,
+        help="adam, adamw (Adam with decoupled weight decay), sgd with --momentum, or sdlm (the 1998 paper's "
+        "stochastic diagonal Levenberg-Marquardt, on summed gradients)",
     )
     train.add_argument("--momentum", type=non_negative_float, metavar="M", help="momentum of sgd (ignored by adam)")
     train.add_argument(
@@ -206,7 +216,12 @@ def build_parser(framework, description=None, with_defaults=True, recipe="defaul
         metavar="EPS",
         help="train on targets (1 - EPS) x one-hot + EPS / classes",
     )
-    train.add_argument("--scheduler", choices=SCHEDULERS, help="learning-rate schedule over all steps")
+    train.add_argument(
+        "--scheduler",
+        choices=SCHEDULERS,
+        help="learning-rate schedule over all steps; paper: --lr for 2 epochs, then x0.4 for 3, x0.2 for 3, "
+        "x0.1 for 4, then x0.02 (the 1998 paper's 0.0005 ... 0.00001)",
+    )
     train.add_argument("--seed", type=non_negative_int, help="seeds weights, batch order and the framework")
 
     data = parser.add_argument_group("data")

@@ -10,13 +10,17 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import lecun98
+
 ROOT = Path(__file__).resolve().parent.parent  # the project folder (the package is installed editable)
 FRAMEWORKS = ("pytorch", "tensorflow", "mxnet")
 FRAMEWORK_NAMES = {"pytorch": "PyTorch", "tensorflow": "TensorFlow", "mxnet": "MXNet"}  # as people write them
+ARCHS = ("lenet5", "lecun98")  # today's LeNet-5; the network of the 1998 paper (lenet5/lecun98.py)
+ARCH_NAMES = {"lenet5": "LeNet-5", "lecun98": "LeNet-5 of 1998"}
 POOLINGS = ("max", "avg")
 ACTIVATIONS = ("relu", "leakyrelu", "tanh", "sigmoid")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("none", "cosine")
+OPTIMIZERS = ("adam", "adamw", "sgd", "sdlm")
+SCHEDULERS = ("none", "cosine", "paper")
 DEVICES = ("auto", "cpu", "gpu")
 LEAKY_SLOPE = 0.01  # negative slope of leakyrelu, as PyTorch's default
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # stated once: Keras' default epsilon differs (1e-7)
@@ -34,6 +38,7 @@ class Config:
     framework: str = "pytorch"
     recipe: str = "default"
     # model
+    arch: str = "lenet5"
     pooling: str = "max"
     activation: str = "relu"
     dropout: float = 0.0
@@ -77,6 +82,16 @@ RECIPES = {
     "default": {},
     "best": {"augment": "affine", "label_smoothing": 0.1, "epochs": 20},
     "fast": {"epochs": 3, "batch_size": 128},
+    # Not chosen: the 1998 paper's own training, on all 60,000 training images (docs/lecun98.md).
+    "paper": {
+        "arch": "lecun98",
+        "optimizer": "sdlm",
+        "scheduler": "paper",
+        "lr": 5e-4,
+        "epochs": 20,
+        "batch_size": 16,
+        "val_size": 0,
+    },
 }
 
 
@@ -90,13 +105,17 @@ def lr_at(cfg, step, total_steps):
     three frameworks, applied by each train.py before every step."""
     if cfg.scheduler == "cosine":
         return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * step / max(total_steps, 1)))
+    if cfg.scheduler == "paper":  # the 1998 paper's steps down, pass by pass, from --lr
+        return lecun98.paper_lr(step * cfg.epochs // max(total_steps, 1) + 1, cfg.lr)
     return cfg.lr
 
 
-def param_shapes(num_classes=10):
+def param_shapes(num_classes=10, arch="lenet5"):
     """The shape of every weight and bias of LeNet-5, from the paper's layer sizes, under the
     layer names all three models use, in PyTorch's layout (convolutions (out, in, 5, 5), dense
     layers (out, in)): what expected_num_params counts and lenet5.architecture draws."""
+    if check_choice("architecture", arch, ARCHS) == "lecun98":
+        return lecun98.param_shapes()
     convs = {"c1": (1, 6), "c3": (6, 16), "c5": (16, 120)}  # (in, out) channels, 5x5 kernels
     dense = {"f6": (120, 84), "output": (84, num_classes)}
     shapes = {}
@@ -107,9 +126,11 @@ def param_shapes(num_classes=10):
     return shapes
 
 
-def expected_num_params(num_classes=10):
-    """Weights and biases of LeNet-5, counted from the paper's layer sizes: 61,706 for 10 classes.
-    Each framework's model is tested against this count."""
+def expected_num_params(num_classes=10, arch="lenet5"):
+    """Trainable weights and biases, counted from the paper's layer sizes: 61,706 for LeNet-5 with
+    10 classes, the paper's 60,000 for lecun98. Each framework's model is tested against this count."""
+    if check_choice("architecture", arch, ARCHS) == "lecun98":
+        return sum(lecun98.layer_params().values())
     return sum(math.prod(shape) for shape in param_shapes(num_classes).values())
 
 

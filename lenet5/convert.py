@@ -130,7 +130,7 @@ def load_weights(source):
     )
     if not path.exists():
         raise ConvertError(f"{path} is missing")
-    meta = weights.make_meta(cfg.pooling, cfg.activation, len(run.classes()), cfg.framework)
+    meta = weights.meta_of(cfg, len(run.classes()))
     return weights.validate(read_native(cfg.framework, path), meta, str(path)), meta, f"{path} ({what})"
 
 

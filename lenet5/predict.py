@@ -71,9 +71,7 @@ def logits_of(model, digits, batch_size):
             raise PredictError(f"cannot load {model}: {str(error).splitlines()[0]}") from None
     run = RunFolder(model)
     cfg = run.config()
-    return native_logits(
-        framework, path, weights.make_meta(cfg.pooling, cfg.activation, len(run.classes()), framework), x, batch_size
-    )
+    return native_logits(framework, path, weights.meta_of(cfg, len(run.classes())), x, batch_size)
 
 
 def classes_of(model):

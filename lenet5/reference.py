@@ -6,6 +6,7 @@ Weights use PyTorch's layout, which MXNet shares: convolutions (out, in, 5, 5), 
 
 import numpy as np
 
+from . import lecun98
 from .config import LEAKY_SLOPE
 
 ACTIVATION = {
@@ -15,7 +16,7 @@ ACTIVATION = {
     "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
 }
 POOLING = {"max": np.max, "avg": np.mean}
-LAYERS = ("c1", "c3", "c5", "f6", "output")  # the layers with weights, in order
+LAYERS = ("c1", "c3", "c5", "f6", "output")  # the layers with weights, in order (lecun98.LAYERS: its own)
 
 
 def conv2d(x, weight, bias, padding=0):
@@ -29,12 +30,16 @@ def pool2x2(x, reduce):
     return reduce(x.reshape(n, c, h // 2, 2, w // 2, 2), axis=(3, 5))
 
 
-def trace(params, x, pooling="max", activation="relu"):
+def trace(params, x, pooling="max", activation="relu", arch="lenet5"):
     """Yield (layer name, its output) from c1 to output: the forward pass one layer at a time,
-    which lenet5.architecture reads the feature-map sizes from."""
-    act, pool = ACTIVATION[activation], POOLING[pooling]
+    which lenet5.architecture reads the feature-map sizes from. lecun98 has its own subsampling
+    and squashing function: `pooling` and `activation` are LeNet-5's."""
     p = {k: np.asarray(v, np.float64) for k, v in params.items()}
     x = np.asarray(x, np.float64)
+    if arch == "lecun98":
+        yield from trace_lecun98(p, x)
+        return
+    act, pool = ACTIVATION[activation], POOLING[pooling]
     yield "c1", (x := act(conv2d(x, p["c1.weight"], p["c1.bias"], padding=2)))
     yield "s2", (x := pool2x2(x, pool))
     yield "c3", (x := act(conv2d(x, p["c3.weight"], p["c3.bias"])))
@@ -44,9 +49,27 @@ def trace(params, x, pooling="max", activation="relu"):
     yield "output", x @ p["output.weight"].T + p["output.bias"]
 
 
-def forward(params, x, pooling="max", activation="relu"):
+def trace_lecun98(p, x):
+    """The 1998 paper's network (lenet5/lecun98.py), one layer at a time, in float64."""
+    f = lecun98.squash
+
+    def subsample(x, name):  # the sum of each 2x2 block, times the map's coefficient, plus its bias
+        return f(pool2x2(x, np.sum) * p[f"{name}.weight"][:, None, None] + p[f"{name}.bias"][:, None, None])
+
+    x = np.pad(lecun98.SCALE * x + lecun98.OFFSET, ((0, 0), (0, 0), (2, 2), (2, 2)), constant_values=lecun98.BACKGROUND)
+    yield "c1", (x := f(conv2d(x, p["c1.weight"], p["c1.bias"])))
+    yield "s2", (x := subsample(x, "s2"))
+    yield "c3", (x := f(conv2d(x, p["c3.weight"] * lecun98.C3_MASK, p["c3.bias"])))
+    yield "s4", (x := subsample(x, "s4"))
+    yield "c5", (x := f(conv2d(x, p["c5.weight"], p["c5.bias"])))
+    yield "f6", (x := f(x.reshape(len(x), -1) @ p["f6.weight"].T + p["f6.bias"]))
+    # minus each RBF unit's squared distance to its bitmap: the largest output is the paper's class
+    yield "output", -(((x[:, None, :] - p["output.weight"][None]) ** 2).sum(axis=2))
+
+
+def forward(params, x, pooling="max", activation="relu", arch="lenet5"):
     """Logits for images `x` from `params`: {"c1.weight": ..., "c1.bias": ..., ..., "output.bias": ...}."""
-    *_, (_, logits) = trace(params, x, pooling, activation)
+    *_, (_, logits) = trace(params, x, pooling, activation, arch)
     return logits
 
 

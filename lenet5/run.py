@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import weights
+from . import lecun98, weights
 from .checkpoint import Checkpoints
 from .download import DIGITS
 from .files import atomic_path, describe, write_json, write_npz
@@ -108,9 +108,13 @@ class Run:
         """Write config.json, classes.json (the class names in label order, for predict) and,
         when resuming, metrics.csv cut back to the checkpoint. Called once the checkpoint has
         loaded, so that a resume that fails changes nothing on disk."""
-        write_json(self.path(CONFIG), self.cfg.to_dict())
         if classes is not None:
             self.classes = list(classes)
+        if self.cfg.arch == "lecun98" and len(self.classes) != lecun98.NUM_CLASSES:
+            raise RunError(
+                f"--arch lecun98: its RBF output has the ten digits' bitmaps; this dataset has {len(self.classes)} classes"
+            )
+        write_json(self.path(CONFIG), self.cfg.to_dict())
         write_json(self.path(CLASSES), self.classes)
         if self.cfg.resume:
             self._write_metrics()
@@ -262,11 +266,7 @@ class Run:
     def save_weights(self, params):
         """Write model.npz: the trained weights in the neutral layout (from the framework's
         model_<framework>/convert.py), with the options that rebuild the model."""
-        weights.save(
-            self.folder.neutral_model(),
-            params,
-            weights.make_meta(self.cfg.pooling, self.cfg.activation, len(self.classes), self.cfg.framework),
-        )
+        weights.save(self.folder.neutral_model(), params, weights.meta_of(self.cfg, len(self.classes)))
 
     def save_predictions(self, labels, logits):
         """Write test_predictions.npz: for every test image, in test-set order, its label, the

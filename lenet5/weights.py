@@ -16,9 +16,9 @@ import zipfile
 
 import numpy as np
 
-from .config import ACTIVATIONS, POOLINGS, param_shapes
+from . import lecun98
+from .config import ACTIVATIONS, ARCH_NAMES, ARCHS, POOLINGS, param_shapes
 from .files import write_npz
-from .reference import LAYERS  # noqa: F401 - the layers in order, for model_<framework>/convert.py
 
 MODEL_STEM = "model"  # a finished run's model files: model.npz, and its framework's own below
 FILENAME = MODEL_STEM + ".npz"
@@ -26,7 +26,7 @@ FILENAME = MODEL_STEM + ".npz"
 # model_<framework>/convert.py and train.py write them; the first is the file a user opens
 # (MXNet's SymbolBlock graph and weights go beside it).
 NATIVE = {"pytorch": (".pt",), "tensorflow": (".keras",), "mxnet": (".params", "-symbol.json", "-0000.params")}
-FORMAT, VERSION = "lenet5-weights", 1
+FORMAT, VERSION = "lenet5-weights", 2  # 2: the architecture (arch) in meta
 META = "meta"
 
 
@@ -43,35 +43,53 @@ def flat_features():
     return 120 * size * size
 
 
-def shapes(num_classes=10):
+def shapes(num_classes=10, arch="lenet5"):
     """{name: shape} of every array in the neutral layout: the paper's (lenet5.config.param_shapes),
     F6's input size checked against the one derived here."""
-    expected = param_shapes(num_classes)
+    expected = param_shapes(num_classes, arch)
     assert expected["f6.weight"][1] == flat_features()
     return expected
 
 
-def make_meta(pooling, activation, num_classes=10, framework=""):
+def layers(arch="lenet5"):
+    """{layer: its arrays' kinds ("weight", "bias")}, input to output: what model_<framework>/convert.py
+    copies, layer by layer."""
+    out = {}
+    for key in shapes(arch=arch):
+        name, kind = key.split(".")
+        out.setdefault(name, []).append(kind)
+    return out
+
+
+def make_meta(pooling, activation, num_classes=10, framework="", arch="lenet5"):
     return {
         "format": FORMAT,
         "version": VERSION,
         "framework": framework,
+        "arch": arch,
         "pooling": pooling,
         "activation": activation,
         "num_classes": int(num_classes),
     }
 
 
+def meta_of(cfg, num_classes):
+    """The meta of a run's model, from its options."""
+    return make_meta(cfg.pooling, cfg.activation, num_classes, cfg.framework, cfg.arch)
+
+
 def validate(params, meta, source="weights"):
     """Check `params` and `meta` against LeNet-5; return the params as float32 arrays. A mismatch
     raises WeightsError naming the layer and both shapes."""
-    for key, valid in (("pooling", POOLINGS), ("activation", ACTIVATIONS)):
+    for key, valid in (("arch", ARCHS), ("pooling", POOLINGS), ("activation", ACTIVATIONS)):
         if meta.get(key) not in valid:
             raise WeightsError(f"{source}: {key} {meta.get(key)!r} is not one of: {', '.join(valid)}")
     num_classes = meta.get("num_classes")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise WeightsError(f"{source}: num_classes {num_classes!r} is not a positive integer")
-    expected = shapes(num_classes)
+    if meta["arch"] == "lecun98" and num_classes != lecun98.NUM_CLASSES:
+        raise WeightsError(f"{source}: lecun98 has {lecun98.NUM_CLASSES} classes (its RBF bitmaps), not {num_classes}")
+    expected = shapes(num_classes, meta["arch"])
     missing = [k for k in expected if k not in params]
     extra = sorted(k for k in params if k not in expected)
     if missing or extra:
@@ -86,10 +104,15 @@ def validate(params, meta, source="weights"):
         value = np.asarray(params[key])
         if value.shape != shape:
             classes = f" with num_classes {num_classes}" if key.startswith("output.") else ""
-            raise WeightsError(f"{source}: {key} has shape {value.shape}, expected {shape} for LeNet-5{classes}")
+            raise WeightsError(f"{source}: {key} has shape {value.shape}, expected {shape} for {ARCH_NAMES[meta['arch']]}{classes}")
         if not np.issubdtype(value.dtype, np.floating):
             raise WeightsError(f"{source}: {key} holds {value.dtype}, not floating-point numbers")
         out[key] = value.astype(np.float32)
+    if meta["arch"] == "lecun98":
+        try:
+            lecun98.check_table(out["c3.weight"], source)
+        except ValueError as error:
+            raise WeightsError(str(error)) from None
     return out
 
 

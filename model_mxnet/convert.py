@@ -11,7 +11,7 @@ import numpy as np
 
 from lenet5 import weights
 
-from .model import LeNet5
+from .model import LeCun98, model_of
 
 # The native files: model.params for LeNet5().load_parameters(...), and model-symbol.json +
 # model-0000.params for gluon.SymbolBlock.imports(...)
@@ -22,25 +22,30 @@ def to_neutral(model):
     """The model's weights as {name: float32 array} in the neutral layout."""
     return {
         f"{name}.{kind}": getattr(getattr(model, name), kind).data().asnumpy().astype(np.float32)
-        for name in weights.LAYERS
-        for kind in ("weight", "bias")
+        for name, kinds in weights.layers(arch_of(model)).items()
+        for kind in kinds
     }
 
 
 def from_neutral(params, meta):
-    """A LeNet5 with the architecture in `meta` and the weights in `params` (validated first)."""
+    """A model with the architecture in `meta` and the weights in `params` (validated first)."""
     params = weights.validate(params, meta)
-    model = LeNet5(meta["num_classes"], meta["pooling"], meta["activation"])
+    model = model_of(meta)
     model.initialize()
-    for name in weights.LAYERS:
-        for kind in ("weight", "bias"):
+    for name, kinds in weights.layers(meta["arch"]).items():
+        for kind in kinds:
             getattr(getattr(model, name), kind).set_data(mx.nd.array(params[f"{name}.{kind}"]))
     return model
 
 
 def read_native(path):
     """Neutral weights from a trained model's file (model.params) or a run's checkpoint (checkpoint-*.params)."""
-    return {k: v.asnumpy().astype(np.float32) for k, v in mx.nd.load(str(path)).items()}
+    loaded = mx.nd.load(str(path))  # lecun98's C3 mask is a constant beside its weights: not one of them
+    return {k: v.asnumpy().astype(np.float32) for k, v in loaded.items() if not k.endswith(".mask")}
+
+
+def arch_of(model):
+    return "lecun98" if isinstance(model, LeCun98) else "lenet5"
 
 
 def write_native(params, meta, stem):

@@ -9,7 +9,7 @@ import torch
 
 from lenet5 import weights
 
-from .model import LeNet5
+from .model import model_of
 
 (SUFFIX,) = weights.NATIVE["pytorch"]  # a state_dict, for LeNet5().load_state_dict(torch.load(...))
 
@@ -22,7 +22,7 @@ def to_neutral(model):
 def from_neutral(params, meta):
     """A LeNet5 with the architecture in `meta` and the weights in `params` (validated first)."""
     params = weights.validate(params, meta)
-    model = LeNet5(meta["num_classes"], meta["pooling"], meta["activation"])
+    model = model_of(meta)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()})
     return model.eval()
 
@@ -43,7 +43,7 @@ def write_native(params, meta, stem):
 def native_model(path, meta):
     """A native file opened as a user would, as a function from normalised (N, 1, 28, 28) float32
     images to logits."""
-    model = LeNet5(meta["num_classes"], meta["pooling"], meta["activation"]).eval()
+    model = model_of(meta).eval()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return torch.no_grad()(lambda x: model(torch.from_numpy(x)).numpy())
 

@@ -1,3 +1,3 @@
-from .model import LeNet5
+from .model import LeCun98, LeNet5, build, model_of, num_params
 
-__all__ = ["LeNet5"]
+__all__ = ["LeCun98", "LeNet5", "build", "model_of", "num_params"]

@@ -11,29 +11,27 @@ import numpy as np
 
 from lenet5 import weights
 
-from .model import LeNet5
+from .model import model_of
 
 (SUFFIX,) = weights.NATIVE["tensorflow"]  # the whole model, for keras.saving.load_model(...)
 
 
 def to_neutral(model):
-    """The model's weights as {name: float32 array} in the neutral layout."""
+    """The model's weights as {name: float32 array} in the neutral layout (the model's name is its arch)."""
     params = {}
-    for name in weights.LAYERS:
-        kernel, bias = model.get_layer(name).get_weights()
-        params[f"{name}.weight"] = kernel.transpose(3, 2, 0, 1) if kernel.ndim == 4 else kernel.T
-        params[f"{name}.bias"] = bias
+    for name, kinds in weights.layers(model.name).items():
+        for kind, value in zip(kinds, model.get_layer(name).get_weights(), strict=True):
+            params[f"{name}.{kind}"] = value.transpose(3, 2, 0, 1) if value.ndim == 4 else value.T
     return {k: np.ascontiguousarray(v, np.float32) for k, v in params.items()}
 
 
 def from_neutral(params, meta):
-    """A LeNet5 with the architecture in `meta` and the weights in `params` (validated first)."""
+    """A model with the architecture in `meta` and the weights in `params` (validated first)."""
     params = weights.validate(params, meta)
-    model = LeNet5(meta["num_classes"], meta["pooling"], meta["activation"])
-    for name in weights.LAYERS:
-        weight = params[f"{name}.weight"]
-        kernel = weight.transpose(2, 3, 1, 0) if weight.ndim == 4 else weight.T
-        model.get_layer(name).set_weights([kernel, params[f"{name}.bias"]])
+    model = model_of(meta)
+    for name, kinds in weights.layers(meta["arch"]).items():
+        values = [params[f"{name}.{kind}"] for kind in kinds]
+        model.get_layer(name).set_weights([v.transpose(2, 3, 1, 0) if v.ndim == 4 else v.T for v in values])
     return model
 
 

@@ -1,8 +1,9 @@
-"""LeNet-5 in Keras 3, channels last (N, 28, 28, 1).
+"""LeNet-5 in Keras 3, channels last (N, 28, 28, 1): today's (LeNet5) and the 1998 paper's (LeCun98).
 
 Kept parallel to model_pytorch/ and model_mxnet/: the same layer names (c1, s2, c3, s4, c5,
-f6, output), in the same order, with the same initialisation. Built from Keras' own layers
-only, so a saved model opens with keras.saving.load_model without this package.
+f6, output), in the same order, with the same initialisation. LeNet5 is built from Keras' own
+layers only, so a saved model opens with keras.saving.load_model without this package; LeCun98
+has four layers of its own, registered with Keras: importing model_tensorflow first opens it.
 """
 
 import os
@@ -15,12 +16,15 @@ _stderr = os.dup(2)
 os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
 try:
     import keras
-    from keras import layers
+    from keras import layers, ops
 finally:
     os.dup2(_stderr, 2)
     os.close(_stderr)
 
-from lenet5.config import ACTIVATIONS, LEAKY_SLOPE, POOLINGS, check_choice  # noqa: E402 (after the quiet import)
+import numpy as np  # noqa: E402
+
+from lenet5 import lecun98  # noqa: E402
+from lenet5.config import ACTIVATIONS, ARCHS, LEAKY_SLOPE, POOLINGS, check_choice  # noqa: E402
 
 POOLING = {"max": layers.MaxPooling2D, "avg": layers.AveragePooling2D}
 ACTIVATION = {
@@ -60,3 +64,122 @@ def LeNet5(num_classes=10, pooling="max", activation="relu", dropout=0.0):
         ],
         name="lenet5",
     )
+
+
+@keras.saving.register_keras_serializable(package="lenet5")
+def squash(x):
+    """The paper's squashing function, 1.7159 tanh(2a / 3)."""
+    return lecun98.SQUASH_A * ops.tanh(lecun98.SQUASH_S * x)
+
+
+@keras.saving.register_keras_serializable(package="lenet5")
+class PaperUniform(keras.initializers.Initializer):
+    """The paper's U(+-2.4 / fan-in) for the neutral array `key` (c1.weight ...), in Keras' layout."""
+
+    def __init__(self, key):
+        self.key = key
+
+    def __call__(self, shape, dtype=None):
+        bound = lecun98.init_bound(self.key)
+        bound = bound.transpose(2, 3, 1, 0) if bound.ndim == 4 else bound.T
+        return keras.random.uniform(shape, -1, 1, dtype=dtype) * bound
+
+    def get_config(self):
+        return {"key": self.key}
+
+
+@keras.saving.register_keras_serializable(package="lenet5")
+class PaperInput(layers.Layer):
+    """The paper's input: background -0.1 and ink 1.175, the 28x28 digit centred in 32x32."""
+
+    def call(self, x):
+        x = lecun98.SCALE * x + lecun98.OFFSET
+        return ops.pad(x, [[0, 0], [lecun98.PAD] * 2, [lecun98.PAD] * 2, [0, 0]], constant_values=lecun98.BACKGROUND)
+
+
+@keras.saving.register_keras_serializable(package="lenet5")
+class Subsampling(layers.Layer):
+    """S2 and S4: the sum of each 2x2 block, times one trainable coefficient per map, plus a bias."""
+
+    def build(self, shape):
+        name = self.name  # s2 or s4
+        self.kernel = self.add_weight((shape[-1],), initializer=PaperUniform(f"{name}.weight"), name="kernel")
+        self.bias = self.add_weight((shape[-1],), initializer=PaperUniform(f"{name}.bias"), name="bias")
+
+    def call(self, x):
+        return 4 * ops.average_pool(x, 2, 2) * self.kernel + self.bias
+
+
+@keras.saving.register_keras_serializable(package="lenet5")
+class TableConv2D(layers.Conv2D):
+    """C3: a 5x5 convolution whose weights outside Table I are masked to zero, so get no gradient."""
+
+    def convolution_op(self, inputs, kernel):
+        return super().convolution_op(inputs, kernel * lecun98.C3_MASK.transpose(2, 3, 1, 0))
+
+
+@keras.saving.register_keras_serializable(package="lenet5")
+class RBF(layers.Layer):
+    """The output: minus each unit's squared distance to its fixed bitmap (lenet5/lecun98.py)."""
+
+    def build(self, shape):
+        centres = lecun98.RBF_CENTRES.T  # (84, 10), as a Dense kernel
+        self.kernel = self.add_weight(centres.shape, initializer=keras.initializers.Constant(centres), trainable=False)
+
+    def call(self, x):
+        return -ops.sum((x[:, :, None] - self.kernel[None]) ** 2, axis=1)
+
+
+def LeCun98(num_classes=10, dropout=0.0):
+    """LeNet-5 as the paper built it (lenet5/lecun98.py): takes the same normalised images. Its
+    output has the ten digits' bitmaps: num_classes is 10 (lenet5.run and lenet5.weights check it)."""
+
+    def drop(name):
+        return [layers.Dropout(dropout, name=name)] if dropout else []
+
+    def conv(filters, name, cls=layers.Conv2D):
+        return cls(filters, 5, name=name, kernel_initializer=PaperUniform(f"{name}.weight"),
+                   bias_initializer=PaperUniform(f"{name}.bias"))
+
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            PaperInput(name="input_field"),  # 1@32x32
+            conv(6, "c1"),
+            layers.Activation(squash, name="c1_act"),  # 6@28x28
+            Subsampling(name="s2"),
+            layers.Activation(squash, name="s2_act"),  # 6@14x14
+            conv(16, "c3", TableConv2D),
+            layers.Activation(squash, name="c3_act"),  # 16@10x10
+            Subsampling(name="s4"),
+            layers.Activation(squash, name="s4_act"),  # 16@5x5
+            conv(120, "c5"),
+            layers.Activation(squash, name="c5_act"),  # 120@1x1
+            layers.Flatten(name="flatten"),
+            *drop("f6_dropout"),
+            layers.Dense(84, name="f6", kernel_initializer=PaperUniform("f6.weight"),
+                         bias_initializer=PaperUniform("f6.bias")),
+            layers.Activation(squash, name="f6_act"),
+            *drop("output_dropout"),
+            RBF(name="output"),
+        ],
+        name="lecun98",
+    )
+
+
+def build(arch="lenet5", num_classes=10, pooling="max", activation="relu", dropout=0.0):
+    """The model `arch` names (lenet5.config.ARCHS); lecun98 has its own subsampling and squashing."""
+    if check_choice("architecture", arch, ARCHS) == "lecun98":
+        return LeCun98(num_classes, dropout)
+    return LeNet5(num_classes, pooling, activation, dropout)
+
+
+def model_of(meta, dropout=0.0):
+    """The model that a neutral weight file's meta (lenet5/weights.py) describes."""
+    return build(meta["arch"], meta["num_classes"], meta["pooling"], meta["activation"], dropout)
+
+
+def num_params(model):
+    """Trainable parameters: C3's masked weights are not (lenet5/lecun98.py), nor the RBF bitmaps."""
+    masked = sum(int((lecun98.C3_MASK == 0).sum()) for layer in model.layers if isinstance(layer, TableConv2D))
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights) - masked

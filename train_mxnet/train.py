@@ -18,7 +18,7 @@ if __name__ == "__main__":  # before MXNet is imported, which sizes its thread p
     threads_before_import(sys.argv[1:])
 
 try:
-    from model_mxnet import LeNet5
+    from model_mxnet import build, num_params
     from model_mxnet.convert import to_neutral
 except ImportError as error:  # the wrong numpy or Python for MXNet: say how to fix it
     sys.exit(f"train.py: error: {error}")
@@ -26,6 +26,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from lenet5 import lecun98, sdlm
 from lenet5.cli import run_command
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at
 from lenet5.data import augmenter, batches, epoch_seed, load_splits, num_batches
@@ -52,7 +53,32 @@ def select_device(name):
     return mx.gpu(0) if name != "cpu" and mx.context.num_gpus() else mx.cpu()
 
 
+@mx.optimizer.register
+class SDLM(mx.optimizer.Optimizer):
+    """Stochastic diagonal Levenberg-Marquardt (lenet5/sdlm.py): each parameter steps by
+    lr / (mu + h) times its gradient, h its Hessian diagonal (an attribute: Trainer.save_states
+    pickles the optimizer, so checkpoints keep it)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hessians = {}
+
+    def set_hessian(self, diagonals):
+        """`diagonals`: {Parameter: NDArray}, keyed here by the Trainer's index of each."""
+        self.hessians = {i: diagonals[p] for i, p in self.param_dict.items() if p in diagonals}
+
+    def create_state(self, index, weight):
+        return None
+
+    def update(self, index, weight, grad, state):
+        self._update_count(index)
+        h = self.hessians.get(index, 0)
+        weight[:] -= self._get_lr(index) * grad * self.rescale_grad / (h + sdlm.MU)
+
+
 def make_optimizer(cfg, model):
+    if cfg.optimizer == "sdlm":
+        return gluon.Trainer(model.collect_params(), "sdlm", {"learning_rate": cfg.lr})
     if cfg.optimizer == "sgd":
         options = {"momentum": cfg.momentum}
     else:
@@ -68,13 +94,38 @@ def decay_weights(model, factor):
         param.data()[:] *= factor
 
 
+def loss_of(logits, y, arch, label_smoothing=0.0):
+    """Cross-entropy per image; lecun98's MAP loss is the cross-entropy over its outputs and a constant -J."""
+    if arch == "lecun98":
+        logits = mx.nd.concat(logits, mx.nd.full((len(logits), 1), -lecun98.J, logits.context), dim=1)
+    cross_entropy = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=not label_smoothing)
+    return cross_entropy(logits, smoothed(y, logits.shape[1], label_smoothing))
+
+
+def estimate_hessian(model, optimizer, split, cfg, epoch, device):
+    """SDLM's Hessian diagonal for pass `epoch`: the mean square of single images' gradients, each
+    backpropagated from F6 with a vector of the loss's curvature there (lenet5/sdlm.py)."""
+    x = mx.nd.array(sdlm.samples(split, cfg.seed, epoch), device)
+    v = mx.nd.array(sdlm.curvature_vectors(model.features(mx.nd, x).asnumpy(), cfg.seed, epoch), device)
+    params = [p for p in model.collect_params().values() if p.grad_req != "null"]
+    squares = {p: mx.nd.zeros(p.shape, device) for p in params}
+    for i in range(len(x)):
+        with autograd.record(train_mode=False):  # no dropout
+            f6 = model.features(mx.nd, x[i : i + 1])
+        f6.backward(v[i : i + 1])
+        for p in params:
+            squares[p] += p.grad(device) ** 2
+    optimizer.optimizer.set_hessian({p: total / len(x) for p, total in squares.items()})
+
+
 def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run, save):
     """One pass over the shuffled (and augmented) training split, or what is left of it after a
     checkpoint inside the epoch; returns (loss, accuracy, next step, last lr)."""
-    cross_entropy = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=not cfg.label_smoothing)
     done, loss_sum, correct, seen = run.begin_epoch(epoch)
     if not done:  # dropout's numbers (a run resumed inside an epoch draws others for its rest)
         mx.random.seed(epoch_seed(cfg.seed, epoch))
+        if cfg.optimizer == "sdlm":  # before each pass; inside one, the checkpoint's goes on
+            estimate_hessian(model, optimizer, split, cfg, epoch, device)
     loss_sum, correct = mx.nd.array([loss_sum], device), mx.nd.array([correct], device)
     step += done
     lr = lr_at(cfg, step - 1, total_steps)
@@ -89,11 +140,12 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
         x, y = mx.nd.array(x, device), mx.nd.array(y, device)
         with autograd.record():
             logits = model(x)
-            loss = cross_entropy(logits, smoothed(y, logits.shape[1], cfg.label_smoothing))
+            loss = loss_of(logits, y, cfg.arch, cfg.label_smoothing)
         loss.backward()
         if cfg.optimizer == "adamw":
             decay_weights(model, 1 - lr * cfg.weight_decay)
-        optimizer.step(len(y))  # gradients are summed over the batch: step divides by its size
+        # gradients are summed over the batch: step divides by its size, but SDLM's per-image steps are summed
+        optimizer.step(1 if cfg.optimizer == "sdlm" else len(y))
         step += 1
         loss_sum += loss.sum()
         correct += (logits.argmax(axis=1) == y).sum()
@@ -119,14 +171,13 @@ def smoothed(y, classes, eps):
     return mx.nd.one_hot(y, classes) * (1 - eps) + eps / classes if eps else y
 
 
-def evaluate(model, split, batch_size, device):
-    """(mean cross-entropy, accuracy, logits) over a split, in order, without training behaviour."""
-    cross_entropy = gluon.loss.SoftmaxCrossEntropyLoss()
+def evaluate(model, split, batch_size, arch, device):
+    """(mean loss, accuracy, logits) over a split, in order, without training behaviour."""
     loss_sum, correct, outputs = 0.0, 0, []
     for x, y in batches(split, batch_size):
         x, y = mx.nd.array(x, device), mx.nd.array(y, device)
         logits = model(x)
-        loss_sum += cross_entropy(logits, y).sum().asscalar()
+        loss_sum += loss_of(logits, y, arch).sum().asscalar()
         correct += int((logits.argmax(axis=1) == y).sum().asscalar())
         outputs.append(logits.asnumpy())
     return loss_sum / len(split), correct / len(split), np.concatenate(outputs)
@@ -168,7 +219,7 @@ def train(cfg):
         dataset=cfg.dataset,
         validate_on_test=cfg.validate_on_test,
     )
-    model = LeNet5(len(data.classes), cfg.pooling, cfg.activation, cfg.dropout)
+    model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout)
     model.initialize(ctx=device)
     model.hybridize(static_alloc=True, static_shape=True)
     optimizer = make_optimizer(cfg, model)
@@ -177,9 +228,8 @@ def train(cfg):
     run.start(data.classes)
 
     steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
-    num_params = sum(p.data().size for p in model.collect_params().values())
     print(
-        f"MXNet {mx.__version__} on {device} ({threads} threads), {num_params:,} parameters; "
+        f"MXNet {mx.__version__} on {device} ({threads} threads), {num_params(model):,} parameters; "
         f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
         f"{run.dir}",
         flush=True,
@@ -193,20 +243,20 @@ def train(cfg):
             )
             seconds = run.epoch_seconds()
             val_loss, val_acc, _ = (
-                evaluate(model, data.val, cfg.batch_size, device) if data.val else (float("nan"),) * 3
+                evaluate(model, data.val, cfg.batch_size, cfg.arch, device) if data.val else (float("nan"),) * 3
             )
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
             run.save_checkpoint(epoch, step, save)
 
         final = run.folder.final_model(FRAMEWORK)
         with staging(run.dir) as tmp:  # whole files or none
-            model.save_parameters(str(tmp / final.name))  # for LeNet5().load_parameters(...)
+            model.save_parameters(str(tmp / final.name))  # for build(...).load_parameters(...)
             model(mx.nd.zeros((1, 1, 28, 28), ctx=device))  # export needs a forward pass: a run resumed after
             model.export(str(tmp / final.stem))  # its last epoch made none; for gluon.SymbolBlock.imports(...)
         run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
-        test_loss, test_acc, test_logits = evaluate(model, data.test, cfg.batch_size, device)
+        test_loss, test_acc, test_logits = evaluate(model, data.test, cfg.batch_size, cfg.arch, device)
         run.save_predictions(data.test.y, test_logits)
-        return run.finish(test_loss, test_acc, num_params, mx.__version__, str(device))
+        return run.finish(test_loss, test_acc, num_params(model), mx.__version__, str(device))
 
 
 def main(argv=None):

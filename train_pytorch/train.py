@@ -15,13 +15,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lenet5 import lecun98, sdlm
 from lenet5.cli import run_command
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
 from lenet5.data import augmenter, batches, epoch_seed, load_splits, num_batches
 from lenet5.files import atomic_path
 from lenet5.run import Run
 from lenet5.runfolder import RunError
-from model_pytorch import LeNet5
+from model_pytorch import build, num_params
 from model_pytorch.convert import to_neutral
 
 FRAMEWORK = "pytorch"
@@ -39,11 +40,55 @@ def select_device(name):
     return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
 
+class SDLM(torch.optim.Optimizer):
+    """Stochastic diagonal Levenberg-Marquardt (lenet5/sdlm.py): each parameter steps by
+    lr / (mu + h) times its gradient, h its Hessian diagonal (in the state, so checkpoints keep it)."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, dict(lr=lr))
+
+    def set_hessian(self, diagonals):
+        for p, h in zip(self.param_groups[0]["params"], diagonals, strict=True):
+            self.state[p]["hessian"] = h
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.addcdiv_(p.grad, self.state[p].get("hessian", torch.zeros_like(p)) + sdlm.MU, value=-group["lr"])
+
+
 def make_optimizer(cfg, model):
+    if cfg.optimizer == "sdlm":
+        return SDLM(model.parameters(), cfg.lr)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     adam = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam  # decoupled decay, or L2
     return adam(model.parameters(), lr=cfg.lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=cfg.weight_decay)
+
+
+def loss_of(logits, y, arch, label_smoothing=0.0, reduction="mean"):
+    """Cross-entropy; lecun98's MAP loss is the cross-entropy over its outputs and a constant -J."""
+    if arch == "lecun98":
+        logits = F.pad(logits, (0, 1), value=-lecun98.J)
+    return F.cross_entropy(logits, y, label_smoothing=label_smoothing, reduction=reduction)
+
+
+def estimate_hessian(model, optimizer, split, cfg, epoch, device):
+    """SDLM's Hessian diagonal for pass `epoch`: the mean square of single images' gradients, each
+    backpropagated from F6 with a vector of the loss's curvature there (lenet5/sdlm.py)."""
+    model.eval()  # no dropout
+    x = torch.from_numpy(sdlm.samples(split, cfg.seed, epoch)).to(device)
+    with torch.no_grad():
+        v = torch.from_numpy(sdlm.curvature_vectors(model.features(x).cpu().numpy(), cfg.seed, epoch)).to(device)
+    params = list(model.parameters())
+    squares = [torch.zeros_like(p) for p in params]
+    for i in range(len(x)):
+        for total, g in zip(squares, torch.autograd.grad(model.features(x[i : i + 1]), params, v[i : i + 1])):
+            total += g * g
+    optimizer.set_hessian([total / len(x) for total in squares])
+    model.train()
 
 
 def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run, save):
@@ -53,6 +98,8 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
     done, loss_sum, correct, seen = run.begin_epoch(epoch)
     if not done:  # dropout's numbers; inside an epoch, the checkpoint's RNG state goes on
         torch.manual_seed(epoch_seed(cfg.seed, epoch))
+        if cfg.optimizer == "sdlm":  # before each pass; inside one, the checkpoint's goes on
+            estimate_hessian(model, optimizer, split, cfg, epoch, device)
     loss_sum, correct = torch.tensor(loss_sum, device=device), torch.tensor(float(correct), device=device)
     step += done
     lr = lr_at(cfg, step - 1, total_steps)
@@ -67,9 +114,9 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
             group["lr"] = lr
         x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
         logits = model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        loss = loss_of(logits, y, cfg.arch, cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * len(y) if cfg.optimizer == "sdlm" else loss).backward()  # SDLM: the per-image steps, summed
         optimizer.step()
         step += 1
         loss_sum += loss.detach() * len(y)
@@ -90,14 +137,14 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
 
 
 @torch.no_grad()
-def evaluate(model, split, batch_size, device):
-    """(mean cross-entropy, accuracy, logits) over a split, in order, without training behaviour."""
+def evaluate(model, split, batch_size, arch, device):
+    """(mean loss, accuracy, logits) over a split, in order, without training behaviour."""
     model.eval()
     loss_sum, correct, outputs = 0.0, 0, []
     for x, y in batches(split, batch_size):
         x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
         logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        loss_sum += loss_of(logits, y, arch, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
         outputs.append(logits.cpu().numpy())
     return loss_sum / len(split), correct / len(split), np.concatenate(outputs)
@@ -143,16 +190,15 @@ def train(cfg):
         dataset=cfg.dataset,
         validate_on_test=cfg.validate_on_test,
     )
-    model = LeNet5(len(data.classes), cfg.pooling, cfg.activation, cfg.dropout).to(device)
+    model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout).to(device)
     optimizer = make_optimizer(cfg, model)
     run = Run(cfg)
     start = load_checkpoint(run, model, optimizer) if cfg.resume else 0
     run.start(data.classes)
 
     steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
-    num_params = sum(p.numel() for p in model.parameters())
     print(
-        f"PyTorch {torch.__version__} on {device} ({threads} threads), {num_params:,} parameters; "
+        f"PyTorch {torch.__version__} on {device} ({threads} threads), {num_params(model):,} parameters; "
         f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
         f"{run.dir}",
         flush=True,
@@ -166,17 +212,17 @@ def train(cfg):
             )
             seconds = run.epoch_seconds()
             val_loss, val_acc, _ = (
-                evaluate(model, data.val, cfg.batch_size, device) if data.val else (float("nan"),) * 3
+                evaluate(model, data.val, cfg.batch_size, cfg.arch, device) if data.val else (float("nan"),) * 3
             )
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
             run.save_checkpoint(epoch, step, save)
 
-        with atomic_path(run.folder.final_model(FRAMEWORK)) as tmp:  # for LeNet5().load_state_dict(torch.load(...))
+        with atomic_path(run.folder.final_model(FRAMEWORK)) as tmp:  # for build(...).load_state_dict(torch.load(...))
             torch.save(model.state_dict(), tmp)
         run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
-        test_loss, test_acc, test_logits = evaluate(model, data.test, cfg.batch_size, device)
+        test_loss, test_acc, test_logits = evaluate(model, data.test, cfg.batch_size, cfg.arch, device)
         run.save_predictions(data.test.y, test_logits)
-        return run.finish(test_loss, test_acc, num_params, torch.__version__, str(device))
+        return run.finish(test_loss, test_acc, num_params(model), torch.__version__, str(device))
 
 
 def main(argv=None):

@@ -12,7 +12,7 @@ import functools
 import sys
 
 # isort: off
-from model_tensorflow import LeNet5  # first: it imports TensorFlow without its banners on stderr
+from model_tensorflow import build, num_params  # first: it imports TensorFlow without its banners on stderr
 from model_tensorflow.convert import to_neutral
 # isort: on
 
@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from lenet5 import lecun98, sdlm
 from lenet5.cli import run_command
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
 from lenet5.data import augmenter, batches, epoch_seed, load_splits, num_batches
@@ -56,7 +57,27 @@ def select_device(name):
     return "/GPU:0"
 
 
+@keras.saving.register_keras_serializable(package="lenet5")
+class SDLM(keras.optimizers.Optimizer):
+    """Stochastic diagonal Levenberg-Marquardt (lenet5/sdlm.py): each parameter steps by
+    lr / (mu + h) times its gradient, h its Hessian diagonal (a variable, so checkpoints keep it)."""
+
+    def build(self, variables):
+        super().build(variables)
+        self.hessians = [self.add_variable_from_reference(v, "hessian") for v in variables]
+
+    def set_hessian(self, diagonals):
+        for h, d in zip(self.hessians, diagonals, strict=True):
+            h.assign(d)
+
+    def update_step(self, gradient, variable, learning_rate):
+        h = self.hessians[self._get_variable_index(variable)]
+        self.assign_sub(variable, learning_rate * gradient / (h + sdlm.MU))
+
+
 def make_optimizer(cfg):
+    if cfg.optimizer == "sdlm":
+        return SDLM(learning_rate=cfg.lr)
     if cfg.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum)
     adam = dict(learning_rate=cfg.lr, beta_1=ADAM_BETAS[0], beta_2=ADAM_BETAS[1], epsilon=ADAM_EPS)
@@ -65,14 +86,19 @@ def make_optimizer(cfg):
     return keras.optimizers.Adam(**adam)
 
 
+def loss_of(logits, y, arch, label_smoothing=0.0):
+    """Summed cross-entropy; lecun98's MAP loss is the cross-entropy over its outputs and a constant -J."""
+    if arch == "lecun98":
+        logits = tf.pad(logits, [[0, 0], [0, 1]], constant_values=-lecun98.J)
+    if label_smoothing:  # Keras smooths one-hot targets only: (1 - eps) x one-hot + eps / classes, as PyTorch
+        smoothed = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing, reduction="sum")
+        return smoothed(tf.one_hot(y, tf.shape(logits)[1]), logits)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")(y, logits)
+
+
 def make_steps(model, optimizer, cfg):
     """Compiled training and evaluation steps; each returns (summed loss, correct predictions),
     the evaluation step the logits too."""
-    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
-    # Keras smooths one-hot targets only: (1 - eps) x one-hot + eps / classes, as PyTorch does
-    smoothed = keras.losses.CategoricalCrossentropy(
-        from_logits=True, label_smoothing=cfg.label_smoothing, reduction="sum"
-    )
     weight_decay = cfg.weight_decay if cfg.optimizer != "adamw" else 0.0  # adamw decays in the optimizer
 
     @tf.function
@@ -80,12 +106,9 @@ def make_steps(model, optimizer, cfg):
         optimizer.learning_rate.assign(lr)
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
-            loss = (
-                smoothed(tf.one_hot(y, tf.shape(logits)[1]), logits)
-                if cfg.label_smoothing
-                else cross_entropy(y, logits)
-            )
-            mean_loss = loss / tf.cast(tf.shape(y)[0], loss.dtype)
+            loss = loss_of(logits, y, cfg.arch, cfg.label_smoothing)
+            # SDLM: the per-image steps, summed
+            mean_loss = loss if cfg.optimizer == "sdlm" else loss / tf.cast(tf.shape(y)[0], loss.dtype)
         grads = tape.gradient(mean_loss, model.trainable_variables)
         if weight_decay:  # coupled L2, as torch.optim's weight_decay (Keras' own is decoupled)
             grads = [g + weight_decay * v for g, v in zip(grads, model.trainable_variables)]
@@ -95,12 +118,39 @@ def make_steps(model, optimizer, cfg):
     @tf.function
     def eval_step(x, y):
         logits = model(x, training=False)
-        return cross_entropy(y, logits), correct(logits, y), logits
+        return loss_of(logits, y, cfg.arch), correct(logits, y), logits
 
     def correct(logits, y):
         return tf.reduce_sum(tf.cast(tf.argmax(logits, 1) == y, tf.int64))
 
     return train_step, eval_step
+
+
+def make_hessian_step(model):
+    """A compiled function of one image and a vector at F6: the squares of the gradient that vector
+    backpropagates (lenet5/sdlm.py)."""
+    features = keras.Model(model.inputs, model.get_layer("f6_act").output)  # F6's outputs
+
+    @tf.function
+    def hessian_step(x, v):
+        with tf.GradientTape() as tape:
+            f6 = features(x, training=False)
+        return [g * g for g in tape.gradient(f6, model.trainable_variables, output_gradients=v)]
+
+    return features, hessian_step
+
+
+def estimate_hessian(model, optimizer, split, cfg, epoch):
+    """SDLM's Hessian diagonal for pass `epoch`: the mean square of single images' gradients, each
+    backpropagated from F6 with a vector of the loss's curvature there (lenet5/sdlm.py)."""
+    features, hessian_step = make_hessian_step(model)
+    x = sdlm.samples(split, cfg.seed, epoch)
+    v = sdlm.curvature_vectors(features(x, training=False).numpy(), cfg.seed, epoch)
+    squares = [tf.zeros_like(w) for w in model.trainable_variables]
+    for i in range(len(x)):
+        squares = [total + g for total, g in zip(squares, hessian_step(x[i : i + 1], v[i : i + 1]))]
+    optimizer.build(model.trainable_variables)
+    optimizer.set_hessian([total / len(x) for total in squares])
 
 
 def seed_dropout(model, seed):
@@ -115,6 +165,8 @@ def train_one_epoch(model, train_step, split, cfg, epoch, step, total_steps, run
     done, loss_sum, correct, seen = run.begin_epoch(epoch)
     if not done:  # dropout's numbers (a run resumed inside an epoch draws others for its rest)
         seed_dropout(model, epoch_seed(cfg.seed, epoch))
+        if cfg.optimizer == "sdlm":  # before each pass; inside one, the checkpoint's goes on
+            estimate_hessian(model, model.optimizer, split, cfg, epoch)  # compiled with it
     step += done
     lr = lr_at(cfg, step - 1, total_steps)
     bar = run.progress(
@@ -193,7 +245,7 @@ def train(cfg):
         dataset=cfg.dataset,
         validate_on_test=cfg.validate_on_test,
     )
-    model = LeNet5(len(data.classes), cfg.pooling, cfg.activation, cfg.dropout)
+    model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout)
     optimizer = make_optimizer(cfg)
     model.compile(optimizer=optimizer)  # so that model.save() keeps the optimizer's state
     run = Run(cfg)
@@ -202,10 +254,9 @@ def train(cfg):
 
     train_step, eval_step = make_steps(model, optimizer, cfg)
     steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
-    num_params = model.count_params()
     print(
         f"TensorFlow {tf.__version__} (Keras {keras.__version__}) on {device} ({threads} threads), "
-        f"{num_params:,} parameters; "
+        f"{num_params(model):,} parameters; "
         f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
         f"{run.dir}",
         flush=True,
@@ -227,7 +278,7 @@ def train(cfg):
         run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
         test_loss, test_acc, test_logits = evaluate(eval_step, data.test, cfg.batch_size)
         run.save_predictions(data.test.y, test_logits)
-        return run.finish(test_loss, test_acc, num_params, tf.__version__, device)
+        return run.finish(test_loss, test_acc, num_params(model), tf.__version__, device)
 
 
 def main(argv=None):
