@@ -4,11 +4,14 @@ from outside. `pytest tests/serve/test_browser.py -s` prints the time from each 
 move to the updated bars; LENET5_SERVE_SCREENSHOTS=docs/images also saves the screenshots there
 (docs/serve.md shows them)."""
 
+import base64
 import os
 import shutil
 import statistics
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
 from serving import DRAWINGS, drawn_png, trained_run, url  # noqa: F401 - fixtures
 
@@ -79,13 +82,17 @@ def map_sums(page, layer):
     )
 
 
+RED = """name => [...document.querySelectorAll(`.layer[data-layer="${name}"] canvas.map`)].flatMap((c) =>
+    [...c.getContext("2d").getImageData(0, 0, c.width, c.height).data].filter((_, i) => i % 4 === 0))"""
+
+
 def screenshot(page, name, tmp_path, **kwargs):
     folder = Path(os.environ.get("LENET5_SERVE_SCREENSHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=folder / name, **kwargs)
 
 
-def test_a_digit_drawn_with_the_mouse_is_read_and_every_layer_shown(page, tmp_path):
+def test_a_digit_drawn_with_the_mouse_is_read_and_every_layer_shown(page, url, tmp_path):  # noqa: F811
     draw(page, DRAWINGS["7"])
     assert shown(page) == "7" and page.inner_text("#top").startswith("7 (")
     bars = page.locator("#bars li")
@@ -95,6 +102,12 @@ def test_a_digit_drawn_with_the_mouse_is_read_and_every_layer_shown(page, tmp_pa
         sums = map_sums(page, layer)
         assert len(sums) == count and any(sums), layer
     assert all(map_sums(page, "c1"))  # each of C1's six filters responds to a stroke somewhere
+    # C1's maps as the page draws them are the API's values for the canvas: brightness v / max |v|.
+    canvas = base64.b64decode(page.evaluate("pad.toDataURL('image/png')").split(",")[1])
+    answer = httpx.post(url + "api/predict", content=canvas, timeout=60).json()
+    c1 = np.array(next(layer["values"] for layer in answer["layers"] if layer["name"] == "c1"))
+    drawn = np.array(page.evaluate(RED, "c1")).reshape(c1.shape)
+    np.testing.assert_allclose(drawn, 255 * np.clip(c1, 0, None) / np.abs(c1).max(), atol=1.01)
     for layer in ("c5", "f6", "output"):
         assert page.locator(f'.layer[data-layer="{layer}"] canvas.units').count() == 1
     screenshot(page, "serve-page.png", tmp_path, full_page=True)
