@@ -32,7 +32,7 @@ def browser():
 @pytest.fixture
 def page(browser, url):  # noqa: F811
     """The page, loaded; any request that leaves the server is refused, and counted in page.outside."""
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, has_touch=True)
     outside = []
 
     def only_the_server(route):
@@ -143,3 +143,21 @@ def test_an_uploaded_picture_is_read_in_place_of_a_drawing(page, tmp_path):
     page.set_input_files("#file", str(tmp_path / "notes.png"))
     page.wait_for_function("document.querySelector('#status').classList.contains('error')")
     assert "not an image" in page.inner_text("#status")
+
+
+def test_a_digit_drawn_with_a_finger_is_read(page):
+    """Touch events, as a phone sends them (through the DevTools protocol: Playwright has no touch move)."""
+    box = page.locator("#pad").bounding_box()
+    touch = page.context.new_cdp_session(page)
+
+    def send(kind, *points):
+        points = [{"x": box["x"] + x, "y": box["y"] + y} for x, y in points]
+        touch.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    ((start, end),) = DRAWINGS["1"]
+    send("touchStart", start)
+    for t in np.linspace(0, 1, 20):
+        send("touchMove", tuple(np.add(start, t * np.subtract(end, start))))
+    send("touchEnd")
+    page.wait_for_function("window.lenet5.latencies.length >= 1")
+    assert shown(page) == "1"
