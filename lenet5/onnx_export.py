@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from . import weights
+from . import lecun98, weights
 from .cli import HelpFormatter, Parser, folder_problem, stops_cleanly
 from .config import LEAKY_SLOPE
 from .convert import ConvertError, load_weights
@@ -39,12 +39,22 @@ def build(params, meta):
     """An onnx.ModelProto of LeNet-5 with these weights and the architecture in `meta`, checked
     by onnx.checker."""
     params = weights.validate(params, meta)
-    act_op, act_attrs = ACTIVATION_OP[meta["activation"]]
     nodes = []
 
     def node(op, inputs, name, **attrs):
         nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
         return name
+
+    if meta["arch"] == "lecun98":
+        params = lecun98_graph(params, node)
+    else:
+        lenet5_graph(meta, node)
+    return finish(nodes, params, meta)
+
+
+def lenet5_graph(meta, node):
+    """Today's LeNet-5: the nodes from the images to the logits."""
+    act_op, act_attrs = ACTIVATION_OP[meta["activation"]]
 
     def act(x, name):
         return node(act_op, [x], f"{name}_act", **act_attrs)
@@ -58,22 +68,76 @@ def build(params, meta):
     x = act(node("Conv", [x, "c5.weight", "c5.bias"], "c5", kernel_shape=[5, 5]), "c5")
     x = node("Flatten", [x], "flatten", axis=1)  # (N, 120, 1, 1) -> (N, 120): no reordering needed
     x = act(node("Gemm", [x, "f6.weight", "f6.bias"], "f6", transB=1), "f6")
-    nodes.append(helper.make_node("Gemm", [x, "output.weight", "output.bias"], [OUTPUT], name="output", transB=1))
+    node("Gemm", [x, "output.weight", "output.bias"], OUTPUT, transB=1)
 
+
+def lecun98_graph(params, node):
+    """The 1998 paper's network (lenet5/lecun98.py): the nodes from the images to the logits;
+    returns the initializers, the subsampling coefficients shaped (maps, 1, 1) to broadcast."""
+    consts = {
+        "scale": np.float32(lecun98.SCALE),
+        "offset": np.float32(lecun98.OFFSET),
+        "pads": np.array([0, 0, lecun98.PAD, lecun98.PAD, 0, 0, lecun98.PAD, lecun98.PAD], np.int64),
+        "background": np.float32(lecun98.BACKGROUND),
+        "squash_s": np.float32(lecun98.SQUASH_S),
+        "squash_a": np.float32(lecun98.SQUASH_A),
+        "four": np.float32(4),
+        "axis_1": np.array([1], np.int64),
+        "axis_2": np.array([2], np.int64),
+    }
+
+    def squash(x, name):
+        return node(
+            "Mul",
+            [node("Tanh", [node("Mul", [x, "squash_s"], f"{name}_s")], f"{name}_tanh"), "squash_a"],
+            f"{name}_act",
+        )
+
+    def subsample(x, name):
+        x = node(
+            "Mul", [node("AveragePool", [x], f"{name}_avg", kernel_shape=[2, 2], strides=[2, 2]), "four"], f"{name}_sum"
+        )
+        return squash(node("Add", [node("Mul", [x, f"{name}.weight"], f"{name}_mul"), f"{name}.bias"], name), name)
+
+    def conv(x, name):
+        return squash(node("Conv", [x, f"{name}.weight", f"{name}.bias"], name, kernel_shape=[5, 5]), name)
+
+    x = node("Add", [node("Mul", [INPUT, "scale"], "input_scale"), "offset"], "input_offset")
+    x = node("Pad", [x, "pads", "background"], "input_field", mode="constant")  # 32x32, background -0.1
+    x = subsample(conv(x, "c1"), "s2")
+    x = subsample(conv(x, "c3"), "s4")  # c3.weight is zero outside Table I (weights.validate checks)
+    x = node("Flatten", [conv(x, "c5")], "flatten", axis=1)
+    x = squash(node("Gemm", [x, "f6.weight", "f6.bias"], "f6", transB=1), "f6")
+    diff = node("Sub", [node("Unsqueeze", [x, "axis_1"], "f6_rows"), "output.weight"], "output_diff")
+    distance = node("ReduceSum", [node("Mul", [diff, diff], "output_sq"), "axis_2"], "output_rbf", keepdims=0)
+    node("Neg", [distance], OUTPUT)  # minus the RBF outputs: the largest is the paper's class
+    shaped = {
+        k: v.reshape(-1, 1, 1) if k in ("s2.weight", "s2.bias", "s4.weight", "s4.bias") else v
+        for k, v in params.items()
+    }
+    return {**shaped, **consts}
+
+
+def finish(nodes, params, meta):
+    """The checked onnx.ModelProto of these nodes and initializers."""
     graph = helper.make_graph(
         nodes,
-        "lenet5",
+        meta["arch"],
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", 1, 28, 28])],
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N", meta["num_classes"]])],
-        initializer=[numpy_helper.from_array(value, key) for key, value in params.items()],
+        initializer=[numpy_helper.from_array(np.asarray(value), key) for key, value in params.items()],
     )
     model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", OPSET)],
         producer_name="lenet5",
         ir_version=IR_VERSION,
-        doc_string=f"LeNet-5, {meta['pooling']} pooling, {meta['activation']}, "
-        f"trained with {meta.get('framework') or 'unknown'}",
+        doc_string=(
+            "LeNet-5 of 1998 (lecun98)"
+            if meta["arch"] == "lecun98"
+            else f"LeNet-5, {meta['pooling']} pooling, {meta['activation']}"
+        )
+        + f", trained with {meta.get('framework') or 'unknown'}",
     )
     helper.set_model_props(model, {k: str(v) for k, v in meta.items()})
     onnx.checker.check_model(model, full_check=True)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from . import lecun98, weights
 from .checkpoint import Checkpoints
+from .config import model_name
 from .download import DIGITS
 from .files import atomic_path, describe, write_json, write_npz
 from .reference import softmax
@@ -66,7 +67,8 @@ class Stopped(Exception):
 def _new_run_dir(cfg):
     parent = Path(cfg.output_dir).expanduser().resolve()
     name = cfg.run_name or (
-        f"{cfg.framework}-{cfg.pooling}-{cfg.activation}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        f"{cfg.framework}-{model_name(cfg.arch, cfg.pooling, cfg.activation)}-seed{cfg.seed}-"
+        f"{time.strftime('%Y%m%d-%H%M%S')}"
     )
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +114,8 @@ class Run:
             self.classes = list(classes)
         if self.cfg.arch == "lecun98" and len(self.classes) != lecun98.NUM_CLASSES:
             raise RunError(
-                f"--arch lecun98: its RBF output has the ten digits' bitmaps; this dataset has {len(self.classes)} classes"
+                f"--arch lecun98: its RBF output has the ten digits' bitmaps; "
+                f"this dataset has {len(self.classes)} classes"
             )
         write_json(self.path(CONFIG), self.cfg.to_dict())
         write_json(self.path(CLASSES), self.classes)

@@ -36,7 +36,7 @@ from optuna.trial import TrialState
 from tqdm import tqdm
 
 from . import cli, envs, report, study
-from .config import FRAMEWORKS, Config, recipe_options
+from .config import FRAMEWORKS, Config, model_name, recipe_options
 from .data import load_dataset
 from .download import default_data_dir
 from .idx import DataError
@@ -223,7 +223,7 @@ def run_name(point):
     named = {k: v for k, v in options.items() if (k, v) != ("dataset", Config.dataset)}
     digest = hashlib.sha256(json.dumps([point["framework"], named], sort_keys=True).encode()).hexdigest()[:8]
     return (
-        f"{point['framework']}-{point['pooling']}-{point['activation']}-bs{point['batch_size']}-"
+        f"{point['framework']}-{model_name(point['arch'], point['pooling'], point['activation'])}-bs{point['batch_size']}-"
         f"seed{point['seed']}-{digest}"
     )
 

@@ -104,7 +104,9 @@ def validate(params, meta, source="weights"):
         value = np.asarray(params[key])
         if value.shape != shape:
             classes = f" with num_classes {num_classes}" if key.startswith("output.") else ""
-            raise WeightsError(f"{source}: {key} has shape {value.shape}, expected {shape} for {ARCH_NAMES[meta['arch']]}{classes}")
+            raise WeightsError(
+                f"{source}: {key} has shape {value.shape}, expected {shape} for {ARCH_NAMES[meta['arch']]}{classes}"
+            )
         if not np.issubdtype(value.dtype, np.floating):
             raise WeightsError(f"{source}: {key} holds {value.dtype}, not floating-point numbers")
         out[key] = value.astype(np.float32)

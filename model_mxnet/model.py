@@ -1,4 +1,5 @@
-"""LeNet-5 in MXNet Gluon, channels first (N, 1, 28, 28), as HybridBlocks: today's (LeNet5) and the 1998 paper's (LeCun98).
+"""LeNet-5 in MXNet Gluon, channels first (N, 1, 28, 28), as HybridBlocks: today's (LeNet5) and
+the 1998 paper's (LeCun98).
 
 Kept parallel to model_pytorch/ and model_tensorflow/: the same layer names (c1, s2, c3, s4, c5,
 f6, output), in the same order, with the same initialisation.

@@ -138,8 +138,13 @@ def LeCun98(num_classes=10, dropout=0.0):
         return [layers.Dropout(dropout, name=name)] if dropout else []
 
     def conv(filters, name, cls=layers.Conv2D):
-        return cls(filters, 5, name=name, kernel_initializer=PaperUniform(f"{name}.weight"),
-                   bias_initializer=PaperUniform(f"{name}.bias"))
+        return cls(
+            filters,
+            5,
+            name=name,
+            kernel_initializer=PaperUniform(f"{name}.weight"),
+            bias_initializer=PaperUniform(f"{name}.bias"),
+        )
 
     return keras.Sequential(
         [
@@ -157,8 +162,9 @@ def LeCun98(num_classes=10, dropout=0.0):
             layers.Activation(squash, name="c5_act"),  # 120@1x1
             layers.Flatten(name="flatten"),
             *drop("f6_dropout"),
-            layers.Dense(84, name="f6", kernel_initializer=PaperUniform("f6.weight"),
-                         bias_initializer=PaperUniform("f6.bias")),
+            layers.Dense(
+                84, name="f6", kernel_initializer=PaperUniform("f6.weight"), bias_initializer=PaperUniform("f6.bias")
+            ),
             layers.Activation(squash, name="f6_act"),
             *drop("output_dropout"),
             RBF(name="output"),

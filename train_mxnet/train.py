@@ -26,13 +26,14 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from lenet5 import lecun98, sdlm
+from lenet5 import lecun98
 from lenet5.cli import run_command
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at
 from lenet5.data import augmenter, batches, epoch_seed, load_splits, num_batches
 from lenet5.files import staging
 from lenet5.run import Run
 from lenet5.runfolder import RunError
+from train_mxnet.sdlm import estimate_hessian
 
 FRAMEWORK = "mxnet"
 
@@ -51,29 +52,6 @@ def select_device(name):
             "CPU build; a CUDA one is mxnet-cu112); use --device cpu or auto"
         )
     return mx.gpu(0) if name != "cpu" and mx.context.num_gpus() else mx.cpu()
-
-
-@mx.optimizer.register
-class SDLM(mx.optimizer.Optimizer):
-    """Stochastic diagonal Levenberg-Marquardt (lenet5/sdlm.py): each parameter steps by
-    lr / (mu + h) times its gradient, h its Hessian diagonal (an attribute: Trainer.save_states
-    pickles the optimizer, so checkpoints keep it)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.hessians = {}
-
-    def set_hessian(self, diagonals):
-        """`diagonals`: {Parameter: NDArray}, keyed here by the Trainer's index of each."""
-        self.hessians = {i: diagonals[p] for i, p in self.param_dict.items() if p in diagonals}
-
-    def create_state(self, index, weight):
-        return None
-
-    def update(self, index, weight, grad, state):
-        self._update_count(index)
-        h = self.hessians.get(index, 0)
-        weight[:] -= self._get_lr(index) * grad * self.rescale_grad / (h + sdlm.MU)
 
 
 def make_optimizer(cfg, model):
@@ -100,22 +78,6 @@ def loss_of(logits, y, arch, label_smoothing=0.0):
         logits = mx.nd.concat(logits, mx.nd.full((len(logits), 1), -lecun98.J, logits.context), dim=1)
     cross_entropy = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=not label_smoothing)
     return cross_entropy(logits, smoothed(y, logits.shape[1], label_smoothing))
-
-
-def estimate_hessian(model, optimizer, split, cfg, epoch, device):
-    """SDLM's Hessian diagonal for pass `epoch`: the mean square of single images' gradients, each
-    backpropagated from F6 with a vector of the loss's curvature there (lenet5/sdlm.py)."""
-    x = mx.nd.array(sdlm.samples(split, cfg.seed, epoch), device)
-    v = mx.nd.array(sdlm.curvature_vectors(model.features(mx.nd, x).asnumpy(), cfg.seed, epoch), device)
-    params = [p for p in model.collect_params().values() if p.grad_req != "null"]
-    squares = {p: mx.nd.zeros(p.shape, device) for p in params}
-    for i in range(len(x)):
-        with autograd.record(train_mode=False):  # no dropout
-            f6 = model.features(mx.nd, x[i : i + 1])
-        f6.backward(v[i : i + 1])
-        for p in params:
-            squares[p] += p.grad(device) ** 2
-    optimizer.optimizer.set_hessian({p: total / len(x) for p, total in squares.items()})
 
 
 def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run, save):

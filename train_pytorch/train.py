@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lenet5 import lecun98, sdlm
+from lenet5 import lecun98
 from lenet5.cli import run_command
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
 from lenet5.data import augmenter, batches, epoch_seed, load_splits, num_batches
@@ -24,6 +24,7 @@ from lenet5.run import Run
 from lenet5.runfolder import RunError
 from model_pytorch import build, num_params
 from model_pytorch.convert import to_neutral
+from train_pytorch.sdlm import SDLM, estimate_hessian
 
 FRAMEWORK = "pytorch"
 
@@ -40,25 +41,6 @@ def select_device(name):
     return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
 
-class SDLM(torch.optim.Optimizer):
-    """Stochastic diagonal Levenberg-Marquardt (lenet5/sdlm.py): each parameter steps by
-    lr / (mu + h) times its gradient, h its Hessian diagonal (in the state, so checkpoints keep it)."""
-
-    def __init__(self, params, lr):
-        super().__init__(params, dict(lr=lr))
-
-    def set_hessian(self, diagonals):
-        for p, h in zip(self.param_groups[0]["params"], diagonals, strict=True):
-            self.state[p]["hessian"] = h
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.addcdiv_(p.grad, self.state[p].get("hessian", torch.zeros_like(p)) + sdlm.MU, value=-group["lr"])
-
-
 def make_optimizer(cfg, model):
     if cfg.optimizer == "sdlm":
         return SDLM(model.parameters(), cfg.lr)
@@ -73,22 +55,6 @@ def loss_of(logits, y, arch, label_smoothing=0.0, reduction="mean"):
     if arch == "lecun98":
         logits = F.pad(logits, (0, 1), value=-lecun98.J)
     return F.cross_entropy(logits, y, label_smoothing=label_smoothing, reduction=reduction)
-
-
-def estimate_hessian(model, optimizer, split, cfg, epoch, device):
-    """SDLM's Hessian diagonal for pass `epoch`: the mean square of single images' gradients, each
-    backpropagated from F6 with a vector of the loss's curvature there (lenet5/sdlm.py)."""
-    model.eval()  # no dropout
-    x = torch.from_numpy(sdlm.samples(split, cfg.seed, epoch)).to(device)
-    with torch.no_grad():
-        v = torch.from_numpy(sdlm.curvature_vectors(model.features(x).cpu().numpy(), cfg.seed, epoch)).to(device)
-    params = list(model.parameters())
-    squares = [torch.zeros_like(p) for p in params]
-    for i in range(len(x)):
-        for total, g in zip(squares, torch.autograd.grad(model.features(x[i : i + 1]), params, v[i : i + 1])):
-            total += g * g
-    optimizer.set_hessian([total / len(x) for total in squares])
-    model.train()
 
 
 def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run, save):

@@ -20,13 +20,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lenet5 import lecun98, sdlm
+from lenet5 import lecun98
 from lenet5.cli import run_command
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
 from lenet5.data import augmenter, batches, epoch_seed, load_splits, num_batches
 from lenet5.files import atomic_path
 from lenet5.run import Run
 from lenet5.runfolder import RunError
+from train_tensorflow.sdlm import SDLM, estimate_hessian
 
 FRAMEWORK = "tensorflow"
 
@@ -57,24 +58,6 @@ def select_device(name):
     return "/GPU:0"
 
 
-@keras.saving.register_keras_serializable(package="lenet5")
-class SDLM(keras.optimizers.Optimizer):
-    """Stochastic diagonal Levenberg-Marquardt (lenet5/sdlm.py): each parameter steps by
-    lr / (mu + h) times its gradient, h its Hessian diagonal (a variable, so checkpoints keep it)."""
-
-    def build(self, variables):
-        super().build(variables)
-        self.hessians = [self.add_variable_from_reference(v, "hessian") for v in variables]
-
-    def set_hessian(self, diagonals):
-        for h, d in zip(self.hessians, diagonals, strict=True):
-            h.assign(d)
-
-    def update_step(self, gradient, variable, learning_rate):
-        h = self.hessians[self._get_variable_index(variable)]
-        self.assign_sub(variable, learning_rate * gradient / (h + sdlm.MU))
-
-
 def make_optimizer(cfg):
     if cfg.optimizer == "sdlm":
         return SDLM(learning_rate=cfg.lr)
@@ -91,7 +74,9 @@ def loss_of(logits, y, arch, label_smoothing=0.0):
     if arch == "lecun98":
         logits = tf.pad(logits, [[0, 0], [0, 1]], constant_values=-lecun98.J)
     if label_smoothing:  # Keras smooths one-hot targets only: (1 - eps) x one-hot + eps / classes, as PyTorch
-        smoothed = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing, reduction="sum")
+        smoothed = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=label_smoothing, reduction="sum"
+        )
         return smoothed(tf.one_hot(y, tf.shape(logits)[1]), logits)
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")(y, logits)
 
@@ -124,33 +109,6 @@ def make_steps(model, optimizer, cfg):
         return tf.reduce_sum(tf.cast(tf.argmax(logits, 1) == y, tf.int64))
 
     return train_step, eval_step
-
-
-def make_hessian_step(model):
-    """A compiled function of one image and a vector at F6: the squares of the gradient that vector
-    backpropagates (lenet5/sdlm.py)."""
-    features = keras.Model(model.inputs, model.get_layer("f6_act").output)  # F6's outputs
-
-    @tf.function
-    def hessian_step(x, v):
-        with tf.GradientTape() as tape:
-            f6 = features(x, training=False)
-        return [g * g for g in tape.gradient(f6, model.trainable_variables, output_gradients=v)]
-
-    return features, hessian_step
-
-
-def estimate_hessian(model, optimizer, split, cfg, epoch):
-    """SDLM's Hessian diagonal for pass `epoch`: the mean square of single images' gradients, each
-    backpropagated from F6 with a vector of the loss's curvature there (lenet5/sdlm.py)."""
-    features, hessian_step = make_hessian_step(model)
-    x = sdlm.samples(split, cfg.seed, epoch)
-    v = sdlm.curvature_vectors(features(x, training=False).numpy(), cfg.seed, epoch)
-    squares = [tf.zeros_like(w) for w in model.trainable_variables]
-    for i in range(len(x)):
-        squares = [total + g for total, g in zip(squares, hessian_step(x[i : i + 1], v[i : i + 1]))]
-    optimizer.build(model.trainable_variables)
-    optimizer.set_hessian([total / len(x) for total in squares])
 
 
 def seed_dropout(model, seed):
