@@ -139,6 +139,15 @@ def test_an_onnx_file_is_run_by_onnxruntime_with_the_layers_from_model_npz_besid
     assert [layer["name"] for layer in answer["layers"]] == [layer["name"] for layer in neutral["layers"]]
 
 
+def test_a_model_npz_alone_is_served_with_the_digits_as_its_classes(trained_run, tmp_path):  # noqa: F811
+    picture = drawn_png(DRAWINGS["7"])
+    shutil.copy(trained_run / weights.FILENAME, tmp_path / "lenet5.npz")
+    model = serve.load_model(tmp_path / "lenet5.npz")
+    assert model.classes == [str(d) for d in range(10)] and "pytorch" in model.what
+    answer, own = serve.analyse(model, picture), serve.analyse(serve.load_model(trained_run), picture)
+    assert answer["probabilities"] == own["probabilities"] and answer["prediction"] == "7"
+
+
 def test_a_run_of_a_framework_this_environment_lacks_is_served_from_its_neutral_weights(trained_run, tmp_path):  # noqa: F811
     run = tmp_path / "mxnet-run"
     shutil.copytree(trained_run, run)

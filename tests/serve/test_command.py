@@ -53,7 +53,7 @@ def test_a_run_that_cannot_be_served_gets_one_line(trained_run, tmp_path):  # no
         assert proc.stderr.count("\n") == 1 and message in proc.stderr, (path, proc.stderr)
 
 
-def test_a_port_in_use_and_a_bad_port_get_one_line(trained_run):  # noqa: F811
+def test_a_port_in_use_a_bad_port_and_a_foreign_address_get_one_line(trained_run):  # noqa: F811
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -62,6 +62,8 @@ def test_a_port_in_use_and_a_bad_port_get_one_line(trained_run):  # noqa: F811
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and f"port {port} is in use" in proc.stderr
     proc = serve(trained_run, "--port", "-1")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--port" in proc.stderr
+    proc = serve(trained_run, "--host", "192.0.2.1", "--port", "0")  # TEST-NET-1: no machine's address
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "cannot listen on 192.0.2.1" in proc.stderr
 
 
 def test_help_states_the_defaults():
