@@ -28,7 +28,7 @@ from PIL import Image
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -231,7 +231,7 @@ def status_of(error):
 
 
 class TooLarge(Exception):
-    pass
+    """A request's body over MAX_BYTES."""
 
 
 async def body_of(request):
@@ -282,6 +282,8 @@ def make_app(model):
             return error(status_of(problem), str(problem))
         except HTTPException as problem:  # a multipart form that does not parse, as Starlette says it
             return error(400, f"not a picture, nor a form holding one ({problem.detail})")
+        except ClientDisconnect:  # the client went away while sending: nobody reads the answer
+            return error(400, "the request was cut short")
 
     routes = [
         Route("/", page),
