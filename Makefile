@@ -11,6 +11,7 @@
 #   make recipe                    the validation runs that chose the default recipe
 #   make recipe-best recipe-fast   the validation runs that chose the best and fast recipes
 #   make recipes                   the README's recipes table: fast and best x 3 frameworks x 3 seeds
+#   make lecun98-paper lecun98-adam  the 1998 paper's network: its training, and Adam (docs/lecun98.md)
 #   make bench                     training speed of each framework against its idiomatic baseline
 #   make serve ARGS=runs/<run>     a page to draw digits on and watch the run's LeNet-5 see them
 
@@ -36,6 +37,11 @@ RECIPE_FAST_ARGS := --frameworks pytorch --epochs 2 3 --batch-size 128 256 --lr 
 	--jobs 1 --output-dir results/recipe-fast
 RECIPE_FAST_SEEDS_ARGS := --frameworks pytorch --epochs 2 3 --batch-size 128 --lr 0.005 --seeds 0 1 2 \
 	--jobs 1 --output-dir results/recipe-fast-seeds
+
+# The 1998 paper's network (docs/lecun98.md): its own training, and today's Adam with and without distortions.
+LECUN98_PAPER_ARGS := --frameworks pytorch tensorflow --recipe paper --seeds 0 1 2 --jobs 2 --output-dir results/lecun98-paper
+LECUN98_ADAM_ARGS := --frameworks pytorch --arch lecun98 --batch-size 32 --lr 0.001 --epochs 15 --augment none affine \
+	--seeds 0 1 2 --jobs 2 --output-dir results/lecun98-adam
 
 # The recipes in every framework (the README's table): fast one run at a time, for its timings.
 RECIPES_ARGS := --frameworks pytorch tensorflow mxnet --seeds 0 1 2
@@ -81,6 +87,12 @@ recipe-best:
 recipe-fast:
 	$(ENVS) run pytorch -m lenet5.sweep $(RECIPE_FAST_ARGS) $(ARGS)
 	$(ENVS) run pytorch -m lenet5.sweep $(RECIPE_FAST_SEEDS_ARGS) $(ARGS)
+
+lecun98-paper:
+	$(ENVS) run pytorch -m lenet5.sweep $(LECUN98_PAPER_ARGS) $(ARGS)
+
+lecun98-adam:
+	$(ENVS) run pytorch -m lenet5.sweep $(LECUN98_ADAM_ARGS) $(ARGS)
 
 recipes:
 	$(ENVS) run pytorch -m lenet5.sweep $(RECIPES_ARGS) --recipe fast --jobs 1 --output-dir results/recipes-fast $(ARGS)

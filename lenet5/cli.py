@@ -382,6 +382,8 @@ def parse_args(framework, argv=None, description=None):
     given; with --resume, the run's own config."""
     parser = build_parser(framework, description, recipe=recipe_of(argv))
     cfg = Config(framework=framework, **vars(parser.parse_args(argv)))
+    if cfg.optimizer == "sdlm" and cfg.arch != "lecun98":
+        parser.error("--optimizer sdlm: its Hessian is derived for lecun98's output and loss; use --arch lecun98")
     if not cfg.resume:
         return cfg
 

@@ -10,8 +10,6 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import lecun98
-
 ROOT = Path(__file__).resolve().parent.parent  # the project folder (the package is installed editable)
 FRAMEWORKS = ("pytorch", "tensorflow", "mxnet")
 FRAMEWORK_NAMES = {"pytorch": "PyTorch", "tensorflow": "TensorFlow", "mxnet": "MXNet"}  # as people write them
@@ -107,13 +105,22 @@ def recipe_options(name):
     return {**Config().to_dict(), **RECIPES[check_choice("recipe", name, tuple(RECIPES))]}
 
 
+# The 1998 paper's schedule, relative to its first rate: 0.0005 for 2 passes, 0.0002 for 3, 0.0001
+# for 3, 0.00005 for 4, then 0.00001 for the rest: (passes, factor).
+PAPER_SCHEDULE = ((2, 1.0), (3, 0.4), (3, 0.2), (4, 0.1), (None, 0.02))
+
+
 def lr_at(cfg, step, total_steps):
     """Learning rate for optimizer step `step` (0-based) of `total_steps`: one schedule for all
     three frameworks, applied by each train.py before every step."""
     if cfg.scheduler == "cosine":
         return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * step / max(total_steps, 1)))
     if cfg.scheduler == "paper":  # the 1998 paper's steps down, pass by pass, from --lr
-        return lecun98.paper_lr(step * cfg.epochs // max(total_steps, 1) + 1, cfg.lr)
+        epoch, start = step * cfg.epochs // max(total_steps, 1) + 1, 1
+        for passes, factor in PAPER_SCHEDULE:
+            if passes is None or epoch < start + passes:
+                return cfg.lr * factor
+            start += passes
     return cfg.lr
 
 
@@ -122,7 +129,9 @@ def param_shapes(num_classes=10, arch="lenet5"):
     layer names all three models use, in PyTorch's layout (convolutions (out, in, 5, 5), dense
     layers (out, in)): what expected_num_params counts and lenet5.architecture draws."""
     if check_choice("architecture", arch, ARCHS) == "lecun98":
-        return lecun98.param_shapes()
+        from .lecun98 import param_shapes as lecun98_shapes  # numpy and the data pipeline: not for lenet5.envs
+
+        return lecun98_shapes()
     convs = {"c1": (1, 6), "c3": (6, 16), "c5": (16, 120)}  # (in, out) channels, 5x5 kernels
     dense = {"f6": (120, 84), "output": (84, num_classes)}
     shapes = {}
@@ -137,7 +146,9 @@ def expected_num_params(num_classes=10, arch="lenet5"):
     """Trainable weights and biases, counted from the paper's layer sizes: 61,706 for LeNet-5 with
     10 classes, the paper's 60,000 for lecun98. Each framework's model is tested against this count."""
     if check_choice("architecture", arch, ARCHS) == "lecun98":
-        return sum(lecun98.layer_params().values())
+        from .lecun98 import layer_params
+
+        return sum(layer_params().values())
     return sum(math.prod(shape) for shape in param_shapes(num_classes).values())
 
 

@@ -2,8 +2,9 @@
 
 What every framework's lecun98 model, the numpy reference and the ONNX exporter share, in numpy:
 the input scaling, the squashing function, C3's connection table (the paper's Table I), the RBF
-output's bitmaps (after the paper's Fig. 3), the initialisation, the MAP loss's constant and the
-paper's learning-rate schedule. The arrays are in the neutral layout (lenet5/weights.py).
+output's bitmaps (after the paper's Fig. 3), the initialisation and the MAP loss's constant; its
+learning-rate schedule is lenet5.config's, its optimizer lenet5/sdlm.py. The arrays are in the
+neutral layout (lenet5/weights.py).
 
 Two choices the paper leaves open, made here:
 - C3 is a full 16x6 convolution whose weights outside Table I are held at zero (a fixed mask in
@@ -71,9 +72,6 @@ NUM_CLASSES = len(BITMAPS)  # bitmaps exist for the ten digits only
 # The MAP criterion: E = y_D + log(exp(-J) + sum_i exp(-y_i)); the paper leaves J's value open.
 J = 0.1
 
-# The paper's schedule: (passes, learning rate), then the last rate for the remaining passes.
-PAPER_SCHEDULE = ((2, 5e-4), (3, 2e-4), (3, 1e-4), (4, 5e-5), (None, 1e-5))
-
 LAYERS = ("c1", "s2", "c3", "s4", "c5", "f6", "output")
 
 
@@ -135,16 +133,6 @@ def check_table(c3_weight, source="weights"):
     if stray.any():
         m, s = np.argwhere(stray.sum(axis=(2, 3)))[0]
         raise ValueError(f"{source}: c3.weight connects C3 map {m} to S2 map {s}, which Table I leaves unconnected")
-
-
-def paper_lr(epoch, base=PAPER_SCHEDULE[0][1]):
-    """The paper's learning rate for pass `epoch` (1-based), scaled so that its first is `base`."""
-    start = 1
-    for passes, lr in PAPER_SCHEDULE:
-        if passes is None or epoch < start + passes:
-            return lr * base / PAPER_SCHEDULE[0][1]
-        start += passes
-    raise AssertionError("unreachable: the schedule ends with an open stage")
 
 
 def squash(a):

@@ -144,7 +144,7 @@ def _describe(meta):
 def layer_outputs(params, meta, x):
     """[(layer name, its output)] of one image `x` (1, 1, 28, 28), c1 to output: the one call to the
     numpy reference's forward pass."""
-    return list(reference.trace(params, x, meta["pooling"], meta["activation"]))
+    return list(reference.trace(params, x, meta["pooling"], meta["activation"], meta["arch"]))
 
 
 def logits_of(model, x):

@@ -222,10 +222,8 @@ def run_name(point):
     options = {k: v for k, v in point.items() if k != "framework"}
     named = {k: v for k, v in options.items() if (k, v) != ("dataset", Config.dataset)}
     digest = hashlib.sha256(json.dumps([point["framework"], named], sort_keys=True).encode()).hexdigest()[:8]
-    return (
-        f"{point['framework']}-{model_name(point['arch'], point['pooling'], point['activation'])}-bs{point['batch_size']}-"
-        f"seed{point['seed']}-{digest}"
-    )
+    model = model_name(point["arch"], point["pooling"], point["activation"])
+    return f"{point['framework']}-{model}-bs{point['batch_size']}-seed{point['seed']}-{digest}"
 
 
 def command(point, name, sweep_dir, args):

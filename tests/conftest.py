@@ -18,8 +18,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet5 import download
+from lenet5 import download, lecun98, weights
 from lenet5.config import ROOT
+
+
+def random_params(num_classes=10, seed=0, arch="lenet5"):
+    """Weights of the right shapes drawn at random; lecun98's C3 as Table I wires it, its RBF
+    centres the bitmaps."""
+    rng = np.random.default_rng(seed)
+    params = {k: rng.uniform(-0.3, 0.3, s).astype(np.float32) for k, s in weights.shapes(num_classes, arch).items()}
+    if arch == "lecun98":
+        params.update({"c3.weight": params["c3.weight"] * lecun98.C3_MASK, "output.weight": lecun98.RBF_CENTRES})
+    return params
 
 
 def write_idx(path, array):

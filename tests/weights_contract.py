@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import ROOT, read_json
+from conftest import ROOT, random_params, read_json
 
 from lenet5 import reference, weights
 from lenet5.config import ACTIVATIONS, FRAMEWORKS, POOLINGS
@@ -25,7 +25,9 @@ from lenet5.envs import env_python
 from lenet5.onnx_export import export, onnx_logits
 from lenet5.runfolder import RunFolder
 
-COMBOS = [(pooling, activation) for pooling in POOLINGS for activation in ACTIVATIONS]
+# Today's LeNet-5 in every pooling x activation, and the 1998 paper's, which has its own.
+COMBOS = [("lenet5", pooling, activation) for pooling in POOLINGS for activation in ACTIVATIONS]
+COMBOS += [("lecun98", "max", "relu")]
 # A short real training: 256 Adam steps of 16 images, enough to move every layer far from its
 # initialisation (71-96% test accuracy measured), cheap enough for 8 runs per framework.
 PARITY_TRAIN = ["--epochs", "1", "--limit-train", "4096", "--batch-size", "16", "--val-size", "0"]
@@ -50,20 +52,15 @@ def others(framework):
     return [f for f in FRAMEWORKS if f != framework]
 
 
-def random_params(num_classes=10, seed=0):
-    rng = np.random.default_rng(seed)
-    return {k: rng.uniform(-0.3, 0.3, shape).astype(np.float32) for k, shape in weights.shapes(num_classes).items()}
-
-
 def assert_same_params(a, b):
     assert sorted(a) == sorted(b)
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-@pytest.mark.parametrize("pooling, activation", COMBOS)
-def test_neutral_weights_round_trip_through_the_native_files(native, tmp_path, pooling, activation):
-    params, meta = random_params(), weights.make_meta(pooling, activation)
+@pytest.mark.parametrize("arch, pooling, activation", COMBOS)
+def test_neutral_weights_round_trip_through_the_native_files(native, tmp_path, arch, pooling, activation):
+    params, meta = random_params(arch=arch), weights.make_meta(pooling, activation, arch=arch)
     assert_same_params(native.to_neutral(native.from_neutral(params, meta)), params)
     stem = tmp_path / "model"
     paths = native.write_native(params, meta, stem)
@@ -72,7 +69,7 @@ def test_neutral_weights_round_trip_through_the_native_files(native, tmp_path, p
     x = np.random.default_rng(1).standard_normal((16, 1, 28, 28)).astype(np.float32)
     np.testing.assert_allclose(
         native.native_logits(paths[0], meta, x, batch_size=5),
-        reference.forward(params, x, pooling, activation),
+        reference.forward(params, x, pooling, activation, arch),
         atol=ATOL,
     )
 
@@ -125,8 +122,8 @@ def parity(framework, native, mnist_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp(f"parity-{framework}")
     test = load_splits(0, data_dir=mnist_dir, progress=False).test
     runs = {}
-    for pooling, activation in COMBOS:
-        run_dir = out / f"{pooling}-{activation}"
+    for arch, pooling, activation in COMBOS:
+        run_dir = out / f"{arch}-{pooling}-{activation}"
         assert (
             train.main(
                 [
@@ -136,6 +133,8 @@ def parity(framework, native, mnist_dir, tmp_path_factory):
                     str(out),
                     "--run-name",
                     run_dir.name,
+                    "--arch",
+                    arch,
                     "--pooling",
                     pooling,
                     "--activation",
@@ -148,7 +147,7 @@ def parity(framework, native, mnist_dir, tmp_path_factory):
         )
         params, meta = weights.load(run_dir / weights.FILENAME)
         final = RunFolder(run_dir).final_model(framework)
-        runs[pooling, activation] = dict(
+        runs[arch, pooling, activation] = dict(
             dir=run_dir,
             params=params,
             meta=meta,
@@ -170,11 +169,11 @@ def parity(framework, native, mnist_dir, tmp_path_factory):
     return dict(runs=runs, test=test, converted=converted)
 
 
-@pytest.mark.parametrize("pooling, activation", COMBOS)
+@pytest.mark.parametrize("arch, pooling, activation", COMBOS)
 def test_parity_converted_to_the_other_frameworks_same_logits_on_the_whole_test_set(
-    parity, framework, pooling, activation
+    parity, framework, arch, pooling, activation
 ):
-    run, test = parity["runs"][pooling, activation], parity["test"]
+    run, test = parity["runs"][arch, pooling, activation], parity["test"]
     ours = run["logits"]
     assert ours.shape == (10_000, 10)
     # The weights are trained ones, and the neutral file holds exactly the framework's own.
@@ -182,14 +181,14 @@ def test_parity_converted_to_the_other_frameworks_same_logits_on_the_whole_test_
     assert_same_params(run["params"], run["native_params"])
     # The independent yardstick: plain numpy in float64, on the first 500 images.
     np.testing.assert_allclose(
-        ours[:500], reference.forward(run["params"], test.x[:500], pooling, activation), atol=ATOL
+        ours[:500], reference.forward(run["params"], test.x[:500], pooling, activation, arch), atol=ATOL
     )
     for name, theirs in [("onnxruntime", run["onnx"])] + [
-        (target, parity["converted"][target][pooling, activation]) for target in others(framework)
+        (target, parity["converted"][target][arch, pooling, activation]) for target in others(framework)
     ]:
         diff = float(np.abs(theirs - ours).max())
         print(
-            f"{framework} -> {name}, {pooling}/{activation}: max |logit diff| {diff:.2e}, "
+            f"{framework} -> {name}, {arch} {pooling}/{activation}: max |logit diff| {diff:.2e}, "
             f"same class for {(theirs.argmax(1) == ours.argmax(1)).sum()}/10000"
         )
         assert theirs.shape == ours.shape and diff <= ATOL, f"{framework} -> {name}: {diff}"

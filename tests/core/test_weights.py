@@ -9,15 +9,10 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from conftest import ROOT
+from conftest import ROOT, random_params
 
 from lenet5 import onnx_export, reference, weights
 from lenet5.config import ACTIVATIONS, POOLINGS
-
-
-def random_params(num_classes=10, seed=0):
-    rng = np.random.default_rng(seed)
-    return {k: rng.uniform(-0.3, 0.3, shape).astype(np.float32) for k, shape in weights.shapes(num_classes).items()}
 
 
 @pytest.fixture
@@ -115,16 +110,18 @@ def test_not_a_weight_file_at_all(tmp_path, npz):
         weights.load(npz, num_classes=26)
 
 
-@pytest.mark.parametrize("pooling", POOLINGS)
-@pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_onnx_graph_matches_the_numpy_reference(pooling, activation):
-    params, meta = random_params(), weights.make_meta(pooling, activation)
+@pytest.mark.parametrize(
+    "arch, pooling, activation",
+    [("lenet5", p, a) for p in POOLINGS for a in ACTIVATIONS] + [("lecun98", "max", "relu")],
+)
+def test_onnx_graph_matches_the_numpy_reference(arch, pooling, activation):
+    params, meta = random_params(arch=arch), weights.make_meta(pooling, activation, arch=arch)
     model = onnx_export.build(params, meta)
     onnx.checker.check_model(model, full_check=True)
     x = np.random.default_rng(1).standard_normal((37, 1, 28, 28)).astype(np.float32)
     session = onnx_export.session(model)
     logits = onnx_export.onnx_logits(session, x, batch_size=8)  # batches of 8, 8, 8, 8 and 5: any N
-    np.testing.assert_allclose(logits, reference.forward(params, x, pooling, activation), atol=1e-4)
+    np.testing.assert_allclose(logits, reference.forward(params, x, pooling, activation, arch), atol=1e-4)
     np.testing.assert_array_equal(onnx_export.onnx_logits(session, x.transpose(0, 2, 3, 1)), logits)
 
 

@@ -8,14 +8,17 @@ import mxnet as mx
 import numpy as np
 import pytest
 from conftest import ROOT, read_json
+from mxnet import autograd
 from predict_contract import *  # noqa: F401,F403 - predict with this framework's runs
 from train_contract import *  # noqa: F401,F403 - the tests every framework passes
 
-from lenet5 import reference
-from lenet5.config import ACTIVATIONS, POOLINGS, expected_num_params
+from lenet5 import lecun98, reference, sdlm
+from lenet5.config import ACTIVATIONS, POOLINGS, Config, expected_num_params
 from lenet5.data import load_splits
-from model_mxnet import LeNet5
+from model_mxnet import LeCun98, LeNet5, num_params
 from model_mxnet.convert import to_neutral
+from train_mxnet.sdlm import estimate_hessian
+from train_mxnet.train import loss_of, make_optimizer
 
 FRAMEWORK = "mxnet"
 
@@ -102,3 +105,46 @@ def test_import_failure_names_the_fix(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert "cannot import MXNet" in proc.stderr and "numpy==1.23.5" in proc.stderr
+
+
+def test_lecun98_has_the_papers_parameters_and_matches_the_numpy_reference():
+    mx.random.seed(0)
+    model = LeCun98()
+    model.initialize()
+    model.hybridize(static_alloc=True, static_shape=True)
+    per_layer = {
+        name: sum(p.data().size for p in getattr(model, name).collect_params().values() if p.grad_req != "null")
+        for name in lecun98.LAYERS
+    }
+    per_layer["c3"] -= int((lecun98.C3_MASK == 0).sum())  # held at zero: not parameters
+    assert per_layer == lecun98.layer_params() and num_params(model) == 60_000
+    x = np.random.default_rng(0).standard_normal((8, 1, 28, 28)).astype(np.float32)
+    y = np.arange(8) % 10
+    with autograd.record():
+        out = model(mx.nd.array(x))
+        loss = loss_of(out, mx.nd.array(y), "lecun98")  # the paper's MAP loss, per image
+    np.testing.assert_allclose(out.asnumpy(), reference.forward(to_neutral(model), x, arch="lecun98"), atol=1e-4)
+    np.testing.assert_allclose(loss.asnumpy(), lecun98.map_loss(out.asnumpy(), y), rtol=1e-5)
+    loss.backward()
+    assert (model.c3.weight.grad().asnumpy()[~lecun98.CONNECTED] == 0).all()  # Table I's gaps learn nothing
+
+
+def test_sdlm_hessian_is_the_square_of_the_curvature_vectors_backpropagated(mnist_dir):
+    split = load_splits(0, limit_train=600, limit_test=1, data_dir=mnist_dir, progress=False).train
+    mx.random.seed(0)
+    model = LeCun98()
+    model.initialize()
+    cfg = Config(arch="lecun98", optimizer="sdlm", lr=1e-5)
+    trainer = make_optimizer(cfg, model)
+    estimate_hessian(model, trainer, split, cfg, 1, mx.cpu())
+    hessians = trainer.optimizer.hessians
+    h = {p: hessians[i].asnumpy() for i, p in trainer.optimizer.param_dict.items() if i in hessians}
+    assert all(np.isfinite(v).all() and (v >= 0).all() for v in h.values())
+    c3 = h[model.c3.weight]
+    assert (c3[~lecun98.CONNECTED] == 0).all() and c3[lecun98.CONNECTED].min() > 0
+    # F6's bias gets f'(a) v: its h is the mean of f'(a)^2 v^2, with f' from F6's outputs A tanh(S a)
+    x = sdlm.samples(split, 0, 1)
+    f6 = model.features(mx.nd, mx.nd.array(x)).asnumpy().astype(np.float64)
+    v = sdlm.curvature_vectors(f6, 0, 1)
+    slope = lecun98.SQUASH_A * lecun98.SQUASH_S * (1 - (f6 / lecun98.SQUASH_A) ** 2)
+    np.testing.assert_allclose(h[model.f6.bias], (slope**2 * v**2).mean(axis=0), rtol=1e-4)

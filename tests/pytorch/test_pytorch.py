@@ -7,11 +7,13 @@ import torch
 from conftest import read_json
 from train_contract import *  # noqa: F401,F403 - the tests every framework passes
 
-from lenet5 import reference
-from lenet5.config import ACTIVATIONS, POOLINGS, expected_num_params
+from lenet5 import lecun98, reference, sdlm
+from lenet5.config import ACTIVATIONS, POOLINGS, Config, expected_num_params
 from lenet5.data import load_splits
-from model_pytorch import LeNet5
+from model_pytorch import LeCun98, LeNet5, num_params
 from model_pytorch.convert import to_neutral
+from train_pytorch.sdlm import SDLM, estimate_hessian
+from train_pytorch.train import loss_of
 
 FRAMEWORK = "pytorch"
 
@@ -65,3 +67,37 @@ def test_native_checkpoints_open_with_pytorch_alone(train, mnist_dir):
     (name,) = read_json(run_dir / "checkpoint.json")["files"]
     checkpoint = torch.load(run_dir / name, weights_only=True)
     assert "state" in checkpoint["optimizer"] and torch.equal(checkpoint["model"]["c1.weight"], model.c1.weight)
+
+
+def test_lecun98_has_the_papers_parameters_and_matches_the_numpy_reference():
+    torch.manual_seed(0)
+    model = LeCun98().eval()
+    per_layer = {name: sum(p.numel() for p in getattr(model, name).parameters()) for name in lecun98.LAYERS}
+    per_layer["c3"] -= int((model.c3.mask == 0).sum())  # held at zero: not parameters
+    assert per_layer == lecun98.layer_params() and num_params(model) == 60_000
+    x = np.random.default_rng(0).standard_normal((8, 1, 28, 28)).astype(np.float32)
+    y = torch.arange(8) % 10
+    out = model(torch.from_numpy(x))
+    np.testing.assert_allclose(out.detach().numpy(), reference.forward(to_neutral(model), x, arch="lecun98"), atol=1e-4)
+    loss = loss_of(out, y, "lecun98")  # the paper's MAP loss
+    assert loss.item() == pytest.approx(lecun98.map_loss(out.detach().numpy(), y.numpy()).mean(), rel=1e-5)
+    loss.backward()
+    assert (model.c3.weight.grad.numpy()[~lecun98.CONNECTED] == 0).all()  # Table I's gaps learn nothing
+
+
+def test_sdlm_hessian_is_the_square_of_the_curvature_vectors_backpropagated(mnist_dir):
+    split = load_splits(0, limit_train=600, limit_test=1, data_dir=mnist_dir, progress=False).train
+    torch.manual_seed(0)
+    model = LeCun98()
+    optimizer = SDLM(model.parameters(), 1e-5)
+    estimate_hessian(model, optimizer, split, Config(arch="lecun98", optimizer="sdlm"), 1, "cpu")
+    h = {name: optimizer.state[p]["hessian"].numpy() for name, p in model.named_parameters()}
+    assert all(np.isfinite(v).all() and (v >= 0).all() for v in h.values())
+    assert (h["c3.weight"][~lecun98.CONNECTED] == 0).all() and h["c3.weight"][lecun98.CONNECTED].min() > 0
+    # F6's bias gets f'(a) v: its h is the mean of f'(a)^2 v^2, with f' from F6's outputs A tanh(S a)
+    x = sdlm.samples(split, 0, 1)
+    with torch.no_grad():
+        f6 = model.features(torch.from_numpy(x)).numpy().astype(np.float64)
+    v = sdlm.curvature_vectors(f6, 0, 1)
+    slope = lecun98.SQUASH_A * lecun98.SQUASH_S * (1 - (f6 / lecun98.SQUASH_A) ** 2)
+    np.testing.assert_allclose(h["f6.bias"], (slope**2 * v**2).mean(axis=0), rtol=1e-4)

@@ -12,11 +12,13 @@ from conftest import read_json
 from predict_contract import *  # noqa: F401,F403 - predict with this framework's runs
 from train_contract import *  # noqa: F401,F403 - the tests every framework passes
 
-from lenet5 import reference
-from lenet5.config import ACTIVATIONS, POOLINGS, expected_num_params
+from lenet5 import lecun98, reference, sdlm
+from lenet5.config import ACTIVATIONS, POOLINGS, Config, expected_num_params
 from lenet5.data import load_splits
-from model_tensorflow import LeNet5
+from model_tensorflow import LeCun98, LeNet5, num_params
 from model_tensorflow.convert import to_neutral
+from train_tensorflow.sdlm import SDLM, estimate_hessian
+from train_tensorflow.train import loss_of
 
 FRAMEWORK = "tensorflow"
 
@@ -82,3 +84,44 @@ def test_native_checkpoints_open_with_keras_alone(train, mnist_dir, tmp_path):
     (name,) = read_json(run_dir / "checkpoint.json")["files"]
     checkpoint = keras.saving.load_model(run_dir / name)
     assert int(checkpoint.optimizer.iterations) == 8  # 2048 images / 256: the optimizer state came along
+
+
+def test_lecun98_has_the_papers_parameters_and_matches_the_numpy_reference():
+    keras.utils.set_random_seed(0)
+    model = LeCun98()
+    per_layer = {
+        name: sum(int(np.prod(w.shape)) for w in model.get_layer(name).trainable_weights) for name in lecun98.LAYERS
+    }
+    per_layer["c3"] -= int((lecun98.C3_MASK == 0).sum())  # held at zero: not parameters
+    assert per_layer == lecun98.layer_params() and num_params(model) == 60_000
+    x = np.random.default_rng(0).standard_normal((8, 1, 28, 28)).astype(np.float32)
+    y = np.arange(8) % 10
+    with tf.GradientTape() as tape:
+        out = model(x.transpose(0, 2, 3, 1), training=False)
+        loss = loss_of(out, tf.constant(y), "lecun98")  # the paper's MAP loss, summed
+    np.testing.assert_allclose(out.numpy(), reference.forward(to_neutral(model), x, arch="lecun98"), atol=1e-4)
+    assert float(loss) == pytest.approx(lecun98.map_loss(out.numpy(), y).sum(), rel=1e-5)
+    grad = tape.gradient(loss, model.get_layer("c3").kernel).numpy().transpose(3, 2, 0, 1)
+    assert (grad[~lecun98.CONNECTED] == 0).all()  # Table I's gaps learn nothing
+
+
+def test_sdlm_hessian_is_the_square_of_the_curvature_vectors_backpropagated(mnist_dir):
+    split = load_splits(0, limit_train=600, limit_test=1, channels_last=True, data_dir=mnist_dir, progress=False).train
+    keras.utils.set_random_seed(0)
+    model = LeCun98()
+    optimizer = SDLM(learning_rate=1e-5)
+    estimate_hessian(model, optimizer, split, Config(arch="lecun98", optimizer="sdlm"), 1)
+    diagonals = [d.numpy() for d in optimizer.hessians]  # in the order of model.trainable_variables
+    assert all(np.isfinite(v).all() and (v >= 0).all() for v in diagonals)
+
+    def h(variable):
+        return diagonals[[id(w) for w in model.trainable_variables].index(id(variable))]
+
+    c3 = h(model.get_layer("c3").kernel).transpose(3, 2, 0, 1)
+    assert (c3[~lecun98.CONNECTED] == 0).all() and c3[lecun98.CONNECTED].min() > 0
+    # F6's bias gets f'(a) v: its h is the mean of f'(a)^2 v^2, with f' from F6's outputs A tanh(S a)
+    x = sdlm.samples(split, 0, 1)
+    f6 = keras.Model(model.inputs, model.get_layer("f6_act").output)(x, training=False).numpy().astype(np.float64)
+    v = sdlm.curvature_vectors(f6, 0, 1)
+    slope = lecun98.SQUASH_A * lecun98.SQUASH_S * (1 - (f6 / lecun98.SQUASH_A) ** 2)
+    np.testing.assert_allclose(h(model.get_layer("f6").bias), (slope**2 * v**2).mean(axis=0), rtol=1e-4)
