@@ -39,7 +39,12 @@ def test_writes_a_png_and_replaces_only_its_own(tmp_path, capsys):
     mine = tmp_path / "mine.png"
     Image.new("RGB", (8, 8)).save(mine)
     before = mine.read_bytes()
-    for argv in (["-o", str(mine)], ["-o", str(tmp_path / "arch.svg")], ["--num-classes", "0"]):
+    for argv in (
+        ["-o", str(mine)],
+        ["-o", str(tmp_path / "arch.svg")],
+        ["--num-classes", "0"],
+        ["--arch", "lecun98", "--num-classes", "26", "-o", str(tmp_path / "lecun98.png")],  # ten bitmaps
+    ):
         capsys.readouterr()
         with pytest.raises(SystemExit) as exit_:
             architecture.main(argv)
@@ -47,6 +52,7 @@ def test_writes_a_png_and_replaces_only_its_own(tmp_path, capsys):
     assert mine.read_bytes() == before
 
 
-def test_the_committed_figure_is_this_scripts():
-    with Image.open(architecture.DEFAULT_OUTPUT) as image:
+@pytest.mark.parametrize("arch", ["lenet5", "lecun98"])
+def test_the_committed_figure_is_this_scripts(arch):
+    with Image.open(architecture.DEFAULT_OUTPUT[arch]) as image:
         assert image.text["Software"] == architecture.MAKER

@@ -266,3 +266,41 @@ def test_a_three_class_folder_gives_a_three_class_model_in_every_file(mnist, tmp
     code, out, err = run_predict(capsys, onnx_file, *pictures, "--format", "json", "--top-k", "5")
     assert code == 0, err
     assert {p["class"] for r in json.loads(out) for p in r["predictions"]} == {"zero", "one", "two"}
+    # the 1998 network's output has the ten digits' bitmaps: three classes get one line
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train_pytorch" / "train.py"), "--arch", "lecun98", "--dataset", str(folder)]
+        + ["--epochs", "1", "--val-size", "100", "--data-dir", str(tmp_path / "cache")]
+        + ["--output-dir", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "--arch lecun98: its RBF output has the ten digits' bitmaps; this dataset has 3 classes" in proc.stderr
+
+
+def test_a_lecun98_run_predicts_from_its_smallest_rbf_output_and_plots(mnist_dir, mnist, tmp_path, capsys):
+    from lenet5 import plot, reference, weights
+    from lenet5.data import normalize
+
+    out = tmp_path / "runs"
+    subprocess.run(
+        [sys.executable, str(ROOT / "train_pytorch" / "train.py"), "--arch", "lecun98", "--batch-size", "32"]
+        + ["--lr", "0.001", "--epochs", "1", "--val-size", "0", "--data-dir", str(mnist_dir)]
+        + ["--output-dir", str(out), "--run-name", "paper", "--no-progress"],
+        check=True,
+        capture_output=True,
+    )
+    n = 300
+    write_pictures(mnist["test_images"][:n], mnist["test_labels"][:n], tmp_path / "pictures")
+    code, out_, err = run_predict(capsys, out / "paper", tmp_path / "pictures", "--format", "json")
+    assert code == 0 and err == ""
+    rows = json.loads(out_)
+    truth = [r["input"].rsplit("-", 1)[1][0] for r in rows]
+    assert np.mean([r["predictions"][0]["class"] == t for r, t in zip(rows, truth)]) >= 0.85
+    # the class is the RBF unit nearest its bitmap: the smallest y_i, the largest output -y_i
+    params, meta = weights.load(out / "paper" / "model.npz")
+    layers = dict(reference.trace(params, normalize(mnist["test_images"][:50]), arch=meta["arch"]))
+    y = ((layers["f6"][:, None, :] - params["output.weight"][None]) ** 2).sum(axis=2)
+    np.testing.assert_allclose(-y, layers["output"])
+    assert plot.main([str(out / "paper"), "--output-dir", str(tmp_path / "plots")]) == 0
+    assert (tmp_path / "plots" / "confusion.png").exists()
