@@ -158,3 +158,20 @@ def test_a_run_of_a_framework_this_environment_lacks_is_served_from_its_neutral_
         answer = post(base, drawn_png(DRAWINGS["4"])).json()
     assert answer["prediction"] == "4" and len(answer["layers"]) == 7
     assert "mxnet" not in sys.modules  # nor tried: this environment has no MXNet
+
+
+def test_a_lecun98_model_shows_the_papers_layers_and_its_class_is_the_nearest_bitmap(tmp_path):
+    from conftest import random_params
+
+    params, meta = random_params(arch="lecun98"), weights.make_meta("max", "relu", arch="lecun98")
+    weights.save(tmp_path / "lecun98.npz", params, meta)
+    answer = serve.analyse(serve.load_model(tmp_path / "lecun98.npz"), drawn_png(DRAWINGS["7"]))
+    shapes = {layer["name"]: layer["shape"] for layer in answer["layers"]}
+    assert shapes == {"c1": [6, 28, 28], "s2": [6, 14, 14], "c3": [16, 10, 10], "s4": [16, 5, 5]} | {
+        "c5": [120],
+        "f6": [84],
+        "output": [10],
+    }
+    f6 = next(layer["values"] for layer in answer["layers"] if layer["name"] == "f6")
+    rbf = ((np.asarray(f6)[None] - params["output.weight"]) ** 2).sum(axis=1)  # the paper's RBF outputs
+    assert answer["prediction"] == str(int(rbf.argmin()))
