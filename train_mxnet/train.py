@@ -72,12 +72,18 @@ def decay_weights(model, factor):
         param.data()[:] *= factor
 
 
+# Built once, not at every step: of labels, and of smoothed one-hot targets.
+CROSS_ENTROPY = {
+    True: gluon.loss.SoftmaxCrossEntropyLoss(),
+    False: gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False),
+}
+
+
 def loss_of(logits, y, arch, label_smoothing=0.0):
     """Cross-entropy per image; lecun98's MAP loss is the cross-entropy over its outputs and a constant -J."""
     if arch == "lecun98":
         logits = mx.nd.concat(logits, mx.nd.full((len(logits), 1), -lecun98.J, logits.context), dim=1)
-    cross_entropy = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=not label_smoothing)
-    return cross_entropy(logits, smoothed(y, logits.shape[1], label_smoothing))
+    return CROSS_ENTROPY[not label_smoothing](logits, smoothed(y, logits.shape[1], label_smoothing))
 
 
 def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run, save):
