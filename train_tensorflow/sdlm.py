@@ -4,6 +4,8 @@ Kept parallel to train_pytorch/sdlm.py and train_mxnet/sdlm.py. The optimizer is
 Keras, so that a checkpoint (a .keras file with the optimizer's state) opens where this is imported.
 """
 
+import functools
+
 import keras
 import tensorflow as tf
 
@@ -28,6 +30,7 @@ class SDLM(keras.optimizers.Optimizer):
         self.assign_sub(variable, learning_rate * gradient / (h + sdlm.MU))
 
 
+@functools.cache  # one per model: traced once, not before every pass
 def make_hessian_step(model):
     """A compiled function of one image and a vector at F6: the squares of the gradient that vector
     backpropagates (lenet5/sdlm.py)."""
