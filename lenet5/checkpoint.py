@@ -39,11 +39,13 @@ class Checkpoints:
             if name not in names:
                 self.folder.path(name).unlink(missing_ok=True)
 
-    def resume(self):
+    def resume(self, clean=True):
         """(finished epochs, file paths, partial) of the last checkpoint, or (0, [], None) if there
-        is none; refused when another framework wrote it or its files are gone."""
+        is none; refused when another framework wrote it or its files are gone. `clean` removes what
+        a killed process left (the writer of the folder only: rank 0 of a data-parallel run)."""
         checkpoint = self.folder.checkpoint()
-        self._remove_leftovers(checkpoint["files"] if checkpoint else [])
+        if clean:
+            self._remove_leftovers(checkpoint["files"] if checkpoint else [])
         if not checkpoint:
             return 0, [], None
         if checkpoint["framework"] != self.framework:

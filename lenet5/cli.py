@@ -29,7 +29,16 @@ from .runfolder import RunError, RunFolder
 
 DEFAULT_OUTPUT_DIR = ROOT / "runs"
 # What a resumed run may change; every other option comes from the run's config.json.
-RESUME_OVERRIDES = ("epochs", "device", "no_progress", "data_dir", "checkpoint_every", "threads", "tensorboard")
+RESUME_OVERRIDES = (
+    "epochs",
+    "device",
+    "no_progress",
+    "data_dir",
+    "checkpoint_every",
+    "threads",
+    "tensorboard",
+    "peer_timeout",
+)
 
 
 def printable(text):
@@ -282,6 +291,13 @@ def build_parser(framework, description=None, with_defaults=True, recipe="defaul
         type=non_negative_int,
         metavar="N",
         help="also checkpoint every N steps inside an epoch (0: at the end of each epoch only)",
+    )
+    run.add_argument(
+        "--peer-timeout",
+        type=positive_int,
+        metavar="S",
+        help="data-parallel runs (docs/distributed.md): seconds to wait for the other processes, at start "
+        "and at every step, before stopping with one line",
     )
     run.add_argument(
         "--threads",

@@ -64,6 +64,7 @@ class Config:
     resume: str = ""
     device: str = "auto"
     checkpoint_every: int = 0
+    peer_timeout: int = 120  # seconds a data-parallel run waits for its other processes
     threads: int = 0
     no_progress: bool = False
     tensorboard: bool = False

@@ -1,5 +1,7 @@
 """The writer of a run folder (lenet5.runfolder says what it holds), the per-epoch line and the
-progress bars; Ctrl-C, SIGTERM, a full disk and a diverging loss.
+progress bars; Ctrl-C, SIGTERM, a full disk and a diverging loss. In a data-parallel run
+(lenet5.distributed), rank 0 alone writes and prints, and the processes agree, at the steps where
+the loss is checked, on the sums of their shares and on a signal that any of them received.
 """
 
 import csv
@@ -18,6 +20,7 @@ from tqdm import tqdm
 from . import lecun98, weights
 from .checkpoint import Checkpoints
 from .config import model_name
+from .distributed import World
 from .download import DIGITS
 from .files import atomic_path, describe, write_json, write_npz
 from .reference import softmax
@@ -91,17 +94,23 @@ def _new_run_dir(cfg):
 
 
 class Run:
-    """One training run's folder and log. `cfg.resume` names an existing folder to continue."""
+    """One training run's folder and log. `cfg.resume` names an existing folder to continue.
+    `world` is this process's place in a data-parallel run, and `all_sum` the framework's sum of
+    a list of numbers over its processes (needed when there are several)."""
 
-    def __init__(self, cfg):
-        self.cfg = cfg
-        self.folder = RunFolder(cfg.resume or _new_run_dir(cfg))
-        self.dir = self.folder.dir
-        self.checkpoints = Checkpoints(self.folder, cfg.framework)
+    def __init__(self, cfg, world=None, all_sum=None):
+        self.cfg, self.world, self._all_sum = cfg, world or World(), all_sum
+        world = self.world
+        self.writes = world.writes  # rank 0 alone writes the run folder and prints
+        folder = cfg.resume or (_new_run_dir(cfg) if self.writes else None)  # the others read it to resume
+        self.folder = RunFolder(folder) if folder else None
+        self.dir = self.folder and self.folder.dir
+        self.checkpoints = Checkpoints(self.folder, cfg.framework) if folder else None
         self.history = []  # one dict per finished epoch, as in metrics.csv
         self.partial = None  # where a checkpoint inside an epoch stopped: epoch, sums, seconds
         self._checked = 0  # the last step whose loss check_finite found finite
-        self._stop_signal = 0  # Ctrl-C or SIGTERM seen: checkpoint at the next step, then stop
+        self._signal = 0  # Ctrl-C or SIGTERM seen by this process
+        self._agreed_signal = 0  # ... by any process, at the last agreement of a data-parallel run
         self._epoch_started = self._epoch_trained = 0.0
         self._tensorboard = None  # a tensorboardX SummaryWriter with --tensorboard
         self.classes = list(DIGITS)
@@ -117,6 +126,8 @@ class Run:
                 f"--arch lecun98: its RBF output has the ten digits' bitmaps; "
                 f"this dataset has {len(self.classes)} classes"
             )
+        if not self.writes:
+            return
         write_json(self.path(CONFIG), self.cfg.to_dict())
         write_json(self.path(CLASSES), self.classes)
         if self.cfg.resume:
@@ -133,14 +144,16 @@ class Run:
     @contextmanager
     def stopping(self):
         """Around the training loop and the final files: Ctrl-C or SIGTERM checkpoints at the end
-        of the current step and raises Stopped (a second signal stops at once); it, a write that
-        fails (a full disk) or a diverging loss then says in its one line what is kept. A signal
-        after the last epoch's checkpoint lets the final files be written (seconds)."""
+        of the current step and raises Stopped (the same signal again stops at once: a launcher
+        that forwards SIGTERM after the terminal's Ctrl-C does not); it, a write that fails (a full
+        disk) or a diverging loss then says in its one line what is kept. A signal after the last
+        epoch's checkpoint lets the final files be written (seconds). In a data-parallel run every
+        process stops at the same step, the first agreement after any of them was signalled."""
 
         def on_signal(signum, frame):
-            if self._stop_signal:
+            if self._signal == signum:
                 raise Interrupted(signum)
-            self._stop_signal = signum
+            self._signal = self._signal or signum
 
         previous = [signal.signal(signum, on_signal) for signum in STOP_SIGNALS]
         try:
@@ -149,25 +162,55 @@ class Run:
             self._close_tensorboard()
             signum = getattr(stop, "signum", signal.SIGINT)
             what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-            raise Stopped(f"{what}; {self.checkpoints.kept()}", signum) from None
+            raise Stopped(f"{self._who()}{what}; {self._kept()}", signum) from None
         except OSError as error:  # a full disk, a quota, an I/O error: the file written is named
             self._close_tensorboard()
-            raise RunError(f"{describe(error)}; {self.checkpoints.kept()}") from None
+            raise RunError(f"{self._who()}{describe(error)}; {self._kept()}") from None
         except RunError as error:
             self._close_tensorboard()
-            raise RunError(f"{error}; {self.checkpoints.kept()}") from None
+            raise RunError(f"{self._who()}{error}; {self._kept()}") from None
         finally:
             for signum, handler in zip(STOP_SIGNALS, previous):
                 signal.signal(signum, handler)
 
+    def _who(self):
+        """Which process a line is from, in a data-parallel run: each may print its last."""
+        return f"rank {self.world.rank} of {self.world.size}: " if self.world.size > 1 else ""
+
+    def _kept(self):
+        return self.checkpoints.kept() if self.writes else "rank 0 says what is kept"
+
+    def _stop(self):
+        """The signal to stop on: this process's own, or in a data-parallel run the one agreed on."""
+        return self._signal if self.world.size == 1 else self._agreed_signal
+
+    def _agree(self, *values):
+        """`values` summed over the processes of a data-parallel run, which agree on the way on
+        whether any of them was signalled; as they are, in a run of one process."""
+        if self.world.size == 1:
+            return values
+        signals = [self._signal == signal.SIGINT, self._signal == signal.SIGTERM]
+        *totals, sigint, sigterm = self._all_sum([*values, *signals])
+        self._agreed_signal = signal.SIGINT if sigint else signal.SIGTERM if sigterm else 0
+        return totals
+
     def begin_epoch(self, epoch):
         """Where this epoch starts: (batches already done, their loss sum, correct, images seen)
-        from a checkpoint inside it, else from nothing."""
+        from a checkpoint inside it, else from nothing. The checkpoint's sums are those of all
+        the processes: in a data-parallel run, rank 0 carries them on, the others add their shares."""
         partial = self.partial if self.partial and self.partial["epoch"] == epoch else None
         self._epoch_started = time.perf_counter() - (partial["seconds"] if partial else 0.0)
         if not partial:
             return 0, 0.0, 0, 0
-        return -(-partial["seen"] // self.cfg.batch_size), partial["loss_sum"], partial["correct"], partial["seen"]
+        done = -(-partial["seen"] // self.cfg.batch_size)
+        return (done, partial["loss_sum"], partial["correct"], partial["seen"]) if self.writes else (done, 0.0, 0, 0)
+
+    def end_epoch(self, loss_sum, correct, seen, epoch, step):
+        """The epoch's (loss sum, correct, images seen), summed over the processes of a
+        data-parallel run; stops the run if the loss is not finite."""
+        loss_sum, correct, seen = self._agree(float(loss_sum), int(correct), seen)
+        self._check_finite(loss_sum, epoch, step)
+        return loss_sum, int(correct), int(seen)
 
     def epoch_seconds(self):
         """Seconds of training in this epoch; called when it ends, so that log_epoch can time the
@@ -179,12 +222,16 @@ class Run:
         """Whether to checkpoint inside the epoch after this step: every --checkpoint-every
         steps, and after Ctrl-C or SIGTERM."""
         every = self.cfg.checkpoint_every
-        return bool(self._stop_signal) or bool(every and step % every == 0)
+        return bool(self._stop()) or bool(every and step % every == 0)
 
     def check_finite(self, loss_sum, epoch, step):
         """Stop if the epoch's running loss sum has turned NaN or infinite: some step since the
-        last check (train.py checks where it reads the sums anyway, every 20 steps) diverged."""
-        value = float(loss_sum)
+        last check (train.py checks where it reads the sums anyway, every 20 steps) diverged. In a
+        data-parallel run, every process checks the sum of all of them, and they agree on a stop."""
+        (value,) = self._agree(float(loss_sum))
+        self._check_finite(value, epoch, step)
+
+    def _check_finite(self, value, epoch, step):
         if not math.isfinite(value):
             steps = f"step {step}" if step - self._checked == 1 else f"steps {self._checked + 1}-{step}"
             raise RunError(f"the training loss became {value} in epoch {epoch}, {steps} (try a smaller --lr)")
@@ -194,24 +241,35 @@ class Run:
         return self.dir / name
 
     def progress(self, iterable, total, desc):
-        return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, disable=self.cfg.no_progress)
+        quiet = self.cfg.no_progress or not self.writes
+        return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, disable=quiet)
+
+    def say(self, line):
+        """Print a line of the run: rank 0's only, in a data-parallel run."""
+        if self.writes:
+            tqdm.write(line, file=sys.stdout)
+            sys.stdout.flush()
 
     def save_checkpoint(self, epoch, step, save, partial=None):
         """Commit a checkpoint (lenet5.checkpoint) after `epoch` finished epochs and `step` steps,
-        plus, inside an epoch, `partial`: {epoch, loss_sum, correct, seen} of the epoch so far.
-        After Ctrl-C or SIGTERM, the run stops here."""
+        plus, inside an epoch, `partial`: {epoch, loss_sum, correct, seen} of the epoch so far
+        (this process's share: the checkpoint keeps the sums over all). After Ctrl-C or SIGTERM,
+        the run stops here."""
         if partial:
-            self.check_finite(partial["loss_sum"], partial["epoch"], step)  # never keep diverged weights
-            partial = dict(partial, seconds=self.epoch_seconds())
-        self.checkpoints.commit(epoch, step, save, partial)
-        if self._stop_signal:
-            raise Interrupted(self._stop_signal)
+            loss_sum, correct, seen = self._agree(partial["loss_sum"], partial["correct"], partial["seen"])
+            self._check_finite(loss_sum, partial["epoch"], step)  # never keep diverged weights
+            sums = dict(loss_sum=loss_sum, correct=int(correct), seen=int(seen))
+            partial = dict(partial, **sums, seconds=self.epoch_seconds())
+        if self.writes:
+            self.checkpoints.commit(epoch, step, save, partial)
+        if self._stop():
+            raise Interrupted(self._stop())
 
     def resume(self):
         """(finished epochs, checkpoint file paths) of the last committed checkpoint, or (0, [])
         if there is none; the history keeps the metrics rows up to that epoch (later ones are
         lost work), and `partial` says where inside the next epoch the checkpoint was taken."""
-        epoch, paths, self.partial = self.checkpoints.resume()
+        epoch, paths, self.partial = self.checkpoints.resume(clean=self.writes)
         self.history = [row for row in self.folder.metrics() if row["epoch"] <= epoch]
         return epoch, paths
 
@@ -228,6 +286,8 @@ class Run:
             eval_seconds=time.perf_counter() - self._epoch_trained,
         )
         self.history.append(row)
+        if not self.writes:
+            return
         self._write_metrics()
         self._log_scalars(
             epoch,
@@ -241,10 +301,9 @@ class Run:
             },
         )
         val = f"val loss {val_loss:.4f} acc {val_acc:6.2%}" if not np.isnan(val_acc) else "no validation"
-        tqdm.write(
+        self.say(
             f"epoch {epoch:>3}/{self.cfg.epochs} | train loss {train_loss:.4f} acc {train_acc:6.2%} | "
-            f"{val} | lr {lr:.2e} | {seconds:.1f} s",
-            file=sys.stdout,
+            f"{val} | lr {lr:.2e} | {seconds:.1f} s"
         )
 
     def _write_metrics(self):
@@ -301,13 +360,15 @@ class Run:
             "train_seconds": train_seconds,
             "seconds_per_epoch": train_seconds / max(len(self.history), 1),
             "num_params": int(num_params),
+            "processes": self.world.size,
         }
+        if not self.writes:
+            return result
         write_json(self.path(RESULT), result)
         self._log_scalars(len(self.history), {"test/loss": test_loss, "test/accuracy": test_acc})
         self._close_tensorboard()
-        print(
+        self.say(
             f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) after {len(self.history)} epochs, "
-            f"{train_seconds:.1f} s of training; run folder: {self.dir}",
-            flush=True,
+            f"{train_seconds:.1f} s of training; run folder: {self.dir}"
         )
         return result

@@ -3,22 +3,31 @@
     python train.py                                  # the default recipe
     python train.py --pooling avg --activation tanh  # another cell of the results table
     python train.py --resume runs/<run folder>       # continue an interrupted run
+    torchrun --nproc-per-node 2 train.py             # data-parallel, in 2 processes (docs/distributed.md)
 
 Kept parallel to train_tensorflow/train.py and train_mxnet/train.py: a diff of two of them
 shows only what the frameworks force. The options, data and run folder come from lenet5/.
 """
 
 import functools
+import os
+import re
 import sys
+import warnings
+from contextlib import contextmanager
+from datetime import timedelta
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from lenet5 import lecun98
 from lenet5.cli import run_command
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
 from lenet5.data import augmenter, batches, epoch_seed, load_splits, num_batches
+from lenet5.distributed import World
 from lenet5.files import atomic_path
 from lenet5.run import Run
 from lenet5.runfolder import RunError
@@ -27,6 +36,10 @@ from model_pytorch.convert import to_neutral
 from train_pytorch.sdlm import SDLM, estimate_hessian
 
 FRAMEWORK = "pytorch"
+
+# C1's weight has one input channel: its gradient's stride in that dimension of size 1 differs from
+# the weight's, and means nothing, but DDP warns at every step.
+warnings.filterwarnings("ignore", "Grad strides do not match bucket view strides")
 
 
 def set_threads(n):
@@ -38,7 +51,51 @@ def set_threads(n):
 def select_device(name):
     if name == "gpu" and not torch.cuda.is_available():
         raise RunError("--device gpu: PyTorch sees no CUDA GPU here; use --device cpu or auto")
-    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))  # torchrun: one GPU per process
+
+
+def join_world(cfg, device):
+    """This process's place among those torchrun started (RANK, WORLD_SIZE; alone if unset), with
+    their process group: gloo on the CPU, NCCL on GPUs."""
+    if int(os.environ.get("WORLD_SIZE", 1)) == 1:
+        return World()
+    where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+    try:
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo",
+            timeout=timedelta(seconds=cfg.peer_timeout),
+            device_id=device if device.type == "cuda" else None,
+        )
+    except (dist.DistError, RuntimeError, ValueError) as error:  # a port in use, a peer that never comes
+        raise RunError(f"cannot start the process group at {where}: {first_line(error)}") from None
+    return World(dist.get_rank(), dist.get_world_size())
+
+
+def first_line(error):
+    """What a process-group error says, in one line: its first sentence, without gloo's source file."""
+    text = re.sub(r"^\[[^\]]*\]\s*", "", str(error).strip())  # "[.../gloo/transport/tcp/pair.cc:553] "
+    return re.split(r"(?<=\.)\s|\n", text, maxsplit=1)[0].rstrip(".") or type(error).__name__
+
+
+def all_sum(values, device):
+    """`values` summed over the processes (lenet5.run agrees on sums and stop signals with it)."""
+    total = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return total.tolist()
+
+
+@contextmanager
+def peers_lost():
+    """A collective that fails (a process died, or hangs past --peer-timeout) ends this one with one
+    line. In backward, where DDP all-reduces, gloo's errors come as plain RuntimeErrors."""
+    try:
+        yield
+    except RuntimeError as error:
+        if not (isinstance(error, dist.DistError) or "gloo" in str(error) or "NCCL" in str(error)):
+            raise
+        raise RunError(f"lost the other processes: {first_line(error)}") from None
 
 
 def make_optimizer(cfg, model):
@@ -59,13 +116,14 @@ def loss_of(logits, y, arch, label_smoothing=0.0, reduction="mean"):
 
 def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run, save):
     """One pass over the shuffled (and augmented) training split, or what is left of it after a
-    checkpoint inside the epoch; returns (loss, accuracy, next step, last lr)."""
+    checkpoint inside the epoch; returns (loss, accuracy, next step, last lr). In a data-parallel
+    run, `model` is the DistributedDataParallel wrapper, and this process trains on its share."""
     model.train()
     done, loss_sum, correct, seen = run.begin_epoch(epoch)
     if not done:  # dropout's numbers; inside an epoch, the checkpoint's RNG state goes on
         torch.manual_seed(epoch_seed(cfg.seed, epoch))
         if cfg.optimizer == "sdlm":  # before each pass; inside one, the checkpoint's goes on
-            estimate_hessian(model, optimizer, split, cfg, epoch, device)
+            estimate_hessian(getattr(model, "module", model), optimizer, split, cfg, epoch, device)
     loss_sum, correct = torch.tensor(loss_sum, device=device), torch.tensor(float(correct), device=device)
     step += done
     lr = lr_at(cfg, step - 1, total_steps)
@@ -78,14 +136,18 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
         lr = lr_at(cfg, step, total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        n = len(y)  # the global batch; this process trains on its share
+        x, y = run.world.share(x, y)
         x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
         logits = model(x)
-        loss = loss_of(logits, y, cfg.arch, cfg.label_smoothing)
+        loss = loss_of(logits, y, cfg.arch, cfg.label_smoothing, reduction="sum")
         optimizer.zero_grad(set_to_none=True)
-        (loss * len(y) if cfg.optimizer == "sdlm" else loss).backward()  # SDLM: the per-image steps, summed
+        # DDP averages the processes' gradients: each share's summed loss, weighted so that the
+        # average is that of the global batch's mean loss (SDLM: its sum, the per-image steps summed)
+        (loss * (run.world.size / (1 if cfg.optimizer == "sdlm" else n))).backward()
         optimizer.step()
         step += 1
-        loss_sum += loss.detach() * len(y)
+        loss_sum += loss.detach()
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
         if step % 20 == 0:  # reading the sums waits for the device: not every step
@@ -98,8 +160,8 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
                 save,
                 partial=dict(epoch=epoch, loss_sum=loss_sum.item(), correct=int(correct.item()), seen=seen),
             )
-    run.check_finite(loss_sum, epoch, step)
-    return loss_sum.item() / seen, correct.item() / seen, step, lr
+    loss_sum, correct, seen = run.end_epoch(loss_sum.item(), correct.item(), seen, epoch, step)  # of every process
+    return loss_sum / seen, correct / seen, step, lr
 
 
 @torch.no_grad()
@@ -144,6 +206,8 @@ def train(cfg):
     """Train, test and save one run as `cfg` says; returns its result (result.json)."""
     threads = set_threads(cfg.threads)
     device = select_device(cfg.device)
+    world = join_world(cfg, device)
+    world.check(cfg.batch_size)
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)  # same seed, same metrics
     data = load_splits(
@@ -158,23 +222,26 @@ def train(cfg):
     )
     model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout).to(device)
     optimizer = make_optimizer(cfg, model)
-    run = Run(cfg)
+    run = Run(cfg, world, functools.partial(all_sum, device=device))
     start = load_checkpoint(run, model, optimizer) if cfg.resume else 0
     run.start(data.classes)
+    # DDP all-reduces the gradients in backward; evaluation and the files use the model itself
+    net = DistributedDataParallel(model, gradient_as_bucket_view=True) if world.size > 1 else model
 
     steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
-    print(
-        f"PyTorch {torch.__version__} on {device} ({threads} threads), {num_params(model):,} parameters; "
+    run.say(
+        f"PyTorch {torch.__version__} on {device} ({threads} threads{world.describe()}), "
+        f"{num_params(model):,} parameters; "
         f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
-        f"{run.dir}",
-        flush=True,
+        f"{run.dir}"
     )
     step = start * steps_per_epoch
     save = functools.partial(save_checkpoint, model=model, optimizer=optimizer)
-    with run.stopping():  # Ctrl-C, SIGTERM, a full disk, a diverging loss: one line, the last checkpoint kept
+    # Ctrl-C, SIGTERM, a full disk, a diverging loss, a lost process: one line, the last checkpoint kept
+    with run.stopping(), peers_lost():
         for epoch in range(start + 1, cfg.epochs + 1):
             train_loss, train_acc, step, lr = train_one_epoch(
-                model, optimizer, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run, save
+                net, optimizer, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run, save
             )
             seconds = run.epoch_seconds()
             val_loss, val_acc, _ = (
@@ -183,11 +250,12 @@ def train(cfg):
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
             run.save_checkpoint(epoch, step, save)
 
-        with atomic_path(run.folder.final_model(FRAMEWORK)) as tmp:  # for build(...).load_state_dict(torch.load(...))
-            torch.save(model.state_dict(), tmp)
-        run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
         test_loss, test_acc, test_logits = evaluate(model, data.test, cfg.batch_size, cfg.arch, device)
-        run.save_predictions(data.test.y, test_logits)
+        if run.writes:  # rank 0 alone, in a data-parallel run
+            with atomic_path(run.folder.final_model(FRAMEWORK)) as tmp:  # for build(...).load_state_dict(...)
+                torch.save(model.state_dict(), tmp)
+            run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
+            run.save_predictions(data.test.y, test_logits)
         return run.finish(test_loss, test_acc, num_params(model), torch.__version__, str(device))
 
 

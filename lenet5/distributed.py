@@ -1,0 +1,46 @@
+"""Data-parallel training: what the three frameworks share when one run trains in several processes.
+
+Each framework's own launcher starts the processes and tells each which one it is: torchrun
+(RANK, WORLD_SIZE), TF_CONFIG (MultiWorkerMirroredStrategy), MXNet's tools/launch.py (the
+dist_sync kvstore); each framework's own collectives average the gradients. What is the same in
+all three is here: the global batch is --batch-size, and each batch of the one-process order is
+cut into one contiguous share per process, in rank order, so that the processes together train
+on the samples of one process, in its order. Rank 0 alone writes the run folder (lenet5.run).
+"""
+
+from dataclasses import dataclass
+
+from .runfolder import RunError
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the `size` processes of a data-parallel run."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def writes(self):
+        """Whether this process writes the run folder: rank 0, or the only process."""
+        return self.rank == 0
+
+    def describe(self):
+        """For a run's first line: how many processes train it (nothing when one does)."""
+        return f", {self.size} processes" if self.size > 1 else ""
+
+    def check(self, batch_size):
+        """Refuse a global batch that does not share evenly among the processes."""
+        if batch_size % self.size:
+            raise RunError(
+                f"--batch-size {batch_size} is the global batch, shared by {self.size} processes: "
+                f"it must be a multiple of {self.size}"
+            )
+
+    def share(self, x, y):
+        """This process's contiguous rows of one global batch; in an epoch's last, smaller batch,
+        shares differ by one image at most: each train.py weights its share's loss by the
+        global batch, so that the gradient is still that of the global batch's mean loss."""
+        n = len(y)
+        start, stop = n * self.rank // self.size, n * (self.rank + 1) // self.size
+        return x[start:stop], y[start:stop]
