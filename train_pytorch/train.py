@@ -74,9 +74,10 @@ def join_world(cfg, device):
 
 
 def first_line(error):
-    """What a process-group error says, in one line: its first sentence, without gloo's source file."""
-    text = re.sub(r"^\[[^\]]*\]\s*", "", str(error).strip())  # "[.../gloo/transport/tcp/pair.cc:553] "
-    return re.split(r"(?<=\.)\s|\n", text, maxsplit=1)[0].rstrip(".") or type(error).__name__
+    """What a process-group error says, in one line: its first two sentences (gloo's advice and
+    emoji follow), without gloo's source file."""
+    line = re.sub(r"^\[[^\]]*\]\s*", "", str(error).strip()).split("\n")[0]  # "[.../tcp/pair.cc:553] "
+    return " ".join(re.split(r"(?<=\.)\s+", line)[:2]).rstrip(".") or type(error).__name__
 
 
 def all_sum(values, device):
