@@ -228,3 +228,31 @@ def read_scalars(folder):
         for event in read_events(path)
         for value in event.summary.value
     ]
+
+
+@pytest.fixture
+def two_hosts():
+    """Two network namespaces joined by a veth pair: two "machines", 10.77.<n>.1 and .2, each
+    seeing the other through its own interface only (root, as in CI)."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    tag = f"l5{os.getpid() % 10000}"
+    hosts = [f"{tag}a", f"{tag}b"]
+    net = f"10.77.{os.getpid() % 250}"
+
+    def ip(*args):
+        subprocess.run(["ip", *args], check=True)
+
+    try:
+        for host in hosts:
+            ip("netns", "add", host)
+        ip("link", "add", f"{tag}x", "type", "veth", "peer", "name", f"{tag}y")
+        for i, (host, dev) in enumerate(zip(hosts, (f"{tag}x", f"{tag}y")), 1):
+            ip("link", "set", dev, "netns", host)
+            ip("-n", host, "addr", "add", f"{net}.{i}/24", "dev", dev)
+            ip("-n", host, "link", "set", dev, "up")
+            ip("-n", host, "link", "set", "lo", "up")
+        yield [(host, dev, f"{net}.{i}") for i, (host, dev) in enumerate(zip(hosts, (f"{tag}x", f"{tag}y")), 1)]
+    finally:
+        for host in hosts:
+            subprocess.run(["ip", "netns", "del", host], capture_output=True)

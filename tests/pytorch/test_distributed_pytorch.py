@@ -204,3 +204,27 @@ def test_bad_launches_get_one_line_each(mnist_dir, tmp_path):
         assert code == 1
         assert "--batch-size 255 is the global batch, shared by 2 processes: it must be a multiple of 2" in stderr
     assert not any(tmp_path.glob("odd*"))
+
+
+def test_two_machines_train_to_the_metrics_of_one_process(reference_runs, two_hosts, mnist_dir, tmp_path):
+    """torchrun on each "machine", with --nnodes 2 and the first one's address. gloo finds its
+    interface from the host name, which resolves to 127.0.0.1 here: GLOO_SOCKET_IFNAME names it."""
+    out, _ = reference_runs
+    master = two_hosts[0][2]
+    procs = [
+        subprocess.Popen(
+            ["ip", "netns", "exec", host, TORCHRUN, "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(i)]
+            + ["--master-addr", master, "--master-port", "29400", *command(mnist_dir, tmp_path / host, "run"), *SMALL],
+            env=dict(os.environ, GLOO_SOCKET_IFNAME=dev),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, (host, dev, _) in enumerate(two_hosts)
+    ]
+    for proc in procs:
+        code, _, stderr = finished(proc)
+        assert code == 0, stderr
+    first, second = (tmp_path / host for host, _, _ in two_hosts)
+    same_metrics(read_metrics(first / "run"), read_metrics(out / "one" / "run"), IMAGES)
+    assert not second.exists()  # the second machine's rank 1 wrote nothing
