@@ -1,10 +1,6 @@
 """Data-parallel PyTorch: train.py under torchrun (DistributedDataParallel, gloo on the CPU), and
 started by hand with RANK and WORLD_SIZE, for what a process does on its own when a peer fails.
-
-2 processes train on the shares of the same global batches as 1 process; they differ only in the
-order of float sums (each share's loss summed apart, gloo's all-reduce), so the metrics agree to
-LOSS_RTOL and within ACC_IMAGES images (a logit that ties at 1e-7 could flip a prediction).
-"""
+What the three frameworks' tests share, and the tolerances: tests/distributed_contract.py."""
 
 import os
 import signal
@@ -16,30 +12,28 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, read_json, read_metrics
+from conftest import read_json, read_metrics
+from distributed_contract import (
+    ACC_IMAGES,
+    SMALL,
+    command,
+    finished,
+    free_port,
+    one_line,
+    one_process,
+    same_metrics,
+    wait_for_checkpoint,
+)
 
 from model_pytorch import build
 
-TRAIN_PY = str(ROOT / "train_pytorch" / "train.py")
+FRAMEWORK = "pytorch"
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
-# 4001 images: 15 full batches of 256 and one of 161, shared 80 + 81 (the weighting by the global batch)
-SMALL = ["--limit-train", "4001", "--val-size", "500", "--limit-test", "500", "--epochs", "2", "--threads", "1"]
-LOSS_RTOL, ACC_IMAGES = 1e-5, 1  # seen here: 5e-8, and the same predictions
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def command(mnist_dir, out, name):
-    return [TRAIN_PY, "--data-dir", str(mnist_dir), "--output-dir", str(out), "--run-name", name, "--no-progress"]
 
 
 def torchrun(mnist_dir, out, name, *args, nproc=2, **popen):
     cmd = [TORCHRUN, "--nproc-per-node", str(nproc), "--master-port", str(free_port())]
-    return subprocess.Popen([*cmd, *command(mnist_dir, out, name), *args], text=True, **popen)
+    return subprocess.Popen([*cmd, *command(FRAMEWORK, mnist_dir, out, name), *args], text=True, **popen)
 
 
 def by_hand(mnist_dir, out, name, *args, ranks=(0, 1), size=2, port=None):
@@ -47,7 +41,7 @@ def by_hand(mnist_dir, out, name, *args, ranks=(0, 1), size=2, port=None):
     env = dict(os.environ, WORLD_SIZE=str(size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port or free_port()))
     return [
         subprocess.Popen(
-            [sys.executable, *command(mnist_dir, out, name), *args],
+            [sys.executable, *command(FRAMEWORK, mnist_dir, out, name), *args],
             env=dict(env, RANK=str(rank)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -55,11 +49,6 @@ def by_hand(mnist_dir, out, name, *args, ranks=(0, 1), size=2, port=None):
         )
         for rank in ranks
     ]
-
-
-def finished(proc, timeout=300):
-    out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, out or "", err or ""
 
 
 def rank_pid(parent, rank, timeout=120):
@@ -77,27 +66,11 @@ def rank_pid(parent, rank, timeout=120):
     raise AssertionError(f"torchrun started no rank {rank}")
 
 
-def same_metrics(rows, expected, images):
-    assert len(rows) == len(expected)
-    for row, want in zip(rows, expected):
-        row, want = ({k: float(v) for k, v in r.items()} for r in (row, want))
-        for key in ("train_loss", "val_loss"):
-            assert row[key] == pytest.approx(want[key], rel=LOSS_RTOL), (key, row, want)
-        assert abs(row["train_acc"] - want["train_acc"]) * images["train"] <= ACC_IMAGES
-        assert abs(row["val_acc"] - want["val_acc"]) * images["val"] <= ACC_IMAGES
-
-
-IMAGES = {"train": 4001, "val": 500}
-
-
 @pytest.fixture(scope="module")
 def reference_runs(mnist_dir, tmp_path_factory):
     """One process, and two under torchrun, of the same small run: (run folders, output folders)."""
     out = tmp_path_factory.mktemp("distributed")
-    one = subprocess.run(
-        [sys.executable, *command(mnist_dir, out / "one", "run"), *SMALL], capture_output=True, text=True
-    )
-    assert one.returncode == 0, one.stderr
+    one_process(FRAMEWORK, mnist_dir, out / "one")
     two = torchrun(mnist_dir, out / "two", "run", *SMALL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     code, stdout, stderr = finished(two)
     assert code == 0, stderr
@@ -107,7 +80,7 @@ def reference_runs(mnist_dir, tmp_path_factory):
 def test_two_processes_train_to_the_metrics_of_one_and_rank_0_alone_writes(reference_runs):
     out, stdout = reference_runs
     one, two = out / "one" / "run", out / "two" / "run"
-    same_metrics(read_metrics(two), read_metrics(one), IMAGES)
+    same_metrics(read_metrics(two), read_metrics(one))
     assert [path.name for path in (out / "two").iterdir()] == ["run"]  # one run folder, rank 0's
     assert read_json(two / "result.json")["processes"] == 2
     assert read_json(one / "result.json")["processes"] == 1
@@ -130,8 +103,7 @@ def test_a_signal_stops_every_rank_at_one_checkpoint_and_the_run_resumes_to_the_
         mnist_dir, tmp_path, "run", *SMALL, "--checkpoint-every", "3", stderr=subprocess.PIPE, start_new_session=True
     )
     rank1 = rank_pid(proc, 1)
-    while proc.poll() is None and not (run_dir / "checkpoint.json").exists():
-        time.sleep(0.01)
+    wait_for_checkpoint(proc, run_dir)
     if signal_ == signal.SIGTERM:
         os.kill(rank1, signal.SIGTERM)
     else:
@@ -147,19 +119,18 @@ def test_a_signal_stops_every_rank_at_one_checkpoint_and_the_run_resumes_to_the_
     resumed = torchrun(mnist_dir, tmp_path, "run", "--resume", str(run_dir), stderr=subprocess.PIPE)
     code, _, stderr = finished(resumed)
     assert code == 0, stderr
-    same_metrics(read_metrics(run_dir), read_metrics(out / "two" / "run"), IMAGES)
+    same_metrics(read_metrics(run_dir), read_metrics(out / "two" / "run"))
 
 
 def test_a_rank_that_dies_ends_the_other_with_one_line(mnist_dir, tmp_path):
     """Without torchrun, which would stop the others itself: the gloo connection closes."""
     rank0, rank1 = by_hand(mnist_dir, tmp_path, "run", *SMALL, "--checkpoint-every", "2", "--peer-timeout", "30")
-    while rank0.poll() is None and not (tmp_path / "run" / "checkpoint.json").exists():
-        time.sleep(0.01)
+    wait_for_checkpoint(rank0, tmp_path / "run")
     rank1.kill()
     started = time.monotonic()
     code, _, stderr = finished(rank0, timeout=60)
     assert code == 1 and time.monotonic() - started < 30
-    (line,) = stderr.strip().splitlines()
+    line = one_line(stderr)
     assert line.startswith("train.py: error: rank 0 of 2: lost the other processes: "), line
     assert "the checkpoint at epoch 1" in line and "--resume" in line
     finished(rank1)
@@ -167,15 +138,14 @@ def test_a_rank_that_dies_ends_the_other_with_one_line(mnist_dir, tmp_path):
 
 def test_a_rank_that_hangs_ends_the_other_after_the_peer_timeout(mnist_dir, tmp_path):
     rank0, rank1 = by_hand(mnist_dir, tmp_path, "run", *SMALL, "--checkpoint-every", "2", "--peer-timeout", "5")
-    while rank0.poll() is None and not (tmp_path / "run" / "checkpoint.json").exists():
-        time.sleep(0.01)
+    wait_for_checkpoint(rank0, tmp_path / "run")
     rank1.send_signal(signal.SIGSTOP)
     try:
         code, _, stderr = finished(rank0, timeout=60)
     finally:
         rank1.kill()
     assert code == 1
-    (line,) = stderr.strip().splitlines()
+    line = one_line(stderr)
     assert "rank 0 of 2: lost the other processes: Timed out" in line, line
     finished(rank1)
 
@@ -185,7 +155,7 @@ def test_bad_launches_get_one_line_each(mnist_dir, tmp_path):
     started = time.monotonic()
     code, _, stderr = finished(alone, timeout=60)
     assert code == 1 and time.monotonic() - started < 30
-    (line,) = stderr.strip().splitlines()
+    line = one_line(stderr)
     assert line.startswith("train.py: error: cannot start the process group at 127.0.0.1:"), line
     assert line.endswith("waiting for clients. 1/2 clients joined"), line
 
@@ -195,7 +165,7 @@ def test_bad_launches_get_one_line_each(mnist_dir, tmp_path):
         (rank0,) = by_hand(mnist_dir, tmp_path, "taken", *SMALL, ranks=(0,), port=taken.getsockname()[1])
         code, _, stderr = finished(rank0, timeout=60)
     assert code == 1
-    (line,) = stderr.strip().splitlines()
+    line = one_line(stderr)
     assert line.startswith("train.py: error: cannot start the process group at 127.0.0.1:") and "in use" in line
 
     ranks = by_hand(mnist_dir, tmp_path, "odd", *SMALL, "--batch-size", "255")
@@ -214,7 +184,14 @@ def test_two_machines_train_to_the_metrics_of_one_process(reference_runs, two_ho
     procs = [
         subprocess.Popen(
             ["ip", "netns", "exec", host, TORCHRUN, "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(i)]
-            + ["--master-addr", master, "--master-port", "29400", *command(mnist_dir, tmp_path / host, "run"), *SMALL],
+            + [
+                "--master-addr",
+                master,
+                "--master-port",
+                "29400",
+                *command(FRAMEWORK, mnist_dir, tmp_path / host, "run"),
+                *SMALL,
+            ],
             env=dict(os.environ, GLOO_SOCKET_IFNAME=dev),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -226,5 +203,5 @@ def test_two_machines_train_to_the_metrics_of_one_process(reference_runs, two_ho
         code, _, stderr = finished(proc)
         assert code == 0, stderr
     first, second = (tmp_path / host for host, _, _ in two_hosts)
-    same_metrics(read_metrics(first / "run"), read_metrics(out / "one" / "run"), IMAGES)
+    same_metrics(read_metrics(first / "run"), read_metrics(out / "one" / "run"))
     assert not second.exists()  # the second machine's rank 1 wrote nothing

@@ -1,0 +1,73 @@
+"""What the data-parallel tests of the three frameworks share (tests/<framework>/test_distributed_*.py).
+
+2 processes train on the shares of the same global batches as 1 process; they differ only in the
+order of float sums (each share's loss summed apart, the framework's all-reduce), so the metrics
+agree to LOSS_RTOL and within ACC_IMAGES images (a logit that ties at 1e-7 could flip a prediction).
+"""
+
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT
+
+# 4001 images: 15 full batches of 256 and one of 161, shared 80 + 81 (the weighting by the global batch)
+SMALL = ["--limit-train", "4001", "--val-size", "500", "--limit-test", "500", "--epochs", "2", "--threads", "1"]
+IMAGES = {"train": 4001, "val": 500}
+LOSS_RTOL, ACC_IMAGES = 1e-5, 1  # seen: 5e-8 (PyTorch), and the same predictions
+
+
+def train_py(framework):
+    return str(ROOT / f"train_{framework}" / "train.py")
+
+
+def command(framework, mnist_dir, out, name):
+    """train.py's arguments for the run `name` in `out` (after the Python or the launcher)."""
+    return [train_py(framework), "--data-dir", str(mnist_dir), "--output-dir", str(out), "--run-name", name] + [
+        "--no-progress"
+    ]
+
+
+def one_process(framework, mnist_dir, out, *args):
+    """The same run in one process, as the reference: its run folder."""
+    proc = subprocess.run(
+        [sys.executable, *command(framework, mnist_dir, out, "run"), *SMALL, *args], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    return out / "run"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def finished(proc, timeout=300):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out or "", err or ""
+
+
+def wait_for_checkpoint(proc, run_dir):
+    """Until the run's first checkpoint (or the end of `proc`)."""
+    while proc.poll() is None and not (run_dir / "checkpoint.json").exists():
+        time.sleep(0.01)
+
+
+def one_line(stderr):
+    """The one line a failed run prints."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def same_metrics(rows, expected, images=IMAGES):
+    assert len(rows) == len(expected)
+    for row, want in zip(rows, expected):
+        row, want = ({k: float(v) for k, v in r.items()} for r in (row, want))
+        for key in ("train_loss", "val_loss"):
+            assert row[key] == pytest.approx(want[key], rel=LOSS_RTOL), (key, row, want)
+        assert abs(row["train_acc"] - want["train_acc"]) * images["train"] <= ACC_IMAGES
+        assert abs(row["val_acc"] - want["val_acc"]) * images["val"] <= ACC_IMAGES
