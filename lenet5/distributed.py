@@ -8,6 +8,10 @@ cut into one contiguous share per process, in rank order, so that the processes 
 on the samples of one process, in its order. Rank 0 alone writes the run folder (lenet5.run).
 """
 
+import os
+import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .runfolder import RunError
@@ -44,3 +48,23 @@ class World:
         n = len(y)
         start, stop = n * self.rank // self.size, n * (self.rank + 1) // self.size
         return x[start:stop], y[start:stop]
+
+
+@contextmanager
+def deadline(seconds, message):
+    """Within the block, a framework call that waits for the other processes longer than `seconds`
+    ends this process: `message`, as lenet5.cli prints an error, and exit status 1. For the waits
+    that have no timeout of their own and block in C++, where no Python exception can reach them
+    (TensorFlow's wait for every worker of TF_CONFIG to start)."""
+
+    def expire():
+        print(f"train.py: error: {message}", file=sys.stderr, flush=True)
+        os._exit(1)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()

@@ -3,13 +3,18 @@
     python train.py                                  # the default recipe
     python train.py --pooling avg --activation tanh  # another cell of the results table
     python train.py --resume runs/<run folder>       # continue an interrupted run
+    TF_CONFIG='{"cluster": ...}' python train.py     # data-parallel: one of the workers (docs/distributed.md)
 
 Kept parallel to train_pytorch/train.py and train_mxnet/train.py: a diff of two of them
 shows only what the frameworks force. The options, data and run folder come from lenet5/.
 """
 
 import functools
+import json
+import os
+import re
 import sys
+from contextlib import contextmanager
 
 # isort: off
 from model_tensorflow import build, num_params  # first: it imports TensorFlow without its banners on stderr
@@ -24,6 +29,7 @@ from lenet5 import lecun98
 from lenet5.cli import run_command
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
 from lenet5.data import augmenter, batches, epoch_seed, load_splits, num_batches
+from lenet5.distributed import World, deadline
 from lenet5.files import atomic_path
 from lenet5.run import Run
 from lenet5.runfolder import RunError
@@ -55,7 +61,57 @@ def select_device(name):
     if name == "cpu" or not gpus:
         tf.config.set_visible_devices([], "GPU")
         return "/CPU:0"
-    return "/GPU:0"
+    return "/GPU:0" if len(gpus) == 1 else f"{len(gpus)} GPUs"
+
+
+def join_world(cfg, device):
+    """The tf.distribute strategy and this process's place among the workers TF_CONFIG names:
+    MultiWorkerMirroredStrategy for several, MirroredStrategy for several GPUs in one process,
+    else TensorFlow's default (one device, as without tf.distribute)."""
+    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    workers = [*cluster.get("chief", []), *cluster.get("worker", [])]  # the chief, if any, is rank 0
+    if len(workers) > 1:
+        where = ", ".join(workers)
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=cfg.peer_timeout)
+        try:  # it waits for every worker with no timeout of its own
+            with deadline(cfg.peer_timeout, f"cannot start the cluster {where}: not every worker came"):
+                strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        except (tf.errors.OpError, RuntimeError, ValueError) as error:  # a port in use, a bad TF_CONFIG
+            raise RunError(f"cannot start the cluster {where}: {first_line(error)}") from None
+        task = strategy.cluster_resolver
+        rank = task.task_id + (len(cluster.get("chief", [])) if task.task_type == "worker" else 0)
+        return strategy, World(rank, len(workers))
+    if device.endswith("GPUs"):
+        return tf.distribute.MirroredStrategy(), World()
+    return tf.distribute.get_strategy(), World()
+
+
+def first_line(error):
+    """What a tf.distribute error says, in one line: the first that is not a traceback's
+    ("Graph execution error:", "Detected at node ...", a source line)."""
+    message = getattr(error, "message", None) or str(error)
+    skip = re.compile(r"\s|Graph execution error|Detected at node|Additional GRPC|$")
+    return next((line for line in message.splitlines() if not skip.match(line)), type(error).__name__)
+
+
+def all_sum(values, strategy, world):
+    """`values` summed over the processes (lenet5.run agrees on sums and stop signals with it)."""
+    local = strategy.num_replicas_in_sync // world.size  # each process's replicas share its values
+    return _all_sum(strategy, tf.constant(values, tf.float64) / local).numpy().tolist()
+
+
+@tf.function(reduce_retracing=True)
+def _all_sum(strategy, values):
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: values), axis=None)
+
+
+@contextmanager
+def peers_lost():
+    """A collective that fails (a process died, or hangs past --peer-timeout) ends this one with one line."""
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError) as error:
+        raise RunError(f"lost the other processes: {first_line(error)}") from None
 
 
 def make_optimizer(cfg):
@@ -81,24 +137,31 @@ def loss_of(logits, y, arch, label_smoothing=0.0):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")(y, logits)
 
 
-def make_steps(model, optimizer, cfg):
+def make_steps(model, optimizer, cfg, strategy):
     """Compiled training and evaluation steps; each returns (summed loss, correct predictions),
-    the evaluation step the logits too."""
+    the evaluation step the logits too. The training step runs on every replica of `strategy`
+    (its share of the global batch of `n` images); it returns this process's sums."""
     weight_decay = cfg.weight_decay if cfg.optimizer != "adamw" else 0.0  # adamw decays in the optimizer
+    replicas = strategy.num_replicas_in_sync
 
-    @tf.function
-    def train_step(x, y, lr):
+    def replica_step(x, y, lr, n):
         optimizer.learning_rate.assign(lr)
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
             loss = loss_of(logits, y, cfg.arch, cfg.label_smoothing)
-            # SDLM: the per-image steps, summed
-            mean_loss = loss if cfg.optimizer == "sdlm" else loss / tf.cast(tf.shape(y)[0], loss.dtype)
+            # Keras sums the replicas' gradients: each share's summed loss over the global batch
+            # is the mean loss (SDLM: the per-image steps, summed)
+            mean_loss = loss if cfg.optimizer == "sdlm" else loss / n
         grads = tape.gradient(mean_loss, model.trainable_variables)
         if weight_decay:  # coupled L2, as torch.optim's weight_decay (Keras' own is decoupled)
-            grads = [g + weight_decay * v for g, v in zip(grads, model.trainable_variables)]
+            grads = [g + weight_decay / replicas * v for g, v in zip(grads, model.trainable_variables)]
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss, correct(logits, y)
+
+    @tf.function
+    def train_step(shares, lr, n):
+        sums = strategy.run(replica_step, args=(*shares, lr, n))
+        return [tf.add_n(strategy.experimental_local_results(total)) for total in sums]
 
     @tf.function
     def eval_step(x, y):
@@ -117,9 +180,21 @@ def seed_dropout(model, seed):
         layer.seed_generator.state.assign([seed, i << 32])  # (seed, counter): apart from each other
 
 
-def train_one_epoch(model, train_step, split, cfg, epoch, step, total_steps, run, save):
+def replica_shares(strategy, world, x, y):
+    """This process's share of a global batch, cut among its replicas (its GPUs, with
+    MirroredStrategy; else the one replica takes it whole). Replicas are numbered process by process."""
+    local = strategy.num_replicas_in_sync // world.size
+
+    def share(replica):
+        return World(replica.replica_id_in_sync_group - world.rank * local, local).share(x, y)
+
+    return strategy.experimental_distribute_values_from_function(share)
+
+
+def train_one_epoch(model, train_step, split, cfg, epoch, step, total_steps, strategy, run, save):
     """One pass over the shuffled (and augmented) training split, or what is left of it after a
-    checkpoint inside the epoch; returns (loss, accuracy, next step, last lr)."""
+    checkpoint inside the epoch; returns (loss, accuracy, next step, last lr). In a data-parallel
+    run, each replica of `strategy` trains on its share."""
     done, loss_sum, correct, seen = run.begin_epoch(epoch)
     if not done:  # dropout's numbers (a run resumed inside an epoch draws others for its rest)
         seed_dropout(model, epoch_seed(cfg.seed, epoch))
@@ -134,7 +209,9 @@ def train_one_epoch(model, train_step, split, cfg, epoch, step, total_steps, run
     )
     for x, y in bar:
         lr = lr_at(cfg, step, total_steps)
-        loss, hits = train_step(tf.constant(x), tf.constant(y), tf.constant(lr, tf.float32))
+        n = len(y)  # the global batch; this process trains on its share
+        x, y = run.world.share(x, y)
+        loss, hits = train_step(replica_shares(strategy, run.world, x, y), tf.constant(lr), tf.constant(float(n)))
         step += 1
         loss_sum += loss  # tensors: summed without waiting for each step
         correct += hits
@@ -149,8 +226,8 @@ def train_one_epoch(model, train_step, split, cfg, epoch, step, total_steps, run
                 save,
                 partial=dict(epoch=epoch, loss_sum=float(loss_sum), correct=int(correct), seen=seen),
             )
-    run.check_finite(loss_sum, epoch, step)
-    return float(loss_sum) / seen, int(correct) / seen, step, lr
+    loss_sum, correct, seen = run.end_epoch(float(loss_sum), int(correct), seen, epoch, step)  # of every process
+    return loss_sum / seen, correct / seen, step, lr
 
 
 def evaluate(eval_step, split, batch_size):
@@ -191,6 +268,8 @@ def train(cfg):
     """Train, test and save one run as `cfg` says; returns its result (result.json)."""
     threads = set_threads(cfg.threads)
     device = select_device(cfg.device)
+    strategy, world = join_world(cfg, device)
+    world.check(cfg.batch_size)
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()  # same seed, same metrics
     data = load_splits(
@@ -203,39 +282,42 @@ def train(cfg):
         dataset=cfg.dataset,
         validate_on_test=cfg.validate_on_test,
     )
-    model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout)
-    optimizer = make_optimizer(cfg)
-    model.compile(optimizer=optimizer)  # so that model.save() keeps the optimizer's state
-    run = Run(cfg)
+    with strategy.scope():  # the variables: mirrored on every replica, the same at the start
+        model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout)
+        optimizer = make_optimizer(cfg)
+        model.compile(optimizer=optimizer)  # so that model.save() keeps the optimizer's state
+        optimizer.build(model.trainable_variables)  # here, not inside the replicas' step
+    run = Run(cfg, world, functools.partial(all_sum, strategy=strategy, world=world))
     start = load_checkpoint(run, model, optimizer) if cfg.resume else 0
     run.start(data.classes)
 
-    train_step, eval_step = make_steps(model, optimizer, cfg)
+    train_step, eval_step = make_steps(model, optimizer, cfg, strategy)
     steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
-    print(
-        f"TensorFlow {tf.__version__} (Keras {keras.__version__}) on {device} ({threads} threads), "
+    run.say(
+        f"TensorFlow {tf.__version__} (Keras {keras.__version__}) on {device} ({threads} threads{world.describe()}), "
         f"{num_params(model):,} parameters; "
         f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
-        f"{run.dir}",
-        flush=True,
+        f"{run.dir}"
     )
     step = start * steps_per_epoch
     save = functools.partial(save_checkpoint, model=model)
-    with run.stopping():  # Ctrl-C, SIGTERM, a full disk, a diverging loss: one line, the last checkpoint kept
+    # Ctrl-C, SIGTERM, a full disk, a diverging loss, a lost process: one line, the last checkpoint kept
+    with run.stopping(), peers_lost():
         for epoch in range(start + 1, cfg.epochs + 1):
             train_loss, train_acc, step, lr = train_one_epoch(
-                model, train_step, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, run, save
+                model, train_step, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, strategy, run, save
             )
             seconds = run.epoch_seconds()
             val_loss, val_acc, _ = evaluate(eval_step, data.val, cfg.batch_size) if data.val else (float("nan"),) * 3
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
             run.save_checkpoint(epoch, step, save)
 
-        with atomic_path(run.folder.final_model(FRAMEWORK)) as tmp:  # for keras.saving.load_model(...)
-            model.save(tmp)
-        run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
         test_loss, test_acc, test_logits = evaluate(eval_step, data.test, cfg.batch_size)
-        run.save_predictions(data.test.y, test_logits)
+        if run.writes:  # rank 0 alone, in a data-parallel run
+            with atomic_path(run.folder.final_model(FRAMEWORK)) as tmp:  # for keras.saving.load_model(...)
+                model.save(tmp)
+            run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
+            run.save_predictions(data.test.y, test_logits)
         return run.finish(test_loss, test_acc, num_params(model), tf.__version__, device)
 
 
