@@ -3,19 +3,27 @@
     python train.py                                  # the default recipe
     python train.py --pooling avg --activation tanh  # another cell of the results table
     python train.py --resume runs/<run folder>       # continue an interrupted run
+    python launch.py -n 2 --launcher local python train.py  # data-parallel, 2 workers (docs/distributed.md)
 
 Kept parallel to train_pytorch/train.py and train_tensorflow/train.py: a diff of two of them
 shows only what the frameworks force. The options, data and run folder come from lenet5/.
 """
 
 import functools
+import gc
 import os
 import sys
+import threading
+import time
 
 if __name__ == "__main__":  # before MXNet is imported, which sizes its thread pool then
     from lenet5.cli import threads_before_import
 
     threads_before_import(sys.argv[1:])
+    if os.environ.get("DMLC_ROLE") in ("scheduler", "server"):  # launch.py runs this command in each role
+        from train_mxnet.roles import serve
+
+        sys.exit(serve())
 
 try:
     from model_mxnet import build, num_params
@@ -30,6 +38,7 @@ from lenet5 import lecun98
 from lenet5.cli import run_command
 from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at
 from lenet5.data import augmenter, batches, epoch_seed, load_splits, num_batches
+from lenet5.distributed import World
 from lenet5.files import staging
 from lenet5.run import Run
 from lenet5.runfolder import RunError
@@ -54,16 +63,104 @@ def select_device(name):
     return mx.gpu(0) if name != "cpu" and mx.context.num_gpus() else mx.cpu()
 
 
-def make_optimizer(cfg, model):
+def join_world(cfg, device):
+    """This process's place among the workers MXNet's launcher started (DMLC_ROLE=worker; alone if
+    unset), with their dist_sync kvstore, and the watch that ends this process when they are lost
+    (None when alone)."""
+    if os.environ.get("DMLC_ROLE") != "worker":
+        return World(), None, None
+    where = f"{os.environ.get('DMLC_PS_ROOT_URI')}:{os.environ.get('DMLC_PS_ROOT_PORT')}"
+    watch = PeerWatch(cfg.peer_timeout, f"cannot start the kvstore at {where}: ")
+    try:
+        kv = mx.kv.create("dist_sync")  # waits for the scheduler, every server and worker
+        kv.init(ALL_SUM, mx.nd.zeros(ALL_SUM_SIZE, dtype="float64"))  # and for rank 0's value
+    except mx.base.MXNetError as error:
+        raise RunError(f"cannot start the kvstore at {where}: {first_line(error)}") from None
+    world = World(kv.rank, kv.num_workers)
+    watch.lost(f"rank {world.rank} of {world.size}: lost the other processes: ")
+    return world, kv, watch
+
+
+def first_line(error):
+    """What an MXNet error says, in one line: its message, without the C++ stack trace."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    message = next((line for line in lines if not line.startswith(("Traceback", "Stack trace", "[bt]"))), "")
+    return message.split(": ", 1)[-1] if message.startswith("[") else message or type(error).__name__
+
+
+# The kvstore key of all_sum, apart from the Trainer's parameters' 0, 1, ..., and its length:
+# lenet5.run sums at most 5 numbers at a time.
+ALL_SUM, ALL_SUM_SIZE = 1 << 20, 8
+
+
+def all_sum(values, kv, watch):
+    """`values` summed over the workers (lenet5.run agrees on sums and stop signals with it): the
+    dist_sync kvstore's servers add what each worker pushes to a key of its own."""
+    watch.alive()
+    total = mx.nd.zeros(ALL_SUM_SIZE, dtype="float64")
+    total[: len(values)] = mx.nd.array(values, dtype="float64")
+    kv.pushpull(ALL_SUM, total, out=total)
+    result = total.asnumpy()[: len(values)].tolist()  # waits for every step queued before it, too
+    watch.alive()
+    return result
+
+
+class PeerWatch:
+    """ps-lite waits for ever for a worker that died or hangs, and for one that never comes: this
+    watch ends the process with one line when the workers have not agreed (all_sum) for
+    --peer-timeout seconds, where Python cannot raise (the main thread waits inside MXNet)."""
+
+    def __init__(self, timeout, what):
+        self.timeout, self.what, self.kept = timeout, what, None
+        self.deadline = time.monotonic() + timeout
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def lost(self, what, kept=None):
+        self.what, self.kept = what, kept
+        self.alive()
+
+    def alive(self):
+        self.deadline = time.monotonic() + self.timeout
+
+    def close(self):
+        """At the end of a run: the kvstore's barrier at exit is not watched (nor the run kept alive)."""
+        self.kept, self.deadline = None, None
+
+    def _watch(self):
+        while self.deadline and time.monotonic() < self.deadline:
+            time.sleep(min(1.0, self.timeout / 10))
+        if self.deadline is None:
+            return
+        kept = f"; {self.kept()}" if self.kept else ""
+        print(f"train.py: error: {self.what}no answer within --peer-timeout {self.timeout} s{kept}", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(1)  # what waits for the lost workers would wait for ever, in exit too
+
+
+def make_optimizer(cfg, model, kv=None):
+    # a dist kvstore sums the workers' gradients; each worker updates its own copy of the weights
+    kvstore = dict(kvstore=kv, update_on_kvstore=False) if kv else {}
     if cfg.optimizer == "sdlm":
-        return gluon.Trainer(model.collect_params(), "sdlm", {"learning_rate": cfg.lr})
+        return gluon.Trainer(model.collect_params(), "sdlm", {"learning_rate": cfg.lr}, **kvstore)
     if cfg.optimizer == "sgd":
         options = {"momentum": cfg.momentum}
     else:
         options = {"beta1": ADAM_BETAS[0], "beta2": ADAM_BETAS[1], "epsilon": ADAM_EPS}
     # MXNet 1.9 has no AdamW optimizer: adamw is Adam, with the decay applied by decay_weights
     name, wd = ("adam", 0.0) if cfg.optimizer == "adamw" else (cfg.optimizer, cfg.weight_decay)
-    return gluon.Trainer(model.collect_params(), name, {"learning_rate": cfg.lr, "wd": wd, **options})
+    return gluon.Trainer(model.collect_params(), name, {"learning_rate": cfg.lr, "wd": wd, **options}, **kvstore)
+
+
+def broadcast_weights(optimizer):
+    """Rank 0's weights to every worker, before the first step: the Trainer would send them in
+    its first step, where the pull of a weight from the kvstore and the push of its gradient to the
+    same key may run in either order, and a worker then got the summed gradient for its weight (seen
+    here: rank 1 diverged). The Trainer's own initialisation (MXNet 1.9's private methods), waited for."""
+    if not optimizer._kv_initialized:
+        optimizer._init_kvstore()
+    if optimizer._params_to_init:
+        optimizer._init_params()
+    mx.nd.waitall()
 
 
 def decay_weights(model, factor):
@@ -88,7 +185,8 @@ def loss_of(logits, y, arch, label_smoothing=0.0):
 
 def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run, save):
     """One pass over the shuffled (and augmented) training split, or what is left of it after a
-    checkpoint inside the epoch; returns (loss, accuracy, next step, last lr)."""
+    checkpoint inside the epoch; returns (loss, accuracy, next step, last lr). In a data-parallel
+    run, this process trains on its share, and `optimizer` sums the gradients over the kvstore."""
     done, loss_sum, correct, seen = run.begin_epoch(epoch)
     if not done:  # dropout's numbers (a run resumed inside an epoch draws others for its rest)
         mx.random.seed(epoch_seed(cfg.seed, epoch))
@@ -105,6 +203,8 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
     for x, y in bar:
         lr = lr_at(cfg, step, total_steps)
         optimizer.set_learning_rate(lr)
+        n = len(y)  # the global batch; this process trains on its share
+        x, y = run.world.share(x, y)
         x, y = mx.nd.array(x, device), mx.nd.array(y, device)
         with autograd.record():
             logits = model(x)
@@ -112,8 +212,9 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
         loss.backward()
         if cfg.optimizer == "adamw":
             decay_weights(model, 1 - lr * cfg.weight_decay)
-        # gradients are summed over the batch: step divides by its size, but SDLM's per-image steps are summed
-        optimizer.step(1 if cfg.optimizer == "sdlm" else len(y))
+        # gradients are summed over the share and, by the kvstore, over the processes: step divides by
+        # the global batch, but SDLM's per-image steps are summed
+        optimizer.step(1 if cfg.optimizer == "sdlm" else n)
         step += 1
         loss_sum += loss.sum()
         correct += (logits.argmax(axis=1) == y).sum()
@@ -130,8 +231,10 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
                     epoch=epoch, loss_sum=float(loss_sum.asscalar()), correct=int(correct.asscalar()), seen=seen
                 ),
             )
-    run.check_finite(loss_sum.asscalar(), epoch, step)
-    return loss_sum.asscalar() / seen, correct.asscalar() / seen, step, lr
+    loss_sum, correct, seen = run.end_epoch(
+        loss_sum.asscalar(), correct.asscalar(), seen, epoch, step
+    )  # of every process
+    return loss_sum / seen, correct / seen, step, lr
 
 
 def smoothed(y, classes, eps):
@@ -176,6 +279,8 @@ def train(cfg):
     """Train, test and save one run as `cfg` says; returns its result (result.json)."""
     threads = set_threads(cfg.threads)
     device = select_device(cfg.device)
+    world, kv, watch = join_world(cfg, device)
+    world.check(cfg.batch_size)
     mx.random.seed(cfg.seed)  # same seed, same metrics
     data = load_splits(
         cfg.val_size,
@@ -190,21 +295,27 @@ def train(cfg):
     model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout)
     model.initialize(ctx=device)
     model.hybridize(static_alloc=True, static_shape=True)
-    optimizer = make_optimizer(cfg, model)
-    run = Run(cfg)
+    optimizer = make_optimizer(cfg, model, kv)
+    run = Run(cfg, world, kv and functools.partial(all_sum, kv=kv, watch=watch))
+    if watch:  # its line says, as the run's own would, what is kept
+        watch.lost(watch.what, lambda: run.checkpoints.kept() if run.writes else "rank 0 says what is kept")
     start = load_checkpoint(run, model, optimizer, device) if cfg.resume else 0
+    if kv:
+        broadcast_weights(optimizer)
     run.start(data.classes)
 
     steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
-    print(
-        f"MXNet {mx.__version__} on {device} ({threads} threads), {num_params(model):,} parameters; "
+    run.say(
+        f"MXNet {mx.__version__} on {device} ({threads} threads{world.describe()}), "
+        f"{num_params(model):,} parameters; "
         f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
-        f"{run.dir}",
-        flush=True,
+        f"{run.dir}"
     )
     step = start * steps_per_epoch
     save = functools.partial(save_checkpoint, model=model, optimizer=optimizer)
-    with run.stopping():  # Ctrl-C, SIGTERM, a full disk, a diverging loss: one line, the last checkpoint kept
+    # Ctrl-C, SIGTERM, a full disk, a diverging loss: one line, the last checkpoint kept (a lost
+    # process: PeerWatch's line)
+    with run.stopping():
         for epoch in range(start + 1, cfg.epochs + 1):
             train_loss, train_acc, step, lr = train_one_epoch(
                 model, optimizer, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run, save
@@ -216,19 +327,31 @@ def train(cfg):
             run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
             run.save_checkpoint(epoch, step, save)
 
-        final = run.folder.final_model(FRAMEWORK)
-        with staging(run.dir) as tmp:  # whole files or none
-            model.save_parameters(str(tmp / final.name))  # for build(...).load_parameters(...)
-            model(mx.nd.zeros((1, 1, 28, 28), ctx=device))  # export needs a forward pass: a run resumed after
-            model.export(str(tmp / final.stem))  # its last epoch made none; for gluon.SymbolBlock.imports(...)
-        run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
         test_loss, test_acc, test_logits = evaluate(model, data.test, cfg.batch_size, cfg.arch, device)
-        run.save_predictions(data.test.y, test_logits)
-        return run.finish(test_loss, test_acc, num_params(model), mx.__version__, str(device))
+        if run.writes:  # rank 0 alone, in a data-parallel run
+            final = run.folder.final_model(FRAMEWORK)
+            with staging(run.dir) as tmp:  # whole files or none
+                model.save_parameters(str(tmp / final.name))  # for build(...).load_parameters(...)
+                model(mx.nd.zeros((1, 1, 28, 28), ctx=device))  # export needs a forward pass: a run resumed after
+                model.export(str(tmp / final.stem))  # its last epoch made none; for gluon.SymbolBlock.imports(...)
+            run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
+            run.save_predictions(data.test.y, test_logits)
+        result = run.finish(test_loss, test_acc, num_params(model), mx.__version__, str(device))
+    if kv:  # every worker here (watched) before the kvstore's own barrier at exit, which is not
+        all_sum([0.0], kv, watch)
+        watch.close()
+    return result
 
 
 def main(argv=None):
-    return run_command(FRAMEWORK, train, argv, __doc__.split("\n\n")[0])
+    code = run_command(FRAMEWORK, train, argv, __doc__.split("\n\n")[0])
+    if not code and os.environ.get("DMLC_ROLE") == "worker":
+        gc.collect()  # the kvstore, in the Trainer's cycles: its end stops the servers and scheduler
+    if code and os.environ.get("DMLC_ROLE") == "worker":  # the kvstore's barrier at exit would wait for
+        sys.stdout.flush()  # workers that failed otherwise, or were lost: not at all
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":
