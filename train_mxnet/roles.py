@@ -1,10 +1,17 @@
 """The scheduler and the servers of a data-parallel MXNet run (train_mxnet/launch.py): the launcher
 runs train.py's command in each role, told by DMLC_ROLE, and importing MXNet runs the role (its
-kvstore_server module) until the workers stop it."""
+kvstore_server module) until the workers stop it. Without MXNet imported: what its errors say."""
 
 import os
 import signal
 import sys
+
+
+def first_line(error):
+    """What an MXNet error says, in one line: its last, without the C++ traceback before it."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    line = lines[-1] if lines else type(error).__name__
+    return line.removeprefix("MXNetError: ").removeprefix("Check failed: ")
 
 
 def serve():
@@ -18,8 +25,10 @@ def serve():
     where = f"{os.environ.get('DMLC_PS_ROOT_URI')}:{os.environ.get('DMLC_PS_ROOT_PORT')}"
     try:
         import mxnet  # noqa: F401  (runs the role, then exits)
-    except Exception as error:  # noqa: BLE001  (MXNetError, whose module failed to import)
-        lines = [line for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
-        print(f"train.py: error: the {role} at {where}: {lines[0]}", file=sys.stderr)
+    except Exception as error:  # MXNetError, whose module did not finish importing
+        line = first_line(error)
+        if role == "scheduler" and "bind failed" in line:
+            line = "bind failed, is the port in use?"
+        print(f"train.py: error: the {role} cannot start at {where}: {line}", file=sys.stderr)
         return 1
     return 0

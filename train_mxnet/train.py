@@ -42,6 +42,7 @@ from lenet5.distributed import World
 from lenet5.files import staging
 from lenet5.run import Run
 from lenet5.runfolder import RunError
+from train_mxnet.roles import first_line
 from train_mxnet.sdlm import estimate_hessian
 
 FRAMEWORK = "mxnet"
@@ -79,13 +80,6 @@ def join_world(cfg, device):
     world = World(kv.rank, kv.num_workers)
     watch.lost(f"rank {world.rank} of {world.size}: lost the other processes: ")
     return world, kv, watch
-
-
-def first_line(error):
-    """What an MXNet error says, in one line: its message, without the C++ stack trace."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    message = next((line for line in lines if not line.startswith(("Traceback", "Stack trace", "[bt]"))), "")
-    return message.split(": ", 1)[-1] if message.startswith("[") else message or type(error).__name__
 
 
 # The kvstore key of all_sum, apart from the Trainer's parameters' 0, 1, ..., and its length:

@@ -1,0 +1,200 @@
+"""Data-parallel MXNet: train.py under the wheel's launcher (train_mxnet/launch.py: a scheduler, a
+server per worker, the dist_sync kvstore), and its roles started by hand with the DMLC_ variables,
+for what a worker does on its own when a peer fails. What the three frameworks' tests share, and
+the tolerances (which MXNet keeps: seen 6e-8 in a loss, the same predictions):
+tests/distributed_contract.py. Every process is killed at the end of its test, whatever happened."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, read_json, read_metrics
+from distributed_contract import (
+    ACC_IMAGES,
+    SMALL,
+    command,
+    finished,
+    free_port,
+    one_line,
+    one_process,
+    same_metrics,
+    wait_for_checkpoint,
+)
+
+FRAMEWORK = "mxnet"
+LAUNCH = str(ROOT / "train_mxnet" / "launch.py")
+
+
+@contextmanager
+def launched(mnist_dir, out, name, *args, workers=2, **popen):
+    """launch.py -n `workers` --launcher local, in a session of its own: all its processes are
+    killed on the way out (scheduler and servers too)."""
+    cmd = [sys.executable, LAUNCH, "-n", str(workers), "--launcher", "local", sys.executable]
+    proc = subprocess.Popen(
+        [*cmd, *command(FRAMEWORK, mnist_dir, out, name), *args], text=True, start_new_session=True, **popen
+    )
+    try:
+        yield proc
+    finally:
+        kill_session(proc)
+
+
+def kill_session(proc):
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@contextmanager
+def by_hand(mnist_dir, out, name, *args, workers=2, started=2, port=None):
+    """A scheduler, one server and `started` of the `workers` workers, started as a cluster's
+    scheduler would, with the variables set: (scheduler, server, [workers]); all killed at the end."""
+    env = dict(
+        os.environ,
+        DMLC_PS_ROOT_URI="127.0.0.1",
+        DMLC_PS_ROOT_PORT=str(port or free_port()),
+        DMLC_INTERFACE="lo",
+        DMLC_NUM_WORKER=str(workers),
+        DMLC_NUM_SERVER="1",
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, *command(FRAMEWORK, mnist_dir, out, name), *args],
+            env=dict(env, DMLC_ROLE=role),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for role in ["scheduler", "server"] + ["worker"] * started
+    ]
+    try:
+        yield procs[0], procs[1], procs[2:]
+    finally:
+        for proc in procs:
+            kill_session(proc)
+            for stream in (proc.stdout, proc.stderr):
+                stream.close()
+
+
+def worker_pids(launcher, timeout=120):
+    """The pids of the workers that launch.py (`launcher`) started (its threads' children)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = []
+        for task in Path(f"/proc/{launcher.pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                try:
+                    environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+                except FileNotFoundError:
+                    continue
+                if b"DMLC_ROLE=worker" in environ:
+                    pids.append(int(child))
+        if len(pids) == 2:
+            return pids
+        time.sleep(0.1)
+    raise AssertionError("launch.py started no 2 workers")
+
+
+@pytest.fixture(scope="module")
+def reference_runs(mnist_dir, tmp_path_factory):
+    """One process, and two workers under launch.py, of the same small run: (output folder, stdout)."""
+    out = tmp_path_factory.mktemp("distributed")
+    one_process(FRAMEWORK, mnist_dir, out / "one")
+    with launched(mnist_dir, out / "two", "run", *SMALL, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as two:
+        code, stdout, stderr = finished(two, timeout=120)
+    assert code == 0, stderr
+    return out, stdout
+
+
+def test_two_workers_train_to_the_metrics_of_one_process_and_rank_0_alone_writes(reference_runs):
+    out, stdout = reference_runs
+    one, two = out / "one" / "run", out / "two" / "run"
+    same_metrics(read_metrics(two), read_metrics(one))
+    assert [path.name for path in (out / "two").iterdir()] == ["run"]  # one run folder, rank 0's
+    assert read_json(two / "result.json")["processes"] == 2
+    assert read_json(one / "result.json")["processes"] == 1
+    assert stdout.count("test accuracy") == 1 and "2 processes" in stdout  # rank 0 alone prints
+    a = read_json(one / "result.json")["test_accuracy"]
+    assert read_json(two / "result.json")["test_accuracy"] == pytest.approx(a, abs=ACC_IMAGES / 500)
+
+
+def test_sigterm_to_one_worker_stops_both_at_one_checkpoint_and_the_run_resumes_to_the_same_metrics(
+    reference_runs, mnist_dir, tmp_path
+):
+    """SIGTERM to one worker alone (a scheduler's); the other learns of it at the next agreement."""
+    out, _ = reference_runs
+    run_dir = tmp_path / "run"
+    with launched(mnist_dir, tmp_path, "run", *SMALL, "--checkpoint-every", "3", stderr=subprocess.PIPE) as proc:
+        worker = worker_pids(proc)[1]
+        wait_for_checkpoint(proc, run_dir)
+        os.kill(worker, signal.SIGTERM)
+        code, _, stderr = finished(proc, timeout=120)
+    assert code == 143 and not (run_dir / "result.json").exists(), stderr
+    assert re.search(r"rank [01] of 2: stopped by SIGTERM; rank 0 says what is kept", stderr), stderr
+    assert "rank 0 of 2: stopped by SIGTERM; the checkpoint at epoch" in stderr, stderr
+    checkpoint = read_json(run_dir / "checkpoint.json")
+    assert checkpoint["step"] % 3 == 0 or checkpoint["partial"] is None  # both stopped at one step
+
+    with launched(mnist_dir, tmp_path, "run", "--resume", str(run_dir), stderr=subprocess.PIPE) as resumed:
+        code, _, stderr = finished(resumed, timeout=120)
+    assert code == 0, stderr
+    same_metrics(read_metrics(run_dir), read_metrics(out / "two" / "run"))
+
+
+def test_a_worker_that_dies_ends_the_other_with_one_line_within_the_peer_timeout(mnist_dir, tmp_path):
+    """ps-lite never says that a worker died: the other waits at the next agreement, until its
+    PeerWatch ends it after --peer-timeout. Which worker is rank 0 is the scheduler's choice."""
+    args = (*SMALL, "--checkpoint-every", "2", "--peer-timeout", "10")
+    with by_hand(mnist_dir, tmp_path, "run", *args) as (_, _, (survivor, victim)):
+        wait_for_checkpoint(survivor, tmp_path / "run")
+        victim.kill()
+        started = time.monotonic()
+        code, _, stderr = finished(survivor, timeout=60)
+        seconds = time.monotonic() - started
+    assert code == 1 and seconds < 30, (code, seconds, stderr)
+    line = one_line(stderr)
+    assert re.match(
+        r"train.py: error: rank [01] of 2: lost the other processes: no answer within --peer-timeout 10 s; ", line
+    )
+    kept = "the checkpoint at epoch 1" if line.startswith("train.py: error: rank 0") else "rank 0 says what is kept"
+    assert kept in line, line
+
+
+def test_bad_launches_get_one_line_each(mnist_dir, tmp_path):
+    with launched(mnist_dir, tmp_path, "odd", *SMALL, "--batch-size", "255", stderr=subprocess.PIPE) as proc:
+        code, _, stderr = finished(proc, timeout=60)
+    assert code == 1
+    odd = "train.py: error: --batch-size 255 is the global batch, shared by 2 processes: it must be a multiple of 2"
+    assert stderr.count(odd) == 2, stderr  # each worker's line, on the launcher's stderr
+    assert not any(tmp_path.glob("odd*"))
+
+    # a worker that never comes: the one started waits for it, in the kvstore's start
+    with by_hand(mnist_dir, tmp_path, "never", *SMALL, "--peer-timeout", "3", started=1) as (_, _, (alone,)):
+        started = time.monotonic()
+        code, _, stderr = finished(alone, timeout=60)
+    assert code == 1 and time.monotonic() - started < 30
+    line = one_line(stderr)
+    assert re.fullmatch(
+        r"train.py: error: cannot start the kvstore at 127.0.0.1:\d+: no answer within --peer-timeout 3 s", line
+    ), line
+
+    with socket.socket() as taken:  # the scheduler's port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with by_hand(mnist_dir, tmp_path, "taken", *SMALL, "--peer-timeout", "3", port=port) as (scheduler, _, _):
+            code, _, stderr = finished(scheduler, timeout=60)
+    assert code == 1
+    assert (
+        one_line(stderr)
+        == f"train.py: error: the scheduler cannot start at 127.0.0.1:{port}: bind failed, is the port in use?"
+    )
+    assert not any(tmp_path.glob("taken*"))
