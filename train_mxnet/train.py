@@ -225,9 +225,8 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
                     epoch=epoch, loss_sum=float(loss_sum.asscalar()), correct=int(correct.asscalar()), seen=seen
                 ),
             )
-    loss_sum, correct, seen = run.end_epoch(
-        loss_sum.asscalar(), correct.asscalar(), seen, epoch, step
-    )  # of every process
+    # of every process
+    loss_sum, correct, seen = run.end_epoch(loss_sum.asscalar(), correct.asscalar(), seen, epoch, step)
     return loss_sum / seen, correct / seen, step, lr
 
 
@@ -331,10 +330,10 @@ def train(cfg):
             run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
             run.save_predictions(data.test.y, test_logits)
         result = run.finish(test_loss, test_acc, num_params(model), mx.__version__, str(device))
-    if kv:  # every worker here (watched) before the kvstore's own barrier at exit, which is not
-        all_sum([0.0], kv, watch)
-        watch.close()
-    return result
+        if kv:  # every worker here (watched) before the kvstore's own barrier at exit, which is not
+            all_sum([0.0], kv, watch)
+            watch.close()
+        return result
 
 
 def main(argv=None):
