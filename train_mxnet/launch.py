@@ -12,6 +12,8 @@ What this adds to the wheel's launcher, each for a reason, and nothing else:
 - DMLC_PS_ROOT_URI=127.0.0.1 and DMLC_INTERFACE=lo unless set: the tracker gives the scheduler the
   address of the machine's first outward interface, where ps-lite's nodes, which bind to another,
   never met (the run hung); on one machine, the loopback;
+- the command as given: the tracker parses it again, where train.py's --arch was its --archives,
+  and runs it in bash joined with spaces (an argument with a space was two);
 - an end: the local launcher waits for the scheduler alone, which waits for ever for a worker that
   died; here, once every worker has ended, the scheduler and servers are stopped and the exit status
   is the first failed worker's (its own line said why), and Ctrl-C or SIGTERM (which every worker
@@ -20,6 +22,7 @@ What this adds to the wheel's launcher, each for a reason, and nothing else:
 
 import importlib.util
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -74,6 +77,15 @@ def main():
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
     launcher, usage = wheel_launcher(), []
+    dmlc_opts = launcher.dmlc_opts
+
+    def command_kept(opts):  # the command, past dmlc_tracker's parser, which read train.py's --arch as --archives
+        command, opts.command = opts.command, ["command"]
+        args = dmlc_opts(opts)
+        args.command = [shlex.quote(word) for word in command]  # joined with spaces, run by bash
+        return args
+
+    launcher.dmlc_opts = command_kept
 
     def launch():
         try:

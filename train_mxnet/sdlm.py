@@ -30,6 +30,8 @@ class SDLM(mx.optimizer.Optimizer):
     def update(self, index, weight, grad, state):
         self._update_count(index)
         h = self.hessians.get(index, 0)
+        if isinstance(h, mx.nd.NDArray) and h.context != weight.context:  # the copy on another GPU
+            h = h.as_in_context(weight.context)
         weight[:] -= self._get_lr(index) * grad * self.rescale_grad / (h + sdlm.MU)
 
 

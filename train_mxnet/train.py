@@ -64,16 +64,23 @@ def select_device(name):
     return mx.gpu(0) if name != "cpu" and mx.context.num_gpus() else mx.cpu()
 
 
-def join_world(cfg, device):
+def devices_of(device):
+    """What one process trains on: the CPU, or every GPU it sees, each on its part of the process's
+    share of a batch, their gradients summed by a device kvstore (one process a machine)."""
+    return [mx.gpu(i) for i in range(mx.context.num_gpus())] if device.device_type == "gpu" else [device]
+
+
+def join_world(cfg, devices):
     """This process's place among the workers MXNet's launcher started (DMLC_ROLE=worker; alone if
-    unset), with their dist_sync kvstore, and the watch that ends this process when they are lost
-    (None when alone)."""
+    unset), with their kvstore, and the watch that ends this process when they are lost: dist_sync,
+    or dist_sync_device for several GPUs a worker. Alone: the device kvstore for several GPUs, else
+    none; and no watch."""
     if os.environ.get("DMLC_ROLE") != "worker":
-        return World(), None, None
+        return World(), "device" if len(devices) > 1 else None, None
     where = f"{os.environ.get('DMLC_PS_ROOT_URI')}:{os.environ.get('DMLC_PS_ROOT_PORT')}"
     watch = PeerWatch(cfg.peer_timeout, f"cannot start the kvstore at {where}: ")
-    try:
-        kv = mx.kv.create("dist_sync")  # waits for the scheduler, every server and worker
+    try:  # waits for the scheduler, every server and worker
+        kv = mx.kv.create("dist_sync_device" if len(devices) > 1 else "dist_sync")
         kv.init(ALL_SUM, mx.nd.zeros(ALL_SUM_SIZE, dtype="float64"))  # and for rank 0's value
     except mx.base.MXNetError as error:
         raise RunError(f"cannot start the kvstore at {where}: {first_line(error)}") from None
@@ -132,7 +139,7 @@ class PeerWatch:
 
 
 def make_optimizer(cfg, model, kv=None):
-    # a dist kvstore sums the workers' gradients; each worker updates its own copy of the weights
+    # a kvstore sums the workers' or devices' gradients; each updates its own copy of the weights
     kvstore = dict(kvstore=kv, update_on_kvstore=False) if kv else {}
     if cfg.optimizer == "sdlm":
         return gluon.Trainer(model.collect_params(), "sdlm", {"learning_rate": cfg.lr}, **kvstore)
@@ -160,7 +167,8 @@ def broadcast_weights(optimizer):
 def decay_weights(model, factor):
     """Decoupled weight decay, before the Adam step, as torch.optim.AdamW: w <- w x (1 - lr x wd)."""
     for param in model.collect_params().values():
-        param.data()[:] *= factor
+        for data in param.list_data():  # on each device
+            data[:] *= factor
 
 
 # Built once, not at every step: of labels, and of smoothed one-hot targets.
@@ -180,7 +188,9 @@ def loss_of(logits, y, arch, label_smoothing=0.0):
 def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run, save):
     """One pass over the shuffled (and augmented) training split, or what is left of it after a
     checkpoint inside the epoch; returns (loss, accuracy, next step, last lr). In a data-parallel
-    run, this process trains on its share, and `optimizer` sums the gradients over the kvstore."""
+    run, this process trains on its share, and `optimizer` sums the gradients over the kvstore; on
+    several GPUs, each trains on its part of the share."""
+    devices = next(iter(model.collect_params().values())).list_ctx()  # `device` and any other GPUs
     done, loss_sum, correct, seen = run.begin_epoch(epoch)
     if not done:  # dropout's numbers (a run resumed inside an epoch draws others for its rest)
         mx.random.seed(epoch_seed(cfg.seed, epoch))
@@ -199,20 +209,21 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
         optimizer.set_learning_rate(lr)
         n = len(y)  # the global batch; this process trains on its share
         x, y = run.world.share(x, y)
-        x, y = mx.nd.array(x, device), mx.nd.array(y, device)
+        parts = [(mx.nd.array(x, d), mx.nd.array(y, d)) for x, y, d in split_over(x, y, devices)]
         with autograd.record():
-            logits = model(x)
-            loss = loss_of(logits, y, cfg.arch, cfg.label_smoothing)
-        loss.backward()
+            outputs = [(model(x), y) for x, y in parts]
+            losses = [loss_of(logits, y, cfg.arch, cfg.label_smoothing) for logits, y in outputs]
+        autograd.backward(losses)
         if cfg.optimizer == "adamw":
             decay_weights(model, 1 - lr * cfg.weight_decay)
         # gradients are summed over the share and, by the kvstore, over the processes: step divides by
         # the global batch, but SDLM's per-image steps are summed
         optimizer.step(1 if cfg.optimizer == "sdlm" else n)
         step += 1
-        loss_sum += loss.sum()
-        correct += (logits.argmax(axis=1) == y).sum()
-        seen += len(y)
+        for loss, (logits, y) in zip(losses, outputs):
+            loss_sum += loss.sum().as_in_context(device)
+            correct += (logits.argmax(axis=1) == y).sum().as_in_context(device)
+            seen += len(y)
         if step % 20 == 0:  # reading the sums waits for the device: not every step
             run.check_finite(loss_sum.asscalar(), epoch, step)
             bar.set_postfix(loss=f"{loss_sum.asscalar() / seen:.4f}", acc=f"{correct.asscalar() / seen:.2%}")
@@ -228,6 +239,12 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
     # of every process
     loss_sum, correct, seen = run.end_epoch(loss_sum.asscalar(), correct.asscalar(), seen, epoch, step)
     return loss_sum / seen, correct / seen, step, lr
+
+
+def split_over(x, y, devices):
+    """A share of a batch cut in one contiguous part a device, (x, y, device) each; none empty."""
+    cuts = [len(y) * i // len(devices) for i in range(len(devices) + 1)]
+    return [(x[a:b], y[a:b], d) for a, b, d in zip(cuts, cuts[1:], devices) if b > a]
 
 
 def smoothed(y, classes, eps):
@@ -255,13 +272,13 @@ def save_checkpoint(stem, model, optimizer):
     return [params.name, states.name]
 
 
-def load_checkpoint(run, model, optimizer, device):
+def load_checkpoint(run, model, optimizer, devices):
     """Restore model and optimizer from the run's last checkpoint; return its epoch."""
     epoch, paths = run.resume()
     if not paths:  # stopped before its first checkpoint: start again
         return 0
     try:
-        model.load_parameters(str(paths[0]), ctx=device)
+        model.load_parameters(str(paths[0]), ctx=devices)
         optimizer.load_states(str(paths[1]))
     except Exception as error:  # truncated file, another architecture, not a checkpoint at all
         raise RunError(f"--resume: cannot load {paths[0]}: {str(error).splitlines()[0]}") from None
@@ -272,7 +289,8 @@ def train(cfg):
     """Train, test and save one run as `cfg` says; returns its result (result.json)."""
     threads = set_threads(cfg.threads)
     device = select_device(cfg.device)
-    world, kv, watch = join_world(cfg, device)
+    devices = devices_of(device)
+    world, kv, watch = join_world(cfg, devices)
     world.check(cfg.batch_size)
     mx.random.seed(cfg.seed)  # same seed, same metrics
     data = load_splits(
@@ -286,20 +304,20 @@ def train(cfg):
         validate_on_test=cfg.validate_on_test,
     )
     model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout)
-    model.initialize(ctx=device)
+    model.initialize(ctx=devices)
     model.hybridize(static_alloc=True, static_shape=True)
     optimizer = make_optimizer(cfg, model, kv)
-    run = Run(cfg, world, kv and functools.partial(all_sum, kv=kv, watch=watch))
+    run = Run(cfg, world, watch and functools.partial(all_sum, kv=kv, watch=watch))
     if watch:  # its line says, as the run's own would, what is kept
         watch.lost(watch.what, lambda: run.checkpoints.kept() if run.writes else "rank 0 says what is kept")
-    start = load_checkpoint(run, model, optimizer, device) if cfg.resume else 0
-    if kv:
+    start = load_checkpoint(run, model, optimizer, devices) if cfg.resume else 0
+    if watch:
         broadcast_weights(optimizer)
     run.start(data.classes)
 
     steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
     run.say(
-        f"MXNet {mx.__version__} on {device} ({threads} threads{world.describe()}), "
+        f"MXNet {mx.__version__} on {', '.join(map(str, devices))} ({threads} threads{world.describe()}), "
         f"{num_params(model):,} parameters; "
         f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
         f"{run.dir}"
@@ -330,7 +348,7 @@ def train(cfg):
             run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
             run.save_predictions(data.test.y, test_logits)
         result = run.finish(test_loss, test_acc, num_params(model), mx.__version__, str(device))
-        if kv:  # every worker here (watched) before the kvstore's own barrier at exit, which is not
+        if watch:  # every worker here (watched) before the kvstore's own barrier at exit, which is not
             all_sum([0.0], kv, watch)
             watch.close()
         return result

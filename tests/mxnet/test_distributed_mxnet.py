@@ -30,6 +30,7 @@ from distributed_contract import (
 
 FRAMEWORK = "mxnet"
 LAUNCH = str(ROOT / "train_mxnet" / "launch.py")
+PIPES = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 @contextmanager
@@ -124,6 +125,43 @@ def test_two_workers_train_to_the_metrics_of_one_process_and_rank_0_alone_writes
     assert stdout.count("test accuracy") == 1 and "2 processes" in stdout  # rank 0 alone prints
     a = read_json(one / "result.json")["test_accuracy"]
     assert read_json(two / "result.json")["test_accuracy"] == pytest.approx(a, abs=ACC_IMAGES / 500)
+
+
+# train.py with every "GPU" a CPU device of MXNet's (cpu(0), cpu(1)): the code of several GPUs in one
+# process, which this machine has not, on the device kvstore (dist_sync_device under launch.py)
+TWO_DEVICES = (
+    "import sys; from lenet5.cli import threads_before_import; threads_before_import(sys.argv[1:]); "
+    "import mxnet as mx; from train_mxnet import train; train.devices_of = lambda device: [mx.cpu(0), mx.cpu(1)]; "
+    "sys.exit(train.main(sys.argv[1:]))"
+)
+
+
+def test_two_devices_in_one_process_train_to_the_metrics_of_one(reference_runs, mnist_dir, tmp_path):
+    out, _ = reference_runs
+    args = command(FRAMEWORK, mnist_dir, tmp_path, "run")[1:]
+    proc = subprocess.run(
+        [sys.executable, "-c", TWO_DEVICES, *args, *SMALL], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "on cpu(0), cpu(1) (" in proc.stdout
+    same_metrics(read_metrics(tmp_path / "run"), read_metrics(out / "one" / "run"))
+
+
+def test_two_workers_of_two_devices_train_lecun98_to_the_metrics_of_one_process(mnist_dir, tmp_path):
+    """dist_sync_device; and train.py's --arch, which dmlc_tracker's parser took for its --archives."""
+    lecun98 = ("--arch", "lecun98")
+    one = one_process(FRAMEWORK, mnist_dir, tmp_path / "one", *lecun98)
+    cmd = [sys.executable, LAUNCH, "-n", "2", "--launcher", "local", sys.executable, "-c", TWO_DEVICES]
+    args = command(FRAMEWORK, mnist_dir, tmp_path / "two", "run")[1:]
+    proc = subprocess.Popen([*cmd, *args, *SMALL, *lecun98], cwd=ROOT, text=True, start_new_session=True, **PIPES)
+    try:
+        code, stdout, stderr = finished(proc, timeout=120)
+    finally:
+        kill_session(proc)
+    assert code == 0, stderr
+    assert "on cpu(0), cpu(1) (" in stdout and "2 processes" in stdout
+    same_metrics(read_metrics(tmp_path / "two" / "run"), read_metrics(one))
+    assert read_json(tmp_path / "two" / "run" / "config.json")["arch"] == "lecun98"
 
 
 @pytest.mark.parametrize("signal_", [signal.SIGTERM, signal.SIGINT], ids=["sigterm-one-worker", "ctrl-c"])
