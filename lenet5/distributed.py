@@ -9,8 +9,8 @@ on the samples of one process, in its order. Rank 0 alone writes the run folder 
 """
 
 import os
+import subprocess
 import sys
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -50,21 +50,27 @@ class World:
         return x[start:stop], y[start:stop]
 
 
+# Waits on its stdin: closed in time, it ends; else it says why and kills the process that waits.
+_WATCHDOG = """
+import os, select, signal, sys
+if not select.select([sys.stdin], [], [], float(sys.argv[2]))[0]:
+    print(sys.argv[3], file=sys.stderr, flush=True)
+    os.kill(int(sys.argv[1]), signal.SIGKILL)
+"""
+
+
 @contextmanager
 def deadline(seconds, message):
     """Within the block, a framework call that waits for the other processes longer than `seconds`
-    ends this process: `message`, as lenet5.cli prints an error, and exit status 1. For the waits
-    that have no timeout of their own and block in C++, where no Python exception can reach them
-    (TensorFlow's wait for every worker of TF_CONFIG to start)."""
-
-    def expire():
-        print(f"train.py: error: {message}", file=sys.stderr, flush=True)
-        os._exit(1)
-
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
+    ends this process, `message` printed as lenet5.cli prints an error. For the waits that have no
+    timeout of their own (TensorFlow's for every worker of TF_CONFIG to start): they hold Python's
+    lock in C++, so no thread of this process could end it, and the watchdog is a process."""
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(seconds), f"train.py: error: {message}"],
+        stdin=subprocess.PIPE,
+    )
     try:
         yield
     finally:
-        timer.cancel()
+        watchdog.stdin.close()
+        watchdog.wait()

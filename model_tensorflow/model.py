@@ -11,7 +11,9 @@ import os
 # Loading TensorFlow writes banners to stderr from C++, past TF_CPP_MIN_LOG_LEVEL: silence file
 # descriptor 2 for the import alone, so that whatever imports this model (train.py, predict,
 # convert) keeps its error messages the one line they are.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # and its Python-side start-up chatter
+# Its C++ errors are logged too, before they reach Python as exceptions, which the project reports
+# in that line (a data-parallel worker whose peer died would log a dozen): level 3 keeps them quiet.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # and its Python-side start-up chatter
 _stderr = os.dup(2)
 os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
 try:

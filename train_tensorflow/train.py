@@ -74,7 +74,10 @@ def join_world(cfg, device):
         where = ", ".join(workers)
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=cfg.peer_timeout)
         try:  # it waits for every worker with no timeout of its own
-            with deadline(cfg.peer_timeout, f"cannot start the cluster {where}: not every worker came"):
+            with deadline(
+                cfg.peer_timeout,
+                f"cannot start the cluster {where}: not every worker came within --peer-timeout {cfg.peer_timeout:g} s",
+            ):
                 strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
         except (tf.errors.OpError, RuntimeError, ValueError) as error:  # a port in use, a bad TF_CONFIG
             raise RunError(f"cannot start the cluster {where}: {first_line(error)}") from None
