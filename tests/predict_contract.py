@@ -44,5 +44,12 @@ def test_predict_opens_a_run_here_and_from_another_environment(train, framework,
         pytest.skip(f"no {OTHER} environment to start predict from")
     elsewhere = subprocess.run(
         [str(env_python(OTHER)), "-m", "lenet5.predict", *argv], cwd=tmp_path, capture_output=True, text=True
-    )  # runs the model in this environment
-    assert elsewhere.returncode == 0 and elsewhere.stdout == here, elsewhere.stderr
+    )  # runs the model in this environment, in a fresh process
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    # The same classes, and the probabilities as printed (6 decimals) but for the last digit: a
+    # process whose thread pools differ (this one trained first) may run other convolution kernels,
+    # which sum in another order (in CI, MXNet's output once differed; a rounding is the likely cause).
+    rows, expected = (list(csv.DictReader(io.StringIO(text))) for text in (elsewhere.stdout, here))
+    assert [r["class_1"] for r in rows] == top1 and [r["input"] for r in rows] == [r["input"] for r in expected]
+    probabilities = [[float(r["probability_1"]) for r in table] for table in (rows, expected)]
+    assert np.allclose(*probabilities, rtol=0, atol=2e-6)
