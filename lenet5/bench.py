@@ -2,6 +2,7 @@
 
     python -m lenet5.bench                      # all three frameworks, the default recipe (~10 min)
     python -m lenet5.bench --quick              # a tiny run that only shows it works (CI)
+    python -m lenet5.bench --processes 2        # and data-parallel train.py in 2 processes
 
 For each framework, in its own environment, one after the other on this machine:
   * train.py with the default recipe and --validate-on-test, so that metrics.csv holds the test
@@ -9,8 +10,11 @@ For each framework, in its own environment, one after the other on this machine:
     evaluation images/s, time to 99.0% test accuracy, peak memory (RSS) of the process;
   * the idiomatic baseline, bench/baseline_<framework>.py (PyTorch DataLoader loop, Keras
     model.fit, Gluon DataLoader loop) with the same model, data and recipe, measured the same way;
-and, once, the FLOP bound: LeNet-5's FLOPs per training image and this machine's single-precision
-matrix-multiply rate (numpy), so that each framework's share of the peak shows.
+with --processes N, short train.py runs in N data-parallel processes of one thread each, each
+framework's own launcher starting them (docs/distributed.md), beside one process of 1 and of N
+threads (the --scaling runs); and, once, the FLOP bound: LeNet-5's FLOPs per training image and
+this machine's single-precision matrix-multiply rate (numpy), so that each framework's share of
+the peak shows.
 It prints a table and writes bench.json and bench.md into --output-dir.
 """
 
@@ -18,6 +22,7 @@ import json
 import math
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -138,6 +143,51 @@ def bench_train_py(framework, args, work, threads=None, train_args=None, name="t
     cfg = run.config()
     n_train, n_test = train_size(cfg), cfg.limit_test or 10_000
     return summarize(rows, n_train, n_test, rss)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(framework, n, train):
+    """(command, extra environment) of each process a framework's launcher needs to run the
+    train.py command line `train` in `n` data-parallel processes on this machine."""
+    python = envs.env_python(framework)
+    if framework == "pytorch":
+        return [([python.with_name("torchrun"), "--nproc-per-node", n, "--master-port", free_port(), *train], {})]
+    if framework == "mxnet":
+        return [([python, ROOT / "train_mxnet" / "launch.py", "-n", n, "--launcher", "local", python, *train], {})]
+    hosts = [f"127.0.0.1:{free_port()}" for _ in range(n)]  # TensorFlow: each worker told by TF_CONFIG
+    return [
+        (
+            [python, *train],
+            {"TF_CONFIG": json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}})},
+        )
+        for i in range(n)
+    ]
+
+
+def bench_processes(framework, args, work, n):
+    """train.py in `n` data-parallel processes of one thread each: rank 0's training images/s."""
+    name = f"{framework}-processes{n}"
+    train = [ROOT / f"train_{framework}" / "train.py", "--no-progress", "--output-dir", work, "--run-name", name]
+    train += ["--data-dir", args.data_dir, "--threads", "1", *args.scaling_args]
+    procs = []
+    with open(work / f"{name}.log", "w") as log:
+        for cmd, env in launch(framework, n, train):
+            log.write(f"$ {' '.join(f'{k}={v}' for k, v in env.items())} {' '.join(map(str, cmd))}\n")
+            log.flush()
+            cmd = list(map(str, cmd))
+            env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env))
+        codes = [proc.wait() for proc in procs]
+    if any(codes):
+        return None
+    run = RunFolder(work / name)
+    rows = [dict(row, test_acc=row["val_acc"]) for row in run.metrics()]
+    return summarize(rows, train_size(run.config()), 1, 0)["train_images_per_s"]
 
 
 def train_size(cfg):
@@ -284,6 +334,25 @@ def scaling_table(scaling, train_args):
     return "\n".join(lines) + "\n"
 
 
+def processes_table(processes, scaling, train_args):
+    """train.py's training images/s in N processes of 1 thread, against 1 process of 1 and of N threads."""
+    if not processes:
+        return ""
+    lines = [
+        f"\ntrain.py images/s, data-parallel (`{' '.join(train_args)}`):\n",
+        "| framework | processes x threads | images/s | vs 1 x 1 | vs 1 x N |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for fw, row in processes.items():
+        for n, speed in row.items():
+            one, wide = scaling.get(fw, {}).get("1"), scaling.get(fw, {}).get(n)
+            cells = [f"{speed / base:.2f}x" if speed and base else "" for base in (one, wide)]
+            lines.append(
+                f"| {NAMES[fw]} | {n} x 1 | {f'{speed:,.0f}' if speed else 'failed'} | {cells[0]} | {cells[1]} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def ratios(results):
     """train.py's speed-up over its baseline per framework, and slowest vs fastest train.py."""
     out = {}
@@ -333,6 +402,15 @@ def main(argv=None):
         "up to the usable cores)",
     )
     parser.add_argument(
+        "--processes",
+        nargs="*",
+        type=cli.positive_int,
+        default=[],
+        metavar="N",
+        help="also time short train.py runs in N data-parallel processes of one thread each, with each "
+        "framework's launcher (default: none; give --scaling 1 N too, to compare)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help=f"tiny runs ({' '.join(QUICK)}) that show the benchmark works; their numbers mean nothing",
@@ -367,9 +445,12 @@ def main(argv=None):
     work = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=out / "runs"))  # never reused
     jobs = [(fw, kind, None) for fw in args.frameworks for kind in ("train.py", "baseline")]
     jobs += [(fw, f"threads{n}", n) for fw in args.frameworks for n in args.scaling]  # short train.py runs
-    scaling = {}
+    jobs += [(fw, f"processes{n}", n) for fw in args.frameworks for n in args.processes]
+    scaling, processes = {}, {}
     for fw, kind, threads in tqdm(jobs, unit="run", dynamic_ncols=True):
-        if threads:
+        if kind.startswith("processes"):
+            result = processes.setdefault(fw, {})[str(threads)] = bench_processes(fw, args, work, threads)
+        elif threads:
             result = bench_train_py(fw, args, work, threads, args.scaling_args, kind)
             scaling.setdefault(fw, {})[str(threads)] = result and result["train_images_per_s"]
         else:
@@ -396,6 +477,7 @@ def main(argv=None):
         "onnxruntime": onnx,
         "ratios": ratios(results),
         "thread_scaling_images_per_s": scaling,
+        "processes_images_per_s": processes,
         "logs": str(work),
     }
     write_json(out / "bench.json", summary)
@@ -409,11 +491,13 @@ def main(argv=None):
         + "; ".join(notes)
         + "\n"
         + scaling_table(scaling, args.scaling_args)
+        + processes_table(processes, scaling, args.scaling_args)
     )
     write_text(out / "bench.md", md)
     print(md)
     print(f"written: {out / 'bench.json'}, {out / 'bench.md'}; logs in {work}")
-    return 1 if any(r is None for row in results.values() for r in row.values()) else 0
+    measured = [r for row in (*results.values(), *processes.values()) for r in row.values()]
+    return 1 if any(r is None for r in measured) else 0
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, read_json, read_metrics
 
 # 4001 images: 15 full batches of 256 and one of 161, shared 80 + 81 (the weighting by the global batch)
 SMALL = ["--limit-train", "4001", "--val-size", "500", "--limit-test", "500", "--epochs", "2", "--threads", "1"]
@@ -71,3 +71,17 @@ def same_metrics(rows, expected, images=IMAGES):
             assert row[key] == pytest.approx(want[key], rel=LOSS_RTOL), (key, row, want)
         assert abs(row["train_acc"] - want["train_acc"]) * images["train"] <= ACC_IMAGES
         assert abs(row["val_acc"] - want["val_acc"]) * images["val"] <= ACC_IMAGES
+
+
+def check_two_against_one(out, stdout):
+    """The reference runs, "one" (1 process) and "two" (2) in `out`, `stdout` rank 0's: the same
+    metrics, rank 0 alone writes and prints; returns the 2-process run folder."""
+    one, two = out / "one" / "run", out / "two" / "run"
+    same_metrics(read_metrics(two), read_metrics(one))
+    assert [path.name for path in (out / "two").iterdir()] == ["run"]  # one run folder, rank 0's
+    assert read_json(two / "result.json")["processes"] == 2
+    assert read_json(one / "result.json")["processes"] == 1
+    assert stdout.count("test accuracy") == 1 and "2 processes" in stdout  # rank 0 alone prints
+    a = read_json(one / "result.json")["test_accuracy"]
+    assert read_json(two / "result.json")["test_accuracy"] == pytest.approx(a, abs=ACC_IMAGES / 500)
+    return two

@@ -54,5 +54,6 @@ def estimate_hessian(model, optimizer, split, cfg, epoch):
     squares = [tf.zeros_like(w) for w in model.trainable_variables]
     for i in range(len(x)):
         squares = [total + g for total, g in zip(squares, hessian_step(x[i : i + 1], v[i : i + 1]))]
-    optimizer.build(model.trainable_variables)
+    if not optimizer.built:  # train.py builds it first (under its tf.distribute strategy)
+        optimizer.build(model.trainable_variables)
     optimizer.set_hessian([total / len(x) for total in squares])

@@ -258,8 +258,7 @@ def load_checkpoint(run, model, optimizer):
         return 0
     try:
         saved = keras.saving.load_model(paths[0])
-        model.set_weights(saved.get_weights())
-        optimizer.build(model.trainable_variables)
+        model.set_weights(saved.get_weights())  # the optimizer is built (train())
         for mine, theirs in zip(optimizer.variables, saved.optimizer.variables, strict=True):
             mine.assign(theirs)
     except Exception as error:  # truncated file, another architecture, not a checkpoint at all

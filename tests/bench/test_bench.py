@@ -15,7 +15,8 @@ from lenet5 import bench
 def test_quick_benchmark_measures_every_framework_and_its_baseline(tmp_path, mnist_dir):
     out = tmp_path / "bench"
     proc = subprocess.run(
-        [sys.executable, "-m", "lenet5.bench", "--quick", "--output-dir", str(out), "--data-dir", str(mnist_dir)],
+        [sys.executable, "-m", "lenet5.bench", "--quick", "--processes", "2", "--output-dir", str(out)]
+        + ["--data-dir", str(mnist_dir)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -40,7 +41,10 @@ def test_quick_benchmark_measures_every_framework_and_its_baseline(tmp_path, mni
         set(row) == {str(2**i) for i in range(cores.bit_length()) if 2**i <= cores} and all(v > 0 for v in row.values())
         for row in summary["thread_scaling_images_per_s"].values()
     )
+    processes = summary["processes_images_per_s"]  # each framework's launcher, 2 processes
+    assert set(processes) == set(summary["results"]) and all(row["2"] > 0 for row in processes.values())
     table = (out / "bench.md").read_text()
+    assert table.count("| 2 x 1 |") == 3
     assert table.count("| train.py |") == 3 and table.count("| baseline |") == 3 and "| onnxruntime |" in table
     assert "| PyTorch | train.py |" in proc.stdout
 

@@ -14,11 +14,12 @@ import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import mxnet as mx
 import pytest
 from conftest import ROOT, read_json, read_metrics
 from distributed_contract import (
-    ACC_IMAGES,
     SMALL,
+    check_two_against_one,
     command,
     finished,
     free_port,
@@ -116,15 +117,8 @@ def reference_runs(mnist_dir, tmp_path_factory):
 
 
 def test_two_workers_train_to_the_metrics_of_one_process_and_rank_0_alone_writes(reference_runs):
-    out, stdout = reference_runs
-    one, two = out / "one" / "run", out / "two" / "run"
-    same_metrics(read_metrics(two), read_metrics(one))
-    assert [path.name for path in (out / "two").iterdir()] == ["run"]  # one run folder, rank 0's
-    assert read_json(two / "result.json")["processes"] == 2
-    assert read_json(one / "result.json")["processes"] == 1
-    assert stdout.count("test accuracy") == 1 and "2 processes" in stdout  # rank 0 alone prints
-    a = read_json(one / "result.json")["test_accuracy"]
-    assert read_json(two / "result.json")["test_accuracy"] == pytest.approx(a, abs=ACC_IMAGES / 500)
+    stem = str(check_two_against_one(*reference_runs) / "model")
+    mx.gluon.SymbolBlock.imports(stem + "-symbol.json", ["data"], stem + "-0000.params")  # MXNet's own loader
 
 
 # train.py with every "GPU" a CPU device of MXNet's (cpu(0), cpu(1)): the code of several GPUs in one

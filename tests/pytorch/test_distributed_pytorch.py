@@ -14,8 +14,8 @@ import pytest
 import torch
 from conftest import read_json, read_metrics
 from distributed_contract import (
-    ACC_IMAGES,
     SMALL,
+    check_two_against_one,
     command,
     finished,
     free_port,
@@ -78,17 +78,9 @@ def reference_runs(mnist_dir, tmp_path_factory):
 
 
 def test_two_processes_train_to_the_metrics_of_one_and_rank_0_alone_writes(reference_runs):
-    out, stdout = reference_runs
-    one, two = out / "one" / "run", out / "two" / "run"
-    same_metrics(read_metrics(two), read_metrics(one))
-    assert [path.name for path in (out / "two").iterdir()] == ["run"]  # one run folder, rank 0's
-    assert read_json(two / "result.json")["processes"] == 2
-    assert read_json(one / "result.json")["processes"] == 1
-    assert stdout.count("test accuracy") == 1 and "2 processes" in stdout  # rank 0 alone prints
+    two = check_two_against_one(*reference_runs)
     model = build("lenet5", 10)
     model.load_state_dict(torch.load(two / "model.pt", weights_only=True))  # the module's weights, no "module."
-    a = read_json(one / "result.json")["test_accuracy"]
-    assert read_json(two / "result.json")["test_accuracy"] == pytest.approx(a, abs=ACC_IMAGES / 500)
 
 
 @pytest.mark.parametrize("signal_", [signal.SIGTERM, signal.SIGINT], ids=["sigterm-one-rank", "ctrl-c"])
