@@ -22,7 +22,6 @@ import json
 import math
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from . import cli, envs, reference
 from .config import FRAMEWORK_NAMES as NAMES
 from .config import FRAMEWORKS, ROOT, Config, param_shapes, resolve_threads
 from .data import load_splits
+from .distributed import free_port, tf_config
 from .download import TRAIN_SIZE, default_data_dir, load_mnist
 from .files import write_json, write_text
 from .idx import DataError
@@ -145,12 +145,6 @@ def bench_train_py(framework, args, work, threads=None, train_args=None, name="t
     return summarize(rows, n_train, n_test, rss)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(framework, n, train):
     """(command, extra environment) of each process a framework's launcher needs to run the
     train.py command line `train` in `n` data-parallel processes on this machine."""
@@ -160,13 +154,7 @@ def launch(framework, n, train):
     if framework == "mxnet":
         return [([python, ROOT / "train_mxnet" / "launch.py", "-n", n, "--launcher", "local", python, *train], {})]
     hosts = [f"127.0.0.1:{free_port()}" for _ in range(n)]  # TensorFlow: each worker told by TF_CONFIG
-    return [
-        (
-            [python, *train],
-            {"TF_CONFIG": json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}})},
-        )
-        for i in range(n)
-    ]
+    return [([python, *train], {"TF_CONFIG": tf_config(hosts, i)}) for i in range(n)]
 
 
 def bench_processes(framework, args, work, n):

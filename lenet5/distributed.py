@@ -8,7 +8,9 @@ cut into one contiguous share per process, in rank order, so that the processes 
 on the samples of one process, in its order. Rank 0 alone writes the run folder (lenet5.run).
 """
 
+import json
 import os
+import socket
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -48,6 +50,18 @@ class World:
         n = len(y)
         start, stop = n * self.rank // self.size, n * (self.rank + 1) // self.size
         return x[start:stop], y[start:stop]
+
+
+def free_port():
+    """A TCP port free on the loopback now, for a launcher's rendezvous (or a test's server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tf_config(hosts, index):
+    """TF_CONFIG for worker `index` of a TensorFlow cluster of `hosts` ("address:port" each)."""
+    return json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
 
 
 # Waits on its stdin: closed in time, it ends; else it says why and kills the process that waits.

@@ -5,7 +5,7 @@ order of float sums (each share's loss summed apart, the framework's all-reduce)
 agree to LOSS_RTOL and within ACC_IMAGES images (a logit that ties at 1e-7 could flip a prediction).
 """
 
-import socket
+import signal
 import subprocess
 import sys
 import time
@@ -39,12 +39,6 @@ def one_process(framework, mnist_dir, out, *args):
     return out / "run"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def finished(proc, timeout=300):
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out or "", err or ""
@@ -54,6 +48,20 @@ def wait_for_checkpoint(proc, run_dir):
     """Until the run's first checkpoint (or the end of `proc`)."""
     while proc.poll() is None and not (run_dir / "checkpoint.json").exists():
         time.sleep(0.01)
+
+
+def lose_a_peer(survivor, lost, run_dir, how):
+    """Once the run has its first checkpoint, `lost` "dies" (SIGKILL) or "hangs" (SIGSTOP): the
+    survivor's (exit status, seconds it took after, stderr); `lost` is killed in the end."""
+    wait_for_checkpoint(survivor, run_dir)
+    lost.send_signal({"dies": signal.SIGKILL, "hangs": signal.SIGSTOP}[how])
+    started = time.monotonic()
+    try:
+        code, _, stderr = finished(survivor, timeout=60)
+    finally:
+        lost.kill()
+    finished(lost)
+    return code, time.monotonic() - started, stderr
 
 
 def one_line(stderr):

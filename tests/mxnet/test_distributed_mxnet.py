@@ -21,13 +21,14 @@ from distributed_contract import (
     check_two_against_one,
     command,
     finished,
-    free_port,
+    lose_a_peer,
     one_line,
     one_process,
     same_metrics,
     wait_for_checkpoint,
 )
 
+from lenet5.distributed import free_port
 from lenet5.runfolder import RunFolder
 from model_mxnet.convert import native_model
 
@@ -197,14 +198,7 @@ def test_a_worker_that_dies_or_hangs_ends_the_other_with_one_line_after_the_peer
     rank 0 is the scheduler's choice: either may be the one left."""
     args = (*SMALL, "--checkpoint-every", "2", "--peer-timeout", "5")
     with by_hand(mnist_dir, tmp_path, "run", *args) as (_, _, (survivor, victim)):
-        wait_for_checkpoint(survivor, tmp_path / "run")
-        if how == "dies":
-            victim.kill()
-        else:
-            victim.send_signal(signal.SIGSTOP)
-        started = time.monotonic()
-        code, _, stderr = finished(survivor, timeout=60)
-        seconds = time.monotonic() - started
+        code, seconds, stderr = lose_a_peer(survivor, victim, tmp_path / "run", how)
     assert code == 1 and seconds < 30, (code, seconds, stderr)
     line = one_line(stderr)
     lost = r"train.py: error: rank [01] of 2: lost the other processes: no answer within --peer-timeout 5 s; "

@@ -18,13 +18,14 @@ from distributed_contract import (
     check_two_against_one,
     command,
     finished,
-    free_port,
+    lose_a_peer,
     one_line,
     one_process,
     same_metrics,
     wait_for_checkpoint,
 )
 
+from lenet5.distributed import free_port
 from model_pytorch import build
 
 FRAMEWORK = "pytorch"
@@ -117,29 +118,19 @@ def test_a_signal_stops_every_rank_at_one_checkpoint_and_the_run_resumes_to_the_
 def test_a_rank_that_dies_ends_the_other_with_one_line(mnist_dir, tmp_path):
     """Without torchrun, which would stop the others itself: the gloo connection closes."""
     rank0, rank1 = by_hand(mnist_dir, tmp_path, "run", *SMALL, "--checkpoint-every", "2", "--peer-timeout", "30")
-    wait_for_checkpoint(rank0, tmp_path / "run")
-    rank1.kill()
-    started = time.monotonic()
-    code, _, stderr = finished(rank0, timeout=60)
-    assert code == 1 and time.monotonic() - started < 30
+    code, seconds, stderr = lose_a_peer(rank0, rank1, tmp_path / "run", "dies")
+    assert code == 1 and seconds < 30
     line = one_line(stderr)
     assert line.startswith("train.py: error: rank 0 of 2: lost the other processes: "), line
     assert "the checkpoint at epoch 1" in line and "--resume" in line
-    finished(rank1)
 
 
 def test_a_rank_that_hangs_ends_the_other_after_the_peer_timeout(mnist_dir, tmp_path):
     rank0, rank1 = by_hand(mnist_dir, tmp_path, "run", *SMALL, "--checkpoint-every", "2", "--peer-timeout", "5")
-    wait_for_checkpoint(rank0, tmp_path / "run")
-    rank1.send_signal(signal.SIGSTOP)
-    try:
-        code, _, stderr = finished(rank0, timeout=60)
-    finally:
-        rank1.kill()
+    code, _, stderr = lose_a_peer(rank0, rank1, tmp_path / "run", "hangs")
     assert code == 1
     line = one_line(stderr)
     assert "rank 0 of 2: lost the other processes: Timed out" in line, line
-    finished(rank1)
 
 
 def test_bad_launches_get_one_line_each(mnist_dir, tmp_path):

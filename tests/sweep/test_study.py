@@ -8,7 +8,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from conftest import ROOT
 from optuna.trial import TrialState
 
 from lenet5 import study as studies
+from lenet5.distributed import free_port
 
 USER, PASSWORD = "lenet5", "sweep-secret"
 
@@ -32,12 +32,6 @@ def server_bindir():
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

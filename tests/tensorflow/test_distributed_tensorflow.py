@@ -4,7 +4,6 @@ scheduler would start it, with its own TF_CONFIG. TensorFlow has no launcher of 
 that fails is left to the others, which must end on their own. What the three frameworks' tests
 share, and the tolerances: tests/distributed_contract.py."""
 
-import json
 import os
 import signal
 import socket
@@ -20,18 +19,16 @@ from distributed_contract import (
     check_two_against_one,
     command,
     finished,
-    free_port,
+    lose_a_peer,
     one_line,
     one_process,
     same_metrics,
     wait_for_checkpoint,
 )
 
+from lenet5.distributed import free_port, tf_config
+
 FRAMEWORK = "tensorflow"
-
-
-def tf_config(hosts, index):
-    return json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
 
 
 def workers(mnist_dir, out, name, *args, ranks=(0, 1), hosts=None, prefix=(), env=None, **popen):
@@ -102,11 +99,8 @@ def test_a_signal_stops_every_worker_at_one_checkpoint_and_the_run_resumes_to_th
 
 def test_a_worker_that_dies_ends_the_other_with_one_line(mnist_dir, tmp_path):
     rank0, rank1 = workers(mnist_dir, tmp_path, "run", *SMALL, "--checkpoint-every", "2", "--peer-timeout", "30")
-    wait_for_checkpoint(rank0, tmp_path / "run")
-    rank1.kill()
-    started = time.monotonic()
-    (code, _, stderr), _ = all_finished([rank0, rank1], timeout=60)
-    assert code == 1 and time.monotonic() - started < 30
+    code, seconds, stderr = lose_a_peer(rank0, rank1, tmp_path / "run", "dies")
+    assert code == 1 and seconds < 30
     line = one_line(stderr)
     assert line.startswith("train.py: error: rank 0 of 2: lost the other processes: "), line
     assert "the checkpoint at epoch 1" in line and "--resume" in line
@@ -114,10 +108,7 @@ def test_a_worker_that_dies_ends_the_other_with_one_line(mnist_dir, tmp_path):
 
 def test_a_worker_that_hangs_ends_the_other_after_the_peer_timeout(mnist_dir, tmp_path):
     rank0, rank1 = workers(mnist_dir, tmp_path, "run", *SMALL, "--checkpoint-every", "2", "--peer-timeout", "5")
-    wait_for_checkpoint(rank0, tmp_path / "run")
-    rank1.send_signal(signal.SIGSTOP)
-    ((code, _, stderr),) = all_finished([rank0], timeout=60)
-    rank1.kill()
+    code, _, stderr = lose_a_peer(rank0, rank1, tmp_path / "run", "hangs")
     assert code == 1
     line = one_line(stderr)
     assert line.startswith("train.py: error: rank 0 of 2: lost the other processes: "), line
