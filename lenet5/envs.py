@@ -14,6 +14,10 @@ environment exists.
 
     python -m lenet5.envs ensure pytorch          # build if missing or stale, print its python
     python -m lenet5.envs run pytorch -m pytest   # ensure, then run its python with arguments
+
+Each framework takes the Pythons it has wheels for (PYTHONS). The interpreter that builds an
+environment is the one running this, when it fits, else the newest fitting `python3.X` on PATH
+(MXNet's is often python3.11 beside a newer python3); none at all is one line saying what to install.
 """
 
 import argparse
@@ -29,13 +33,21 @@ import traceback
 from pathlib import Path
 
 from .config import FRAMEWORKS, ROOT
-from .files import write_json
 
 REQUIREMENTS = ROOT / "requirements"
 STAMP = "lenet5-requirements.sha256"  # in the venv: what its requirements were built from
 INSTALLED = "lenet5-project.txt"  # in the venv: the checkout installed into it, and its pyproject's hash
-# MXNet 1.9.1 has no wheels past Python 3.11 and TensorFlow 2.21 none before 3.9.
-PYTHON_RANGE = ((3, 9), (3, 11))
+# The Pythons each environment takes, (oldest, newest): the project's own code needs 3.10
+# (zip(strict=)); TensorFlow 2.21 has no wheels past 3.13, MXNet 1.9.1 and numpy 1.23.5 none past 3.11.
+PYTHONS = {"pytorch": ((3, 10), (3, 13)), "tensorflow": ((3, 10), (3, 13)), "mxnet": ((3, 10), (3, 11))}
+# What an interpreter is asked: its version, and whether it can make a venv (Debian's python3
+# cannot until python3-venv is installed: no ensurepip).
+PROBE = """import sys
+try:
+    import ensurepip, venv
+except ImportError:
+    ensurepip = None
+print('%d.%d.%d' % sys.version_info[:3], ensurepip is not None)"""
 
 
 class EnvError(Exception):
@@ -78,8 +90,9 @@ def _requirement_files(path):
     return files
 
 
-def requirements_hash(framework):
-    digest = hashlib.sha256(f"{sys.version_info[:3]}".encode())
+def requirements_hash(framework, version):
+    """What an environment built from its requirements files by Python `version` (3-tuple) is stamped with."""
+    digest = hashlib.sha256(f"{tuple(version)}".encode())
     for file in _requirement_files(REQUIREMENTS / f"{framework}.txt"):
         digest.update(file.read_bytes())
     return digest.hexdigest()
@@ -92,9 +105,54 @@ def _pip(python, *args, what):
         raise EnvError(f"pip could not install {what} into {python}; see pip's message above") from None
 
 
+def probe(python):
+    """((major, minor, micro), whether it can make a venv) of the interpreter `python` (a path, or
+    a name on PATH), or None when it does not run: no such file, or a pyenv shim of a version that
+    is not selected (it exits 127)."""
+    try:
+        proc = subprocess.run([str(python), "-S", "-c", PROBE], capture_output=True, text=True, timeout=60)
+        version, venv = proc.stdout.split()
+        return tuple(int(part) for part in version.split(".")), venv == "True"
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None
+
+
+def _dotted(version):
+    return ".".join(map(str, version))
+
+
+def candidates(framework):
+    """The interpreters that may build `framework`'s environment, in order of preference: this one,
+    then python3.X on PATH from the newest X the framework takes down to the oldest."""
+    (_, low), (_, high) = PYTHONS[framework]
+    return [sys.executable] + [f"python3.{minor}" for minor in range(high, low - 1, -1)]
+
+
+def choose_python(framework):
+    """(interpreter, its version) to build `framework`'s environment with; EnvError, in one line,
+    says which Pythons it takes and how to get one when none here fits."""
+    low, high = PYTHONS[framework]
+    found = {python: probe(python) for python in candidates(framework)}
+    fitting = {python: info for python, info in found.items() if info and low <= info[0][:2] <= high}
+    for python, (version, can_venv) in fitting.items():
+        if can_venv:
+            return python, version
+    wanted, newest = f"Python {_dotted(low)} to {_dotted(high)}", _dotted(high)
+    if fitting:  # Debian and Ubuntu ship venv's ensurepip apart
+        python, (version, _) = next(iter(fitting.items()))
+        raise EnvError(f"{python} ({_dotted(version)}) cannot make a venv: install python3-venv (apt install python3-venv)")
+    this, others = found[sys.executable], candidates(framework)[1:]
+    others = f"neither {' nor '.join(others)} runs" if len(others) > 1 else f"{others[0]} does not run"
+    raise EnvError(
+        f"the {framework} environment needs {wanted}; this is Python {_dotted(this[0]) if this else '?'}, and "
+        f"{others} here: install one (e.g. 'uv python install {newest}' or 'pyenv install {newest}') "
+        f"or name it: make PYTHON=/path/to/python{newest}"
+    )
+
+
 def ensure(framework):
-    """Build the framework's environment when it is missing or stale, install this checkout into
-    it when it holds another (or none); return its python."""
+    """Build the framework's environment when it is missing, stale or of a Python the framework
+    does not take, install this checkout into it when it holds another (or none); return its python."""
     if framework not in FRAMEWORKS:
         raise EnvError(f"unknown framework {framework!r}; choose from {', '.join(FRAMEWORKS)}")
     python = env_python(framework)
@@ -103,23 +161,23 @@ def ensure(framework):
             raise EnvError(f"{own_python_variable(framework)}={python} does not exist")
         return python
     target = env_dir(framework)
-    wanted = requirements_hash(framework)
-    if not (python.exists() and (target / STAMP).exists() and (target / STAMP).read_text().strip() == wanted):
-        low, high = PYTHON_RANGE
-        if not low <= sys.version_info[:2] <= high:
-            raise EnvError(
-                f"Python {sys.version.split()[0]} cannot build the {framework} environment: use "
-                f"Python {low[0]}.{low[1]} to {high[0]}.{high[1]}, e.g. make PYTHON=python3.11"
-            )
+    low, high = PYTHONS[framework]
+    built = probe(python) if (target / STAMP).exists() else None
+    built = built and built[0]
+    current = built and low <= built[:2] <= high
+    if not (current and (target / STAMP).read_text().strip() == requirements_hash(framework, built)):
+        base, version = choose_python(framework)
         print(
-            f"Building the {framework} environment in {target} (once; a few minutes) ...", file=sys.stderr, flush=True
+            f"Building the {framework} environment in {target} with Python {_dotted(version)} (once; a few minutes) ...",
+            file=sys.stderr,
+            flush=True,
         )
         if target.exists():
             shutil.rmtree(target)
-        subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
+        subprocess.run([str(base), "-m", "venv", str(target)], check=True)
         _pip(python, "-r", str(REQUIREMENTS / f"{framework}.txt"), what=f"requirements/{framework}.txt")
         # The stamp is written last, so an interrupted build is simply built again next time.
-        (target / STAMP).write_text(wanted + "\n")
+        (target / STAMP).write_text(requirements_hash(framework, version) + "\n")
     # An environment shared by several clones (CI's) runs the code of the clone that last used it.
     project = f"{ROOT}\n{hashlib.sha256((ROOT / 'pyproject.toml').read_bytes()).hexdigest()}\n"
     if not (target / INSTALLED).exists() or (target / INSTALLED).read_text() != project:
@@ -183,12 +241,14 @@ def _answer(function, reply):
         traceback.print_exc()
         lines = str(error).strip().splitlines()
         answer = {"error": lines[0] if lines else type(error).__name__, "type": type(error).__name__}
+    from .files import write_json  # numpy: there is an environment by now
+
     write_json(reply, answer)
     return 0
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lenet5.envs", description=__doc__.split("\n\n")[0])
+def main(argv=None, prog="python -m lenet5.envs"):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
         ("ensure", "build the environment if needed and print its python"),
@@ -211,7 +271,7 @@ def main(argv=None):
     try:
         python = ensure(args.framework)
     except EnvError as error:
-        sys.exit(f"lenet5.envs: error: {error}")
+        sys.exit(f"{prog}: error: {error}")
     if args.command == "ensure":
         print(python)
         return 0
