@@ -14,6 +14,7 @@
 #   make lecun98-paper lecun98-adam  the 1998 paper's network: its training, and Adam (docs/lecun98.md)
 #   make bench                     training speed of each framework against its idiomatic baseline
 #   make serve ARGS=runs/<run>     a page to draw digits on and watch the run's LeNet-5 see them
+#   make models                    the shipped models/lenet5/model.npz, from a seeded run of the default recipe
 
 PYTHON ?= python3
 FRAMEWORK ?= pytorch
@@ -46,10 +47,10 @@ LECUN98_ADAM_ARGS := --frameworks pytorch --arch lecun98 --batch-size 32 --lr 0.
 # The recipes in every framework (the README's table): fast one run at a time, for its timings.
 RECIPES_ARGS := --frameworks pytorch tensorflow mxnet --seeds 0 1 2
 
-.PHONY: train test test-tools lint serve sweep table recipe recipe-best recipe-fast recipes bench envs $(addprefix test-,$(FRAMEWORKS)) $(addprefix env-,$(FRAMEWORKS))
+.PHONY: train test test-tools lint serve models sweep table recipe recipe-best recipe-fast recipes bench envs $(addprefix test-,$(FRAMEWORKS)) $(addprefix env-,$(FRAMEWORKS))
 
 train:
-	$(ENVS) run $(FRAMEWORK) train_$(FRAMEWORK)/train.py $(ARGS)
+	$(PYTHON) -m lenet5 train --framework $(FRAMEWORK) $(ARGS)
 
 # The neutral tests run in every environment: each has its own numpy. Every framework's tests
 # need all three environments: the parity test converts into the other two.
@@ -71,6 +72,12 @@ lint: env-pytorch
 # Any environment serves a run of any framework; PyTorch's is the one make builds first.
 serve: env-pytorch
 	$(ENVS) run pytorch -m lenet5.serve $(ARGS)
+
+# The model that lenet5 predict and serve use when given no run: PyTorch, the default recipe, seed 0.
+MODEL_TRAIN := train_pytorch/train.py --seed 0 --no-progress
+models: env-pytorch
+	tmp=$$(mktemp -d) && $(ENVS) run pytorch $(MODEL_TRAIN) --output-dir $$tmp --run-name lenet5 \
+	&& $(ENVS) run pytorch -m lenet5.pretrained $$tmp/lenet5 --command "python $(MODEL_TRAIN)" && rm -r $$tmp
 
 sweep:
 	$(ENVS) run pytorch -m lenet5.sweep $(ARGS)

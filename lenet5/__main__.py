@@ -2,7 +2,7 @@
 
 import sys
 
-if sys.version_info < (3, 10):  # before anything that older Pythons cannot parse
+if sys.version_info < (3, 10):  # noqa: UP036 (for older Pythons: say so, before what they cannot parse)
     sys.exit(f"lenet5 needs Python 3.10 or newer; this is {sys.version.split()[0]}")
 
 from .command import main  # noqa: E402

@@ -7,7 +7,6 @@ same batches in the same order.
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -56,7 +55,7 @@ class Splits:
     """The splits a run trains, validates and tests on, and the class names in label order."""
 
     train: Split
-    val: Optional[Split]  # None with --val-size 0; the test split with --validate-on-test
+    val: Split | None  # None with --val-size 0; the test split with --validate-on-test
     test: Split
     classes: list
 

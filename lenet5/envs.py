@@ -140,7 +140,9 @@ def choose_python(framework):
     wanted, newest = f"Python {_dotted(low)} to {_dotted(high)}", _dotted(high)
     if fitting:  # Debian and Ubuntu ship venv's ensurepip apart
         python, (version, _) = next(iter(fitting.items()))
-        raise EnvError(f"{python} ({_dotted(version)}) cannot make a venv: install python3-venv (apt install python3-venv)")
+        raise EnvError(
+            f"{python} ({_dotted(version)}) cannot make a venv: install python3-venv (apt install python3-venv)"
+        )
     this, others = found[sys.executable], candidates(framework)[1:]
     others = f"neither {' nor '.join(others)} runs" if len(others) > 1 else f"{others[0]} does not run"
     raise EnvError(
@@ -162,13 +164,12 @@ def ensure(framework):
         return python
     target = env_dir(framework)
     low, high = PYTHONS[framework]
-    built = probe(python) if (target / STAMP).exists() else None
-    built = built and built[0]
-    current = built and low <= built[:2] <= high
-    if not (current and (target / STAMP).read_text().strip() == requirements_hash(framework, built)):
+    built = probe(python) if (target / STAMP).exists() else None  # (version, can make a venv) or None
+    current = built and low <= built[0][:2] <= high
+    if not (current and (target / STAMP).read_text().strip() == requirements_hash(framework, built[0])):
         base, version = choose_python(framework)
         print(
-            f"Building the {framework} environment in {target} with Python {_dotted(version)} (once; a few minutes) ...",
+            f"Building the {framework} environment in {target} with Python {_dotted(version)} (once: minutes) ...",
             file=sys.stderr,
             flush=True,
         )

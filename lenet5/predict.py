@@ -1,12 +1,14 @@
 """Classify digits in pictures and videos with a trained run, whichever framework made it.
 
     python -m lenet5.predict runs/pytorch-max-relu-seed0-... photo.jpg scans/ clip.mp4
+    python -m lenet5.predict photo.jpg                # no run: the shipped model (models/lenet5/)
     python -m lenet5.predict RUN digits/ --top-k 3 --format csv --output predictions.csv
     python -m lenet5.predict RUN clip.mp4 --annotate-video clip-annotated.mp4
 
 Every picture goes through lenet5.images.to_mnist first (grey, light background inverted,
 cropped to the ink, scaled into 20x20, centred by centre of mass in 28x28), then the
-normalisation the run was trained with. A video gives one row per frame. An input that
+normalisation the run was trained with. A model.npz is run by the numpy reference, as the
+shipped model is, which predicts when the first argument is not a model. A video gives one row per frame. An input that
 cannot be read gets one line on stderr and the others are still classified; the exit status
 is then 1. The run's model is opened by its own framework: here when this interpreter has it,
 else in that framework's environment (lenet5.envs.call).
@@ -24,13 +26,12 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from . import images, weights
+from . import images, pretrained, reference, weights
 from .cli import HelpFormatter, Parser, new_file, positive_int, printable, stops_cleanly
 from .convert import ConvertError, native_logits
 from .data import normalize
 from .download import DIGITS
 from .files import atomic_path, describe, first_line, write_text
-from .reference import softmax
 from .runfolder import RunError, RunFolder
 
 PROG = "python -m lenet5.predict"
@@ -42,13 +43,26 @@ class PredictError(Exception):
     """The run cannot be used for predicting; the message says why."""
 
 
+def names_a_model(arg):
+    """Whether predict's first argument is the model (else it is the first input, and the shipped
+    model predicts): a run folder, an .onnx or .npz file, or a name that is none of the inputs'
+    kinds and does not exist (a mistyped run folder is reported as one)."""
+    path = Path(arg)
+    if path.suffix.lower() in (".onnx", ".npz"):
+        return True
+    if path.is_dir():
+        return RunFolder(path).is_run()
+    return not path.exists() and path.suffix.lower() not in images.IMAGE_SUFFIXES + VIDEO_SUFFIXES
+
+
 def model_file(model):
-    """(what opens it, the file) of `model`: an .onnx export is opened by onnxruntime, a finished
-    run folder's trained model by its framework."""
-    if Path(model).suffix == ".onnx":
+    """(what opens it, the file) of `model`: an .onnx export is opened by onnxruntime, a model.npz
+    by the numpy reference, a finished run folder's trained model by its framework."""
+    suffix = Path(model).suffix
+    if suffix in (".onnx", ".npz"):
         if not Path(model).is_file():
             raise PredictError(f"{model}: no such file")
-        return "onnx", Path(model)
+        return suffix[1:], Path(model)
     run = RunFolder(model)
     framework = run.config().framework
     path = run.final_model(framework)
@@ -58,10 +72,15 @@ def model_file(model):
 
 
 def logits_of(model, digits, batch_size):
-    """Logits of 28x28 uint8 digits from `model`: an .onnx export, run here by onnxruntime, or a
-    run folder, whose framework opens its own model file (in its environment if need be)."""
+    """Logits of 28x28 uint8 digits from `model`: an .onnx export, run here by onnxruntime, a
+    model.npz, by the numpy reference, or a run folder, whose framework opens its own model file
+    (in its environment if need be)."""
     framework, path = model_file(model)
     x = normalize(digits)
+    if framework == "npz":
+        params, meta = weights.load(path)
+        layers = meta["pooling"], meta["activation"], meta["arch"]
+        return weights.batched(lambda batch: reference.forward(params, batch, *layers), x, batch_size)
     if framework == "onnx":
         from .onnx_export import onnx_logits, session
 
@@ -245,9 +264,11 @@ def build_parser(prog=PROG):
     parser = Parser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument(
         "model",
+        nargs="?",
         metavar="RUN_DIR",
-        help="a finished run folder (of any framework), or an .onnx file "
-        "from python -m lenet5.onnx_export (class names from the run folder holding it)",
+        help="a finished run folder (of any framework), a model.npz, or an .onnx file from python -m "
+        "lenet5.onnx_export (class names from the run folder holding it); left out, the shipped model "
+        f"({pretrained.model_path().relative_to(pretrained.ROOT)})",
     )
     parser.add_argument(
         "inputs",
@@ -278,6 +299,11 @@ def build_parser(prog=PROG):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.model is not None and not names_a_model(args.model):
+        args.model, args.inputs = None, [args.model, *args.inputs]
+    if args.model is None:
+        args.model = pretrained.model_path()
+        print(f"{parser.prog}: no run given: {pretrained.describe()}", file=sys.stderr)
     paths = expand(args.inputs)
     videos_given = [p for p, _ in paths if p.suffix.lower() in VIDEO_SUFFIXES]
     if args.annotate_video and args.annotate_video.suffix.lower() not in VIDEO_SUFFIXES:
@@ -290,7 +316,7 @@ def main(argv=None):
         classes = classes_of(args.model)
         digits, rows, videos = gather(paths, errors, not args.no_progress)
         logits = logits_of(args.model, np.stack(digits), args.batch_size) if digits else np.zeros((0, len(classes)))
-        predictions = top_k(softmax(np.asarray(logits, np.float64)), classes, min(args.top_k, len(classes)))
+        predictions = top_k(reference.softmax(np.asarray(logits, np.float64)), classes, min(args.top_k, len(classes)))
         text = render(rows, predictions, args.format, min(args.top_k, len(classes)))
         if args.output:
             write_text(args.output, text, replace=False)
@@ -300,7 +326,7 @@ def main(argv=None):
             ((video, (_, count)),) = videos.items()
             labels = {frame: preds[0][0] for (path, frame), preds in zip(rows, predictions) if path == video}
             annotate_video(args.annotate_video, video, [labels.get(i, "?") for i in range(count)])
-    except (PredictError, ConvertError, RunError) as error:
+    except (PredictError, ConvertError, RunError, weights.WeightsError) as error:
         parser.exit(1, f"{parser.prog}: error: {error}\n")
     except OSError as error:  # a full disk, or an --output that appeared meanwhile
         parser.exit(1, f"{parser.prog}: error: {describe(error)}\n")

@@ -1,6 +1,7 @@
 """Draw a digit in the browser and watch LeNet-5 see it: a local web app for any trained run.
 
     python -m lenet5.serve runs/pytorch-max-relu-seed0-...     # prints http://127.0.0.1:8000/
+    python -m lenet5.serve                                     # the shipped model (models/lenet5/)
     python -m lenet5.serve runs/<run>/model.onnx --port 8080
     python -m lenet5.serve model.npz --host 0.0.0.0 --port 0   # every interface, any free port
     curl -s --data-binary @digit.png http://127.0.0.1:8000/api/predict
@@ -33,7 +34,7 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import images, reference, weights
+from . import images, pretrained, reference, weights
 from .cli import HelpFormatter, Parser, non_negative_int
 from .convert import ConvertError
 from .data import normalize
@@ -326,9 +327,11 @@ def build_parser(prog=PROG):
     parser = Parser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument(
         "model",
+        nargs="?",
         metavar="RUN",
         help="a finished run folder (of any framework), a model.npz, or an .onnx file "
-        "from python -m lenet5.onnx_export (layer maps from the model.npz beside it)",
+        "from python -m lenet5.onnx_export (layer maps from the model.npz beside it); "
+        f"left out, the shipped model ({pretrained.model_path().relative_to(pretrained.ROOT)})",
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="the address to listen on (0.0.0.0: every interface, seen by others)"
@@ -343,7 +346,9 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        model = load_model(args.model)
+        model = load_model(args.model or pretrained.model_path())
+        if args.model is None:
+            model.what = pretrained.describe()
         sock = bind(args.host, args.port)
     except (ServeError, PredictError, RunError, ConvertError, weights.WeightsError) as problem:
         parser.exit(1, f"{parser.prog}: error: {problem}\n")
