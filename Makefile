@@ -60,9 +60,10 @@ $(addprefix test-,$(FRAMEWORKS)): test-%: envs
 	$(ENVS) run $* -m pytest tests/core tests/$* $(PYTEST_ARGS)
 
 # The sweep's and the benchmark's tests run train.py in the other frameworks' environments too;
-# serve's (its browser test in headless Chromium) need Playwright, which only PyTorch's has.
+# serve's (its browser test in headless Chromium) need Playwright, which only PyTorch's has; the
+# lenet5 command's run its modes in every environment, from a Python with nothing installed.
 test-tools: envs
-	$(ENVS) run pytorch -m pytest tests/sweep tests/bench tests/serve $(PYTEST_ARGS)
+	$(ENVS) run pytorch -m pytest tests/command tests/sweep tests/bench tests/serve $(PYTEST_ARGS)
 
 # ruff lives in the PyTorch environment (requirements/pytorch.txt), like the tools' tests.
 lint: env-pytorch
