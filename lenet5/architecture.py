@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from . import lecun98, reference
-from .cli import HelpFormatter, Parser, positive_int
+from .cli import HelpFormatter, Parser, positive_int, prog
 from .config import ARCH_NAMES, ARCHS, POOLINGS, ROOT, param_shapes
 from .plot import is_ours
 
@@ -175,7 +175,7 @@ def connection_table(ax):
 
 def main(argv=None):
     parser = Parser(
-        prog="python -m lenet5.architecture", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+        prog=prog("lenet5.architecture"), description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     parser.add_argument(
         "-o",

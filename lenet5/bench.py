@@ -359,7 +359,7 @@ def ratios(results):
 
 def main(argv=None):
     parser = cli.Parser(
-        prog="python -m lenet5.bench", description=__doc__.split("\n\n")[0], formatter_class=cli.HelpFormatter
+        prog=cli.prog("lenet5.bench"), description=__doc__.split("\n\n")[0], formatter_class=cli.HelpFormatter
     )
     parser.add_argument(
         "--frameworks",

@@ -47,6 +47,13 @@ def printable(text):
     return "".join(char if char.isprintable() else char.encode("unicode_escape").decode() for char in text)
 
 
+def prog(module):
+    """How the command `module` names itself in its usage and errors: as the lenet5 command's mode
+    that ran it (lenet5/command.py sets LENET5_PROG to "module:lenet5 mode"), else as `python -m` runs it."""
+    ran, _, name = os.environ.get("LENET5_PROG", "").partition(":")
+    return name if ran == module and name else f"python -m {module}"
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message):
         """One line, not argparse's usage block: the user sees at once what to fix."""

@@ -84,6 +84,8 @@ def main(argv=None):
     except envs.EnvError as error:
         sys.exit(f"lenet5 {mode}: error: {error}")
     command = [str(python), *args]
+    if MODES[mode][0]:  # its usage and errors then say `lenet5 MODE` (lenet5.cli.prog)
+        os.environ["LENET5_PROG"] = f"{MODES[mode][0]}:lenet5 {mode}"
     sys.stdout.flush()
     sys.stderr.flush()
     if os.name == "posix":  # the mode becomes this process: its signals, its exit status

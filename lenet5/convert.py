@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import envs, weights
-from .cli import HelpFormatter, Parser, folder_problem, stops_cleanly
+from .cli import HelpFormatter, Parser, folder_problem, prog, stops_cleanly
 from .files import describe, staging, write_error
 from .runfolder import RunError, RunFolder
 
@@ -190,11 +190,9 @@ def _refuse_existing(paths):
         raise ConvertError(f"{existing[0]}{more} already exists; nothing was written (choose another --output)")
 
 
-@stops_cleanly("python -m lenet5.convert")
+@stops_cleanly(prog("lenet5.convert"))
 def main(argv=None):
-    parser = Parser(
-        prog="python -m lenet5.convert", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
-    )
+    parser = Parser(prog=prog("lenet5.convert"), description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument(
         "source",
         type=Path,

@@ -17,7 +17,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from . import lecun98, weights
-from .cli import HelpFormatter, Parser, folder_problem, stops_cleanly
+from .cli import HelpFormatter, Parser, folder_problem, prog, stops_cleanly
 from .config import LEAKY_SLOPE
 from .convert import ConvertError, load_weights
 from .files import atomic_path, describe
@@ -186,10 +186,10 @@ def onnx_logits(path_or_session, images, batch_size=1024):
     return weights.batched(lambda x: sess.run(None, {name: x})[0], images, batch_size)
 
 
-@stops_cleanly("python -m lenet5.onnx_export")
+@stops_cleanly(prog("lenet5.onnx_export"))
 def main(argv=None):
     parser = Parser(
-        prog="python -m lenet5.onnx_export", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+        prog=prog("lenet5.onnx_export"), description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
     )
     parser.add_argument("source", type=Path, help="a run folder (any framework, finished or not) or an .npz file")
     parser.add_argument(

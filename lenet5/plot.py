@@ -20,7 +20,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from . import augment
-from .cli import HelpFormatter, Parser, augmentation, folder, positive_int, stops_cleanly
+from .cli import HelpFormatter, Parser, augmentation, folder, positive_int, prog, stops_cleanly
 from .data import MEAN, STD, augmenter, load_dataset, normalize
 from .files import atomic_path, describe
 from .idx import DataError
@@ -249,7 +249,7 @@ def make_plots(run_dir, output_dir=None, what=PLOTS, per_class=10, max_errors=60
 
 
 def build_parser():
-    parser = Parser(prog="python -m lenet5.plot", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    parser = Parser(prog=prog("lenet5.plot"), description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by train.py")
     parser.add_argument(
         "--output-dir",
@@ -274,7 +274,7 @@ def build_parser():
     return parser
 
 
-@stops_cleanly("python -m lenet5.plot")
+@stops_cleanly(prog("lenet5.plot"))
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -27,14 +27,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import images, pretrained, reference, weights
-from .cli import HelpFormatter, Parser, new_file, positive_int, printable, stops_cleanly
+from .cli import HelpFormatter, Parser, new_file, positive_int, printable, prog, stops_cleanly
 from .convert import ConvertError, native_logits
 from .data import normalize
 from .download import DIGITS
 from .files import atomic_path, describe, first_line, write_text
 from .runfolder import RunError, RunFolder
 
-PROG = "python -m lenet5.predict"
+PROG = prog("lenet5.predict")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif")
 FORMATS = ("table", "csv", "json")
 

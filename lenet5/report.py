@@ -16,7 +16,7 @@ from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
 from . import study
-from .cli import HelpFormatter, Parser, new_file, stops_cleanly
+from .cli import HelpFormatter, Parser, new_file, prog, stops_cleanly
 from .config import FRAMEWORK_NAMES as NAMES
 from .config import FRAMEWORKS
 from .files import atomic_path, describe, write_text
@@ -226,9 +226,9 @@ def fetch_best(sweep_study, storage, url, output):
     return best
 
 
-@stops_cleanly("python -m lenet5.report")
+@stops_cleanly(prog("lenet5.report"))
 def main(argv=None):
-    parser = Parser(prog="python -m lenet5.report", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
+    parser = Parser(prog=prog("lenet5.report"), description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("sweep_dir", type=Path, help="a sweep folder: the results files go there")
     parser.add_argument(
         "--storage", metavar="URL", help=f"the study's storage (default: the folder's {study.DEFAULT_DB})"

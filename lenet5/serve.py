@@ -35,14 +35,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import images, pretrained, reference, weights
-from .cli import HelpFormatter, Parser, non_negative_int
+from .cli import HelpFormatter, Parser, non_negative_int, prog
 from .convert import ConvertError
 from .data import normalize
 from .files import first_line
 from .predict import PredictError, classes_of, model_file
 from .runfolder import RunError, RunFolder
 
-PROG = "python -m lenet5.serve"
+PROG = prog("lenet5.serve")
 STATIC = Path(__file__).with_name("serve_static")
 MAX_BYTES = 8 * 1024 * 1024  # a request's body: a phone photo fits; more is refused before it is read
 MAX_PIXELS = 16_000_000  # below images.MAX_PIXELS: twenty decodes at once must fit in memory too

@@ -71,7 +71,7 @@ STOPPED = {128 + signum for signum in STOP_SIGNALS}  # train.py's exit after Ctr
 def build_parser():
     train = cli.build_parser("pytorch")  # the train.py options, to mirror their names and help
     parser = cli.Parser(
-        prog="python -m lenet5.sweep", description=__doc__.split("\n\n")[0], formatter_class=cli.HelpFormatter
+        prog=cli.prog("lenet5.sweep"), description=__doc__.split("\n\n")[0], formatter_class=cli.HelpFormatter
     )
     sweep = parser.add_argument_group("sweep")
     sweep.add_argument(
@@ -410,7 +410,7 @@ def requeue_failed(sweep_study):
             study.patiently(sweep_study.enqueue_trial, study.params_of(trial), user_attrs={"name": name})
 
 
-@cli.stops_cleanly("python -m lenet5.sweep")
+@cli.stops_cleanly(cli.prog("lenet5.sweep"))
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -54,9 +54,7 @@ def test_every_mode_gives_its_own_commands_help(mode):
     mode, _, framework = mode.partition("-")
     proc = bare(mode, *(["--framework", framework] if framework else []), "--help")
     assert proc.returncode == 0, proc.stderr
-    module = command.MODES[mode][0]
-    usage = {"train": f"train_{framework}/train.py", "envs": "lenet5 envs"}.get(mode, f"python -m {module}")
-    usage = f"usage: {usage} "
+    usage = f"usage: {f'train_{framework}/train.py' if mode == 'train' else f'lenet5 {mode}'} "
     assert proc.stdout.startswith(usage), proc.stdout[:200]
 
 
@@ -153,12 +151,14 @@ def labels_of(pictures):
 def test_predict_with_no_run_uses_the_shipped_model_and_says_so(digits):
     proc = bare("predict", *digits, "--format", "json", "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.strip().splitlines() == [f"python -m lenet5.predict: no run given: {pretrained.describe()}"]
+    assert proc.stderr.strip().splitlines() == [f"lenet5 predict: no run given: {pretrained.describe()}"]
     assert [r["predictions"][0]["class"] for r in json.loads(proc.stdout)] == labels_of(digits)
 
 
 def test_serve_with_no_run_serves_the_shipped_model(digits):
-    server = subprocess.Popen([*BARE, "-m", "lenet5", "serve", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [*BARE, "-m", "lenet5", "serve", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
         line = server.stdout.readline()
         assert line.startswith(f"serving {pretrained.describe()} at http://127.0.0.1:"), line
