@@ -55,8 +55,13 @@ class EnvError(Exception):
 
 
 def venv_root():
-    """Folder holding one venv per framework: $LENET5_VENV_DIR, else .venvs/ in the project."""
-    return Path(os.environ.get("LENET5_VENV_DIR") or ROOT / ".venvs").expanduser().resolve()
+    """Folder holding one venv per framework: $LENET5_VENV_DIR; else the one holding this Python's
+    environment when it is one of them (its `lenet5` script was run), so that the others are found
+    beside it; else .venvs/ in the project."""
+    if os.environ.get("LENET5_VENV_DIR"):
+        return Path(os.environ["LENET5_VENV_DIR"]).expanduser().resolve()
+    here = Path(sys.prefix)
+    return here.parent.resolve() if (here / STAMP).is_file() else (ROOT / ".venvs").resolve()
 
 
 def env_dir(framework):

@@ -4,7 +4,6 @@ Each tests/<framework>/test_<framework>.py sets FRAMEWORK and does `from train_c
 so the three run the very same checks; their own files add the framework-specific ones.
 """
 
-import contextlib
 import importlib
 import math
 import shutil
@@ -355,7 +354,8 @@ def test_any_command_line_ends_in_a_finished_run_or_one_line(framework, mnist_di
         value = data.draw(options[option], label=option)
         argv += [option] if value is None else [f"{option}={value}"]  # "=": a value may start with "-"
     try:
-        with contextlib.chdir(scratch):  # where relative names land
+        with pytest.MonkeyPatch.context() as patch:  # where relative names land (contextlib.chdir: 3.11+)
+            patch.chdir(scratch)
             status = main(argv)
     except SystemExit as exit:  # argparse
         status = exit.code

@@ -40,6 +40,14 @@ def test_the_bare_python_reaches_the_environments():
     assert proc.stdout.strip() == str(envs.env_python(framework))
 
 
+def test_an_environments_lenet5_script_finds_the_others_beside_it():
+    script = envs.env_python(command.tools_framework()).with_name("lenet5")  # made by pip install -e .
+    environ = {k: v for k, v in os.environ.items() if k != "LENET5_VENV_DIR"}
+    for framework in envs.FRAMEWORKS:
+        proc = subprocess.run([script, "envs", "path", framework], capture_output=True, text=True, env=environ)
+        assert proc.stdout.strip() == str(envs.env_python(framework)), proc.stderr
+
+
 def test_lenet5_help_lists_every_mode_in_one_line_each():
     proc = bare("--help")
     assert proc.returncode == 0, proc.stderr

@@ -190,9 +190,9 @@ def test_envs_hash_follows_included_requirements(tmp_path, monkeypatch):
     (tmp_path / "common.txt").write_text("tqdm\n")
     (tmp_path / "pytorch.txt").write_text("-r common.txt\ntorch\n")
     monkeypatch.setattr(envs, "REQUIREMENTS", tmp_path)
-    before = envs.requirements_hash("pytorch")
+    before = envs.requirements_hash("pytorch", (3, 11, 7))
     (tmp_path / "common.txt").write_text("tqdm>=4\n")
-    assert envs.requirements_hash("pytorch") != before
+    assert envs.requirements_hash("pytorch", (3, 11, 7)) != before
 
 
 def test_envs_locations(tmp_path, monkeypatch):

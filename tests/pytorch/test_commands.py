@@ -1,7 +1,6 @@
 """predict, convert, lenet5.onnx_export and lenet5.plot against what users and machines throw at
 them: any command line (hypothesis), a full disk, a long video."""
 
-import contextlib
 import shutil
 import subprocess
 import sys
@@ -57,7 +56,8 @@ def arguments(*values):
 
 def run_main(main, argv, capsys, cwd="."):
     try:
-        with contextlib.chdir(cwd):  # where relative names land
+        with pytest.MonkeyPatch.context() as patch:  # where relative names land (contextlib.chdir: 3.11+)
+            patch.chdir(cwd)
             status = main([str(a) for a in argv])
     except SystemExit as exit_:  # argparse; or sys.exit("message"), which Python prints with status 1
         status = exit_.code

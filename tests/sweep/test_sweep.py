@@ -292,7 +292,8 @@ def test_any_sweep_command_line_ends_in_results_or_one_line(tmp_path_factory, mn
             value = data.draw(options[option], label=option)
             argv += [option, *value] if isinstance(value, list) else [f"{option}={value}"]
         try:
-            with contextlib.chdir(scratch):  # where relative names land
+            with pytest.MonkeyPatch.context() as patch:  # where relative names land (contextlib.chdir: 3.11+)
+                patch.chdir(scratch)
                 status = sweep_module.main(argv)
         except SystemExit as exit_:
             status = 1 if isinstance(exit_.code, str) else exit_.code
