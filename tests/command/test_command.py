@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 from conftest import ROOT
 from digit_pictures import write_pictures
+from doc_tables import table_rows
 
 from lenet5 import command, envs, pretrained, reference, weights
 from lenet5.data import normalize
@@ -192,3 +193,22 @@ def test_train_then_predict_through_the_command(mnist_dir, digits, tmp_path):
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert len(proc.stdout.splitlines()) == 1 + len(digits)
     assert os.path.getsize(tmp_path / "first" / "model.pt") > 0
+
+
+def doc_table(header):
+    """{first cell: second cell} of docs/command.md's table headed `header` (code font taken off)."""
+    rows = table_rows(ROOT / "docs" / "command.md", [cell.strip() for cell in header.strip("|").split("|")])
+    return {cells[0].strip("`"): cells[1].strip("`") for cells in rows}
+
+
+def test_the_docs_modes_table_is_the_command():
+    table = doc_table("| mode | runs | what it does |")
+    assert list(table) == list(command.MODES)
+    for mode, (module, _) in command.MODES.items():
+        assert table[mode] == (f"python -m {module}" if module else "train_<framework>/train.py")
+
+
+def test_the_docs_pythons_table_is_the_code():
+    table = doc_table("| environment | Pythons | why |")
+    dotted = {f: f"{low[0]}.{low[1]} to {high[0]}.{high[1]}" for f, (low, high) in envs.PYTHONS.items()}
+    assert table == dotted
