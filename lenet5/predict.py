@@ -301,15 +301,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.model is not None and not names_a_model(args.model):
         args.model, args.inputs = None, [args.model, *args.inputs]
-    if args.model is None:
-        args.model = pretrained.model_path()
-        print(f"{parser.prog}: no run given: {pretrained.describe()}", file=sys.stderr)
     paths = expand(args.inputs)
     videos_given = [p for p, _ in paths if p.suffix.lower() in VIDEO_SUFFIXES]
     if args.annotate_video and args.annotate_video.suffix.lower() not in VIDEO_SUFFIXES:
         parser.error(f"--annotate-video {args.annotate_video}: name a video file ({', '.join(VIDEO_SUFFIXES)})")
     if args.annotate_video and len(videos_given) != 1:
         parser.error(f"--annotate-video needs exactly one video among the inputs, got {len(videos_given)}")
+    if args.model is None:  # said once the command line is known to be good
+        args.model = pretrained.model_path()
+        print(f"{parser.prog}: no run given: {pretrained.describe()}", file=sys.stderr)
     errors = []
     try:
         model_file(args.model)  # before reading the inputs: a model that cannot be used stops here

@@ -130,7 +130,7 @@ def test_each_bad_input_gets_its_message_and_the_others_are_still_classified(tra
 def test_run_level_mistakes_get_one_line(trained, tmp_path, capsys):
     picture = tmp_path / "x.png"
     Image.new("L", (30, 30), 255).save(picture)
-    code, _, err = run_predict(capsys, tmp_path, picture)
+    code, _, err = run_predict(capsys, tmp_path / "mistyped-run", picture)  # a folder of pictures would be inputs
     assert code == 1 and "not a run folder (no config.json there)" in err and err.count("\n") == 1
     unfinished = tmp_path / "unfinished"
     shutil.copytree(trained, unfinished)
