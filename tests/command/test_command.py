@@ -63,6 +63,10 @@ def test_every_mode_gives_its_own_commands_help(mode):
     mode, _, framework = mode.partition("-")
     proc = bare(mode, *(["--framework", framework] if framework else []), "--help")
     assert proc.returncode == 0, proc.stderr
+    if mode == "train":  # first how to pick the framework, then that framework's train.py
+        first, proc.stdout = proc.stdout.split("\n", 1)
+        picks = "[--framework {pytorch,tensorflow,mxnet}] (default: pytorch)"
+        assert first == f"lenet5 train {picks}, then train_{framework}/train.py's:"
     usage = f"usage: {f'train_{framework}/train.py' if mode == 'train' else f'lenet5 {mode}'} "
     assert proc.stdout.startswith(usage), proc.stdout[:200]
 
