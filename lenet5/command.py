@@ -68,8 +68,8 @@ def command_of(mode, argv):
         pick.add_argument("--framework", choices=FRAMEWORKS, default="pytorch")
         known, rest = pick.parse_known_args(argv)
         if {"-h", "--help"} & set(rest):  # train.py's help, which knows of one framework: say how to pick
-            choices = ",".join(FRAMEWORKS)
-            print(f"lenet5 train [--framework {{{choices}}}] (default: pytorch), then train_{known.framework}/train.py's:")
+            picks = f"[--framework {{{','.join(FRAMEWORKS)}}}] (default: pytorch)"
+            print(f"lenet5 train {picks}, then train_{known.framework}/train.py's:")
         return known.framework, [str(ROOT / f"train_{known.framework}" / "train.py"), *rest]
     return tools_framework(), ["-m", MODES[mode][0], *argv]
 
