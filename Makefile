@@ -1,4 +1,5 @@
 # The two commands:  make train  (the default model, PyTorch)  and  make test  (every framework).
+# Everything else is the lenet5 command: python3 -m lenet5 --help (docs/command.md).
 # Each framework's virtual environment is built on first use from requirements/<framework>.txt,
 # in .venvs/ (or $LENET5_VENV_DIR), and rebuilt only when those requirements change.
 #
