@@ -11,7 +11,7 @@ import io
 import subprocess
 
 import numpy as np
-import pytest
+from conftest import need
 from digit_pictures import write_pictures
 
 from lenet5 import predict, weights
@@ -40,8 +40,7 @@ def test_predict_opens_a_run_here_and_from_another_environment(train, framework,
     own = native_logits(RunFolder(run_dir).final_model(framework), weights.load(run_dir / weights.FILENAME)[1], x)
     assert top1 == [str(c) for c in own.argmax(1)]
 
-    if not env_python(OTHER).exists():
-        pytest.skip(f"no {OTHER} environment to start predict from")
+    need(env_python(OTHER).exists(), f"no {OTHER} environment to start predict from")
     elsewhere = subprocess.run(
         [str(env_python(OTHER)), "-m", "lenet5.predict", *argv], cwd=tmp_path, capture_output=True, text=True
     )  # runs the model in this environment, in a fresh process

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import need
 
 from lenet5 import cli, config, envs, weights
 from lenet5.config import Config
@@ -210,8 +211,7 @@ def test_envs_call_runs_a_function_in_another_environment_and_hands_back_its_res
         with pytest.raises(weights.WeightsError, match="no such file"):
             envs.call(framework, "lenet5.weights:load", "/no/such/model.npz")
     others = [f for f in config.FRAMEWORKS if f not in here and envs.env_python(f).exists()]
-    if not others:
-        pytest.skip("no other framework's environment to call")
+    need(others, "no other framework's environment to call")
     other = others[0]  # a framework this Python lacks: the call goes to that environment's Python
     assert envs.call(other, "lenet5.envs:has_framework", other) is True  # it ran there
     assert envs.call(other, "os.path:join", "a", Path("b")) == "a/b"  # JSON both ways, paths as strings

@@ -109,7 +109,8 @@ def test_the_training_options_table_is_the_parser(train_parser):
 
 
 def test_the_predict_options_table_is_the_parser():
-    predict = pytest.importorskip("lenet5.predict")
+    from lenet5 import predict
+
     table = option_table(DOCS / "predict.md", ("option", "default", "meaning"))
     options = parser_options(predict.build_parser())
     assert set(table) == set(options)

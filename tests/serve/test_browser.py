@@ -5,6 +5,7 @@ move to the updated bars; LENET5_SERVE_SCREENSHOTS=docs/images also saves the sc
 (docs/serve.md shows them)."""
 
 import base64
+import importlib.util
 import os
 import shutil
 import statistics
@@ -13,11 +14,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from conftest import need
 from serving import DRAWINGS, drawn_png, trained_run, url  # noqa: F401 - fixtures
 
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements/pytorch.txt)")
 CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM, reason="no chromium: apt-get install chromium (.ci/run does)")
+need(CHROMIUM, "no chromium: apt-get install chromium (.ci/run does)")
+need(importlib.util.find_spec("playwright"), "pip install playwright (requirements/pytorch.txt)")
+from playwright import sync_api as playwright  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import ROOT
+from conftest import ROOT, need
 from optuna.trial import TrialState
 
 from lenet5 import study as studies
@@ -326,8 +326,7 @@ def network(postgres):
     """Three network namespaces, a database host and two workers, each worker joined to the database
     host by its own veth pair (10.77.1.0/24, 10.77.2.0/24): separate hosts as far as the network
     goes. Removed afterwards, with their links."""
-    if os.geteuid() != 0 or not shutil.which("ip"):
-        pytest.skip("network namespaces need root and iproute2")
+    need(os.geteuid() == 0 and shutil.which("ip"), "network namespaces need root and iproute2")
     tag = str(os.getpid())[-5:]
     names = {role: f"lenet5-{role}-{tag}" for role in ("db", "w1", "w2")}
     try:
@@ -344,7 +343,7 @@ def network(postgres):
     except subprocess.CalledProcessError as error:
         for name in names.values():
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
-        pytest.skip(f"cannot make network namespaces here: {error.stderr.decode().strip()}")
+        need(False, f"cannot make network namespaces here: {error.stderr.decode().strip()}")
     yield names
     for name in names.values():
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
