@@ -118,10 +118,11 @@ def test_a_signal_stops_every_rank_at_one_checkpoint_and_the_run_resumes_to_the_
 def test_a_rank_that_dies_ends_the_other_with_one_line(mnist_dir, tmp_path):
     """Without torchrun, which would stop the others itself: the gloo connection closes."""
     rank0, rank1 = by_hand(mnist_dir, tmp_path, "run", *SMALL, "--checkpoint-every", "2", "--peer-timeout", "30")
-    code, seconds, stderr = lose_a_peer(rank0, rank1, tmp_path / "run", "dies")
-    assert code == 1 and seconds < 30
+    code, _, stderr = lose_a_peer(rank0, rank1, tmp_path / "run", "dies")
+    assert code == 1
     line = one_line(stderr)
     assert line.startswith("train.py: error: rank 0 of 2: lost the other processes: "), line
+    assert "Timed out" not in line, line  # told by gloo at once, not found out after --peer-timeout
     assert "the checkpoint at epoch 1" in line and "--resume" in line
 
 
@@ -135,9 +136,8 @@ def test_a_rank_that_hangs_ends_the_other_after_the_peer_timeout(mnist_dir, tmp_
 
 def test_bad_launches_get_one_line_each(mnist_dir, tmp_path):
     (alone,) = by_hand(mnist_dir, tmp_path, "never", *SMALL, "--peer-timeout", "3", ranks=(0,))
-    started = time.monotonic()
     code, _, stderr = finished(alone, timeout=60)
-    assert code == 1 and time.monotonic() - started < 30
+    assert code == 1
     line = one_line(stderr)
     assert line.startswith("train.py: error: cannot start the process group at 127.0.0.1:"), line
     assert line.endswith("waiting for clients. 1/2 clients joined"), line

@@ -130,9 +130,14 @@ def test_each_recipe_point_takes_its_recipes_values_unless_an_option_is_given():
         sweep_module.search_space(parser.parse_args(argv))
 
 
-def test_report_refuses_a_folder_that_is_not_a_sweep(tmp_path):
-    with pytest.raises(SystemExit):
+def test_report_refuses_a_folder_that_is_not_a_sweep(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
         report.main([str(tmp_path)])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == (
+        f"python -m lenet5.report: error: {tmp_path} is not a sweep folder (no study.db); give --storage and --study"
+        " (see --help)\n"
+    )
 
 
 def train_processes(sweep_dir):
