@@ -4,20 +4,22 @@ once; bad pictures; .onnx files and runs of a framework this environment lacks."
 
 import concurrent.futures
 import io
-import json
 import shutil
-import sys
+import subprocess
 import threading
 
 import httpx
 import numpy as np
+import pytest
+from conftest import ROOT
 from digit_pictures import as_picture
 from PIL import Image
 from serving import DRAWINGS, drawn_png, png_bytes, running, trained_run, url  # noqa: F401 - fixtures
 
-from lenet5 import images, onnx_export, predict, reference, serve, weights
+from lenet5 import convert, envs, images, onnx_export, predict, reference, serve, weights
 from lenet5.data import normalize
 from lenet5.download import load_mnist
+from lenet5.runfolder import RunFolder
 
 LAYERS = {"c1": [6, 28, 28], "s2": [6, 14, 14], "c3": [16, 10, 10], "s4": [16, 5, 5], "c5": [120], "f6": [84]}
 
@@ -148,16 +150,29 @@ def test_a_model_npz_alone_is_served_with_the_digits_as_its_classes(trained_run,
     assert answer["probabilities"] == own["probabilities"] and answer["prediction"] == "7"
 
 
-def test_a_run_of_a_framework_this_environment_lacks_is_served_from_its_neutral_weights(trained_run, tmp_path):  # noqa: F811
-    run = tmp_path / "mxnet-run"
-    shutil.copytree(trained_run, run)
-    config = json.loads((run / "config.json").read_text())
-    (run / "config.json").write_text(json.dumps({**config, "framework": "mxnet"}))
-    (run / "model.pt").rename(run / "model.params")  # MXNet's file, which serve never opens
-    with running(serve.load_model(run)) as base:
-        answer = post(base, drawn_png(DRAWINGS["4"])).json()
-    assert answer["prediction"] == "4" and len(answer["layers"]) == 7
-    assert "mxnet" not in sys.modules  # nor tried: this environment has no MXNet
+@pytest.fixture(scope="module")
+def mxnet_run(mnist_dir, tmp_path_factory):
+    """A real MXNet run of one short epoch, trained in MXNet's environment."""
+    out = tmp_path_factory.mktemp("mxnet-runs")
+    cmd = [str(envs.env_python("mxnet")), str(ROOT / "train_mxnet" / "train.py"), "--epochs", "1", "--val-size", "0"]
+    cmd += ["--limit-train", "8192", "--limit-test", "500", "--data-dir", str(mnist_dir), "--output-dir", str(out)]
+    subprocess.run([*cmd, "--run-name", "mx", "--no-progress"], check=True, capture_output=True)
+    return out / "mx"
+
+
+def test_a_run_of_a_framework_this_environment_lacks_is_served_from_its_neutral_weights(mxnet_run):
+    assert not envs.has_framework("mxnet")  # the PyTorch environment, where the serve tests run
+    model = serve.load_model(mxnet_run)
+    assert model.what.startswith("mx (mxnet, max pooling, relu; test accuracy ")
+    picture = drawn_png(DRAWINGS["4"])
+    with running(model) as base:
+        answer = post(base, picture).json()
+    # MXNet's own model, opened in its environment, on the 28x28 image the page was given
+    run = RunFolder(mxnet_run)
+    x = normalize(np.asarray(answer["image"], np.uint8)[None])
+    own = convert.native_logits("mxnet", run.final_model("mxnet"), weights.meta_of(run.config(), 10), x)
+    assert answer["probabilities"] == pytest.approx(reference.softmax(own.astype(np.float64))[0], abs=1e-5)
+    assert len(answer["layers"]) == 7
 
 
 def test_a_lecun98_model_shows_the_papers_layers_and_its_class_is_the_nearest_bitmap(tmp_path):
