@@ -90,8 +90,15 @@ def test_native_checkpoints_open_with_mxnet_alone(train, mnist_dir, tmp_path):
     model.load_parameters(str(run_dir / "model.params"))
     accuracy = (model(mx.nd.array(test.x)).asnumpy().argmax(1) == test.y).mean()
     assert accuracy == read_json(run_dir / "result.json")["test_accuracy"]
+    # The checkpoint, by MXNet's own loaders: the parameters (those of the end of the one epoch) and
+    # the Trainer's Adam state, a first and second moment per parameter.
     params, states = read_json(run_dir / "checkpoint.json")["files"]
-    assert params.endswith(".params") and states.endswith(".states")
+    saved = mx.nd.load(str(run_dir / params))
+    assert np.array_equal(saved["c1.weight"].asnumpy(), model.c1.weight.data().asnumpy())
+    trainer = mx.gluon.Trainer(model.collect_params(), "adam")
+    trainer.load_states(str(run_dir / states))
+    moments = trainer._updaters[0].states
+    assert len(moments) == len(saved) and all(len(moment) == 2 for moment in moments.values())
 
 
 def test_import_failure_names_the_fix(tmp_path):
