@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import keras
 import pytest
@@ -99,10 +98,11 @@ def test_a_signal_stops_every_worker_at_one_checkpoint_and_the_run_resumes_to_th
 
 def test_a_worker_that_dies_ends_the_other_with_one_line(mnist_dir, tmp_path):
     rank0, rank1 = workers(mnist_dir, tmp_path, "run", *SMALL, "--checkpoint-every", "2", "--peer-timeout", "30")
-    code, seconds, stderr = lose_a_peer(rank0, rank1, tmp_path / "run", "dies")
-    assert code == 1 and seconds < 30
+    code, _, stderr = lose_a_peer(rank0, rank1, tmp_path / "run", "dies")
+    assert code == 1
     line = one_line(stderr)
     assert line.startswith("train.py: error: rank 0 of 2: lost the other processes: "), line
+    assert "timed out" not in line, line  # told at once (the connection reset), not after --peer-timeout
     assert "the checkpoint at epoch 1" in line and "--resume" in line
 
 
@@ -111,14 +111,14 @@ def test_a_worker_that_hangs_ends_the_other_after_the_peer_timeout(mnist_dir, tm
     code, _, stderr = lose_a_peer(rank0, rank1, tmp_path / "run", "hangs")
     assert code == 1
     line = one_line(stderr)
-    assert line.startswith("train.py: error: rank 0 of 2: lost the other processes: "), line
+    lost = "train.py: error: rank 0 of 2: lost the other processes: Collective has timed out during execution."
+    assert line.startswith(lost), line  # the timeout's own words: a hang, told from a death
 
 
 def test_bad_launches_get_one_line_each(mnist_dir, tmp_path):
     (alone,) = workers(mnist_dir, tmp_path, "never", *SMALL, "--peer-timeout", "3", ranks=(0,))
-    started = time.monotonic()
     ((code, _, stderr),) = all_finished([alone], timeout=60)
-    assert code == -signal.SIGKILL and time.monotonic() - started < 30  # killed by its watchdog
+    assert code == -signal.SIGKILL  # killed by its watchdog
     line = one_line(stderr)
     assert line.startswith("train.py: error: cannot start the cluster 127.0.0.1:") and "not every worker" in line
 
