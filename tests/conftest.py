@@ -5,6 +5,7 @@ the mirrors in LENET5_MNIST_MIRRORS (CI points it at a local copy) or the public
 """
 
 import csv
+import functools
 import gzip
 import json
 import os
@@ -80,33 +81,34 @@ def mnist_dir(tmp_path_factory):
     return folder
 
 
-@pytest.fixture
-def train(mnist_dir, tmp_path):
-    """Run a framework's train.py in a subprocess, as a user would; returns (process, run folder).
+def train_in(out, mnist_dir, framework, *args, cwd=ROOT, check=True, run_name="run"):
+    """Run a framework's train.py in a subprocess, as a user would, its runs in `out`; returns
+    (process, run folder).
 
     A subprocess, not main() in-process: each run gets a fresh framework (seeds, threads,
     graph caches), exactly as from the shell."""
+    cmd = [
+        sys.executable,
+        str(ROOT / f"train_{framework}" / "train.py"),
+        "--data-dir",
+        str(mnist_dir),
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        *args,
+    ]
+    if run_name and "--resume" not in args:
+        cmd += ["--run-name", run_name]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc, out / run_name if run_name else out
 
-    def run(framework, *args, cwd=ROOT, check=True, run_name="run"):
-        out = tmp_path / "runs"
-        cmd = [
-            sys.executable,
-            str(ROOT / f"train_{framework}" / "train.py"),
-            "--data-dir",
-            str(mnist_dir),
-            "--output-dir",
-            str(out),
-            "--no-progress",
-            *args,
-        ]
-        if run_name and "--resume" not in args:
-            cmd += ["--run-name", run_name]
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
-        return proc, out / run_name if run_name else out
 
-    return run
+@pytest.fixture
+def train(mnist_dir, tmp_path):
+    """train_in for one test: its runs in its own folder."""
+    return functools.partial(train_in, tmp_path / "runs", mnist_dir)
 
 
 class SmallDisk:

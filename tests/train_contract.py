@@ -11,7 +11,7 @@ import signal
 
 import numpy as np
 import pytest
-from conftest import ROOT, read_json, read_metrics, read_scalars
+from conftest import ROOT, read_json, read_metrics, read_scalars, train_in
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -22,9 +22,15 @@ from lenet5.runfolder import METRIC_COLUMNS, PREDICTIONS
 SMALL = ["--limit-train", "4096", "--val-size", "512", "--limit-test", "500"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def framework(request):
     return request.module.FRAMEWORK
+
+
+@pytest.fixture(scope="module")
+def whole(framework, mnist_dir, tmp_path_factory):
+    """The uninterrupted 3-epoch run that the interrupted and resumed ones must end as: trained once."""
+    return train_in(tmp_path_factory.mktemp("runs"), mnist_dir, framework, "--epochs", "3", *SMALL, run_name="whole")[1]
 
 
 def without_time(rows):
@@ -116,9 +122,8 @@ def test_lecun98_with_sdlm_resumed_inside_an_epoch_ends_with_the_metrics_of_an_u
 
 
 @pytest.mark.parametrize("every", ["0", "5"])  # checkpoints at epoch ends only, or every 5 steps too
-def test_resume_after_a_kill_gives_the_metrics_of_an_uninterrupted_run(train, interrupted_run, framework, every):
+def test_resume_after_a_kill_gives_the_metrics_of_an_uninterrupted_run(train, interrupted_run, framework, whole, every):
     args = ["--epochs", "3", *SMALL]
-    _, whole = train(framework, *args, run_name="whole")
     part = interrupted_run(framework, *args, "--checkpoint-every", every)
     checkpoint = read_json(part / "checkpoint.json")
     assert (checkpoint["partial"] is not None) == (every != "0")  # killed inside an epoch, or after one
@@ -208,10 +213,9 @@ def test_a_damaged_checkpoint_is_refused_and_nothing_is_overwritten(train, frame
 
 @pytest.mark.parametrize("signal_", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_or_sigterm_checkpoints_at_once_and_the_run_resumes_to_the_same_metrics(
-    train, interrupted_run, framework, signal_
+    train, interrupted_run, framework, whole, signal_
 ):
     args = ["--epochs", "3", *SMALL]
-    _, whole = train(framework, *args, run_name="whole")
     part = interrupted_run(framework, *args, signal_=signal_)  # as epoch 1's checkpoint appears
     stderr = (part.parent.parent / "interrupted.stderr").read_text()
     what = "interrupted" if signal_ == signal.SIGINT else "stopped by SIGTERM"

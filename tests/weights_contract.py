@@ -12,12 +12,13 @@ import importlib
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import ROOT, random_params, read_json
 
-from lenet5 import reference, weights
+from lenet5 import envs, reference, weights
 from lenet5.config import ACTIVATIONS, FRAMEWORKS, POOLINGS
 from lenet5.convert import FILES, convert, native_logits
 from lenet5.data import load_splits
@@ -116,8 +117,9 @@ def test_convert_an_interrupted_run_takes_its_last_checkpoint(interrupted_run, f
 @pytest.fixture(scope="module")
 def parity(framework, native, mnist_dir, tmp_path_factory):
     """Train every pooling x activation here; keep this framework's logits (from its own files)
-    and the ONNX export's; convert each run to the other two frameworks (both at once), and keep
-    the logits of the converted files, run by their framework in its environment."""
+    and the ONNX export's; convert each run to the other two frameworks (both at once, one process
+    of each's environment for all the runs), and keep the logits of the converted files, run by
+    their framework there."""
     train = importlib.import_module(f"train_{framework}.train")
     out = tmp_path_factory.mktemp(f"parity-{framework}")
     test = load_splits(0, data_dir=mnist_dir, progress=False).test
@@ -157,16 +159,27 @@ def parity(framework, native, mnist_dir, tmp_path_factory):
             accuracy=read_json(run_dir / "result.json")["test_accuracy"],
         )
 
-    def converted_logits(target):  # as `python -m lenet5.convert RUN --to TARGET --output OUT` does
-        logits = {}
-        for key, run in runs.items():
-            written, _ = convert(run["dir"], target, run["dir"] / f"converted-{target}")
-            logits[key] = native_logits(target, written[0], run["meta"], test.x)
-        return logits
+    np.save(out / "images.npy", test.x)
 
-    with ThreadPoolExecutor(2) as pool:
+    def converted_logits(target):  # one process of the target's environment for all the runs
+        envs.call(target, "weights_contract:converted_logits_step", target, [run["dir"] for run in runs.values()], out)
+        return {key: np.load(run["dir"] / f"converted-{target}" / "logits.npy") for key, run in runs.items()}
+
+    with pytest.MonkeyPatch.context() as patch, ThreadPoolExecutor(2) as pool:
+        patch.setenv("PYTHONPATH", str(ROOT / "tests"))  # where the other environments find this module
         converted = dict(zip(others(framework), pool.map(converted_logits, others(framework))))
     return dict(runs=runs, test=test, converted=converted)
+
+
+def converted_logits_step(target, run_dirs, out):
+    """In `target`'s environment (lenet5.envs.call): each run converted as `python -m lenet5.convert
+    RUN --to TARGET --output RUN/converted-TARGET` does, then the written file's logits, run by the
+    target framework, on the images in `out`/images.npy, into converted-TARGET/logits.npy."""
+    images = np.load(Path(out) / "images.npy")
+    for run_dir in map(Path, run_dirs):
+        written, _ = convert(run_dir, target, run_dir / f"converted-{target}")
+        meta = weights.load(run_dir / weights.FILENAME)[1]
+        np.save(written[0].parent / "logits.npy", native_logits(target, written[0], meta, images))
 
 
 @pytest.mark.parametrize("arch, pooling, activation", COMBOS)
