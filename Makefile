@@ -4,6 +4,7 @@
 # in .venvs/ (or $LENET5_VENV_DIR), and rebuilt only when those requirements change.
 #
 #   make train FRAMEWORK=pytorch ARGS="--epochs 20 --pooling avg"
+#   make test-quick                the quick tier, while working (under 3 minutes)
 #   make test-pytorch PYTEST_ARGS="-k resume"
 #   make envs                      build all three environments now
 #   make sweep ARGS="--frameworks pytorch mxnet --lr 0.002 0.005 --seeds 0 1 --jobs 2"
@@ -48,7 +49,7 @@ LECUN98_ADAM_ARGS := --frameworks pytorch --arch lecun98 --batch-size 32 --lr 0.
 # The recipes in every framework (the README's table): fast one run at a time, for its timings.
 RECIPES_ARGS := --frameworks pytorch tensorflow mxnet --seeds 0 1 2
 
-.PHONY: train test test-tools lint serve models sweep table recipe recipe-best recipe-fast recipes bench envs $(addprefix test-,$(FRAMEWORKS)) $(addprefix env-,$(FRAMEWORKS))
+.PHONY: train test test-quick test-tools lint serve models sweep table recipe recipe-best recipe-fast recipes bench envs $(addprefix test-,$(FRAMEWORKS)) $(addprefix env-,$(FRAMEWORKS))
 
 train:
 	$(PYTHON) -m lenet5 train --framework $(FRAMEWORK) $(ARGS)
@@ -57,8 +58,18 @@ train:
 # need all three environments: the parity test converts into the other two.
 test: $(addprefix test-,$(FRAMEWORKS)) test-tools
 
+# The neutral tests run in PyTorch's environment and in MXNet's, whose numpy (1.23.5) is the old
+# one; TensorFlow's has PyTorch's numpy.
+CORE_TESTS_pytorch := tests/core
+CORE_TESTS_mxnet := tests/core
 $(addprefix test-,$(FRAMEWORKS)): test-%: envs
-	$(ENVS) run $* -m pytest tests/core tests/$* $(PYTEST_ARGS)
+	$(ENVS) run $* -m pytest $(CORE_TESTS_$*) tests/$* $(PYTEST_ARGS)
+
+# While working (under 3 minutes): the neutral tests once, the lenet5 command, and PyTorch's
+# training, resume and predict, without the tests marked slow.
+test-quick: envs
+	$(ENVS) run pytorch -m pytest tests/core tests/command tests/pytorch/test_pytorch.py tests/pytorch/test_predict.py \
+		-m "not slow" $(PYTEST_ARGS)
 
 # The sweep's and the benchmark's tests run train.py in the other frameworks' environments too;
 # serve's (its browser test in headless Chromium) need Playwright, which only PyTorch's has; the

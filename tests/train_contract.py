@@ -83,6 +83,7 @@ def test_smoke_run_writes_every_file(train, framework, mnist_dir):
     assert (2, "test/accuracy", pytest.approx(result["test_accuracy"])) in scalars
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", list(RECIPES))
 def test_each_recipe_runs_with_its_options_in_config_json(train, framework, recipe):
     # One epoch of a few images, the recipe's other options (augmentation, dropout, ...) as they are.
@@ -94,6 +95,7 @@ def test_each_recipe_runs_with_its_options_in_config_json(train, framework, reci
     assert read_json(run_dir / "result.json")["test_accuracy"] > (0.3 if recipe == "paper" else 0.5), proc.stdout
 
 
+@pytest.mark.slow
 def test_augmentation_dropout_smoothing_and_adamw_train_and_resume_to_the_same_metrics(
     train, interrupted_run, framework
 ):
@@ -107,6 +109,7 @@ def test_augmentation_dropout_smoothing_and_adamw_train_and_resume_to_the_same_m
     assert read_metrics(whole)[0]["train_loss"] != read_metrics(plain)[0]["train_loss"]  # the options did act
 
 
+@pytest.mark.slow
 def test_lecun98_with_sdlm_resumed_inside_an_epoch_ends_with_the_metrics_of_an_uninterrupted_run(
     train, interrupted_run, framework
 ):
@@ -134,6 +137,7 @@ def test_resume_after_a_kill_gives_the_metrics_of_an_uninterrupted_run(train, in
     assert read_json(part / "result.json")["test_accuracy"] == read_json(whole / "result.json")["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_other_seed_other_metrics(train, framework):
     runs = [
         without_time(
@@ -174,6 +178,7 @@ def test_device_gpu_says_clearly_when_there_is_none(train, framework, has_gpu):
     assert proc.returncode != 0 and "--device gpu:" in proc.stderr and "sees no" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_diverging_loss_stops_the_run_naming_epoch_and_step(train, framework):
     proc, run_dir = train(framework, "--epochs", "2", "--optimizer", "sgd", "--lr", "1e4", *SMALL, check=False)
     assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0, proc.stderr
@@ -211,6 +216,7 @@ def test_a_damaged_checkpoint_is_refused_and_nothing_is_overwritten(train, frame
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_or_sigterm_checkpoints_at_once_and_the_run_resumes_to_the_same_metrics(
     train, interrupted_run, framework, whole, signal_
@@ -251,6 +257,7 @@ def failed_cleanly(proc, run_dir, file_name, kept):
         assert not path.name.startswith("checkpoint-") or path.name in named, f"{path} left behind"
 
 
+@pytest.mark.slow
 def test_a_full_disk_at_any_write_gives_one_line_keeps_the_last_checkpoint_and_the_run_resumes(
     train, small_disk, framework
 ):
@@ -314,6 +321,7 @@ def reals():
     return st.one_of(st.floats(-1.0, 10.0).map(repr), arguments("inf", "nan", "1e300", "1e-300", "-1", "0"))
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_command_line_ends_in_a_finished_run_or_one_line(framework, mnist_dir, tmp_path_factory, capsys, data):

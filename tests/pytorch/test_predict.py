@@ -181,6 +181,7 @@ def test_an_onnx_export_of_the_run_predicts_what_the_run_does(trained, mnist, tm
     assert code == 1 and "cannot load" in err and err.count("\n") == 1, err
 
 
+@pytest.mark.slow
 def test_a_folder_of_mnist_pngs_trains_to_95_percent_and_predict_uses_its_class_names(
     mnist, mnist_dir, tmp_path, capsys
 ):
@@ -228,6 +229,7 @@ def test_a_folder_of_mnist_pngs_trains_to_95_percent_and_predict_uses_its_class_
     assert code == 0 and sum(r["predictions"][0]["class"] == "seven" for r in json.loads(out)) >= 18
 
 
+@pytest.mark.slow
 def test_a_three_class_folder_gives_a_three_class_model_in_every_file(mnist, tmp_path, capsys):
     from lenet5 import onnx_export, weights
 
@@ -278,6 +280,7 @@ def test_a_three_class_folder_gives_a_three_class_model_in_every_file(mnist, tmp
     assert "--arch lecun98: its RBF output has the ten digits' bitmaps; this dataset has 3 classes" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_lecun98_run_predicts_from_its_smallest_rbf_output_and_plots(mnist_dir, mnist, tmp_path, capsys):
     from lenet5 import plot, reference, weights
     from lenet5.data import normalize
