@@ -8,6 +8,7 @@ import sys
 import time
 from collections import Counter
 
+import pytest
 from conftest import ROOT, read_json, read_metrics
 from train_contract import without_time
 
@@ -16,6 +17,7 @@ ARGS += ["--checkpoint-every", "2"]
 CYCLES = 50
 
 
+@pytest.mark.slow
 def test_50_random_kills_and_resumes_end_as_an_uninterrupted_run(train, mnist_dir, tmp_path):
     _, whole = train("pytorch", *ARGS, run_name="whole")
     # Kills come at random within a window after training starts, sized so that the cycles, each
