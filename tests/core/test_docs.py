@@ -4,6 +4,7 @@ from the code they describe; these tests make the drift a failure instead."""
 
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,18 @@ def test_no_test_counts_outside_dated_sections(path):
         elif re.search(r"\b\d[\d,]* (?:tests|test cases)\b", line) and not DATED.search(heading):
             found.append(f"{path.name}:{number}: {line.strip()}")
     assert found == []
+
+
+def test_the_layout_lists_every_folder_and_every_module_of_lenet5():
+    """docs/development.md's layout block against the tree: each folder git tracks at the top, and
+    each module of lenet5/ (indented under it), has its line, and each line names something there."""
+    block = (DOCS / "development.md").read_text().split("## Layout", 1)[1].split("```")[1]
+    lines = block.strip("\n").splitlines()
+    top = {line.split()[0] for line in lines if not line[0].isspace()}
+    modules = {line.split()[0] for line in lines if re.match(r"  \S+\.py\s", line)}
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    folders = {f"{path.split('/')[0]}/" for path in tracked.splitlines() if "/" in path and not path.startswith(".")}
+    assert sorted(folders - top) == [], "folders without a line in the layout"
+    assert sorted(name for name in top if not (ROOT / name).exists()) == [], "lines for what is not there"
+    lenet5 = {path.name for path in (ROOT / "lenet5").glob("*.py") if path.name != "__init__.py"}
+    assert sorted(lenet5 - modules) == [] and sorted(modules - lenet5) == []
