@@ -81,22 +81,19 @@ def mnist_dir(tmp_path_factory):
     return folder
 
 
+def train_command(framework, mnist_dir, out, *args):
+    """train.py's command line for a run of `framework` into the folder `out`, as the tests start it."""
+    script = ROOT / f"train_{framework}" / "train.py"
+    return [sys.executable, str(script), "--data-dir", str(mnist_dir), "--output-dir", str(out), "--no-progress", *args]
+
+
 def train_in(out, mnist_dir, framework, *args, cwd=ROOT, check=True, run_name="run"):
     """Run a framework's train.py in a subprocess, as a user would, its runs in `out`; returns
     (process, run folder).
 
     A subprocess, not main() in-process: each run gets a fresh framework (seeds, threads,
     graph caches), exactly as from the shell."""
-    cmd = [
-        sys.executable,
-        str(ROOT / f"train_{framework}" / "train.py"),
-        "--data-dir",
-        str(mnist_dir),
-        "--output-dir",
-        str(out),
-        "--no-progress",
-        *args,
-    ]
+    cmd = train_command(framework, mnist_dir, out, *args)
     if run_name and "--resume" not in args:
         cmd += ["--run-name", run_name]
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
@@ -154,18 +151,7 @@ def interrupted_run(mnist_dir, tmp_path):
 
     def run(framework, *args, signal_=signal.SIGKILL):
         run_dir = tmp_path / "runs" / "interrupted"
-        cmd = [
-            sys.executable,
-            str(ROOT / f"train_{framework}" / "train.py"),
-            "--data-dir",
-            str(mnist_dir),
-            "--output-dir",
-            str(run_dir.parent),
-            "--run-name",
-            run_dir.name,
-            "--no-progress",
-            *args,
-        ]
+        cmd = train_command(framework, mnist_dir, run_dir.parent, "--run-name", run_dir.name, *args)
         with (
             open(run_dir.parent.parent / "interrupted.stderr", "w") as err,
             subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err) as proc,
