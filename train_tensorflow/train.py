@@ -324,7 +324,12 @@ def train(cfg):
 
 
 def main(argv=None):
-    return run_command(FRAMEWORK, train, argv, __doc__.split("\n\n")[0])
+    code = run_command(FRAMEWORK, train, argv, __doc__.split("\n\n")[0])
+    if code and os.environ.get("TF_CONFIG"):  # a worker that failed or lost the others ends as MXNet's do,
+        sys.stdout.flush()  # without the interpreter's teardown: once, with a peer that hangs, the
+        sys.stderr.flush()  # worker ended by SIGSEGV instead of its exit status
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":
