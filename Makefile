@@ -54,8 +54,7 @@ RECIPES_ARGS := --frameworks pytorch tensorflow mxnet --seeds 0 1 2
 train:
 	$(PYTHON) -m lenet5 train --framework $(FRAMEWORK) $(ARGS)
 
-# The neutral tests run in every environment: each has its own numpy. Every framework's tests
-# need all three environments: the parity test converts into the other two.
+# Every framework's tests need all three environments: the parity test converts into the other two.
 test: $(addprefix test-,$(FRAMEWORKS)) test-tools
 
 # The neutral tests run in PyTorch's environment and in MXNet's, whose numpy (1.23.5) is the old

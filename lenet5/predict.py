@@ -8,10 +8,10 @@
 Every picture goes through lenet5.images.to_mnist first (grey, light background inverted,
 cropped to the ink, scaled into 20x20, centred by centre of mass in 28x28), then the
 normalisation the run was trained with. A model.npz is run by the numpy reference, as the
-shipped model is, which predicts when the first argument is not a model. A video gives one row per frame. An input that
-cannot be read gets one line on stderr and the others are still classified; the exit status
-is then 1. The run's model is opened by its own framework: here when this interpreter has it,
-else in that framework's environment (lenet5.envs.call).
+shipped model is, which predicts when the first argument is not a model. A video gives one row
+per frame. An input that cannot be read gets one line on stderr and the others are still
+classified; the exit status is then 1. The run's model is opened by its own framework: here
+when this interpreter has it, else in that framework's environment (lenet5.envs.call).
 """
 
 import contextlib

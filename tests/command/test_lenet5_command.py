@@ -14,8 +14,7 @@ from conftest import ROOT
 from digit_pictures import write_pictures
 from doc_tables import table_rows
 
-from lenet5 import command, envs, pretrained, reference, weights
-from lenet5.data import normalize
+from lenet5 import command, envs, predict, pretrained, weights
 from lenet5.download import load_mnist
 
 BARE = [sys.executable, "-S"]  # no site-packages: a Python with nothing installed
@@ -141,11 +140,9 @@ def test_the_shipped_model_is_what_its_record_says(mnist_dir):
     path = pretrained.model_path()
     assert hashlib.sha256(path.read_bytes()).hexdigest() == record["sha256"]
     assert path.stat().st_size < 400_000
-    params, meta = weights.load(path)
-    assert (meta["arch"], record["arch"]) == ("lenet5", "lenet5")
+    assert (weights.load(path)[1]["arch"], record["arch"]) == ("lenet5", "lenet5")
     mnist = load_mnist(mnist_dir, progress=False)
-    run = lambda x: reference.forward(params, x, meta["pooling"], meta["activation"])  # noqa: E731
-    logits = weights.batched(run, normalize(mnist["test_images"]), 1000)
+    logits = predict.logits_of(path, mnist["test_images"], 1000)  # what lenet5 predict runs: the numpy reference
     # float64 here, float32 in training: a borderline image or two may fall the other way
     assert abs((logits.argmax(1) == mnist["test_labels"]).sum() - round(record["test_accuracy"] * 10_000)) <= 2
 
