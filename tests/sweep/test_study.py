@@ -140,17 +140,21 @@ def trials(url, name):
 def test_three_workers_share_a_12_point_grid_and_run_each_point_exactly_once(database, mnist_dir, tmp_path):
     args = ["--storage", database, "--study", "grid12", *GRID12, *TINY]
     workers = [sweep(tmp_path / f"machine{i}", mnist_dir, *args) for i in range(3)]
-    for proc in workers:
-        code, out, err = finish(proc)
-        assert code == 0, err
-    done = [t for t in trials(database, "grid12") if t.state == TrialState.COMPLETE]
-    names = [t.user_attrs["name"] for t in done]
-    assert len(names) == 12 and len(set(names)) == 12
+    ended = [finish(proc) for proc in workers]
+    # Every worker's output and the study's trials, kept in the message of whichever check fails.
+    trials_ = trials(database, "grid12")
+    story = "\n".join(
+        [f"worker {i}: exit {code}\n{err}" for i, (code, _, err) in enumerate(ended)]
+        + [f"trial {t.number} {t.state.name} {t.params} {t.user_attrs}" for t in trials_]
+    )
+    assert all(code == 0 for code, _, _ in ended), story
+    names = [t.user_attrs["name"] for t in trials_ if t.state == TrialState.COMPLETE]
+    assert len(names) == 12 and len(set(names)) == 12, story
     ran = [p.name for i in range(3) for p in (tmp_path / f"machine{i}" / "runs").iterdir()]
-    assert sorted(ran) == sorted(names)  # each point's run folder on exactly one machine
-    assert all(t.state != TrialState.FAIL or t.user_attrs.get("spare") for t in trials(database, "grid12"))
+    assert sorted(ran) == sorted(names), story  # each point's run folder on exactly one machine
+    assert all(t.state != TrialState.FAIL or t.user_attrs.get("spare") for t in trials_), story
     rows = (tmp_path / "machine0" / "results.csv").read_text().splitlines()
-    assert len(rows) == 13 and all(",ok," in row for row in rows[1:])  # every machine's trials, from the study
+    assert len(rows) == 13 and all(",ok," in row for row in rows[1:]), story  # every machine's trials
 
 
 def test_a_killed_workers_point_is_finished_by_another_from_its_checkpoint(database, mnist_dir, tmp_path):
