@@ -7,9 +7,9 @@ import time
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from lenet5.bench import EpochTimer, baseline_args
+from lenet5.bench.baseline import EpochTimer, baseline_args
 from lenet5.config import ADAM_BETAS, ADAM_EPS
-from lenet5.data import load_splits, num_batches
+from lenet5.data.splits import load_splits, num_batches
 from model_mxnet import LeNet5
 
 

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from lenet5.bench import EpochTimer, baseline_args
+from lenet5.bench.baseline import EpochTimer, baseline_args
 from lenet5.config import ADAM_BETAS, ADAM_EPS
-from lenet5.data import load_splits
+from lenet5.data.splits import load_splits
 from model_pytorch import LeNet5
 
 

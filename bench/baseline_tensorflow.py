@@ -11,9 +11,9 @@ from model_tensorflow import LeNet5  # first: it imports TensorFlow without its 
 import keras
 import tensorflow as tf
 
-from lenet5.bench import EpochTimer, baseline_args
+from lenet5.bench.baseline import EpochTimer, baseline_args
 from lenet5.config import ADAM_BETAS, ADAM_EPS
-from lenet5.data import load_splits, num_batches
+from lenet5.data.splits import load_splits, num_batches
 
 
 class Clock(keras.callbacks.Callback):

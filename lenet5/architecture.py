@@ -5,8 +5,8 @@
     python -m lenet5.architecture -o arch.png --num-classes 26
 
 Nothing in the figure is typed in: the feature-map sizes come from running the numpy reference
-(lenet5/reference.py) on a blank image, the kernel sizes and parameter counts from the weight
-shapes every framework's model is tested against (lenet5.config.param_shapes), the padding and
+(lenet5/network/reference.py) on a blank image, the kernel sizes and parameter counts from the weight
+shapes every framework's model is tested against (lenet5.network.shapes.param_shapes), the padding and
 the pooling windows from how the sizes change.
 """
 
@@ -18,9 +18,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from . import lecun98, reference
-from .cli import HelpFormatter, Parser, positive_int, prog
-from .config import ARCH_NAMES, ARCHS, POOLINGS, ROOT, param_shapes
+from .arguments import HelpFormatter, Parser, positive_int, prog
+from .config import ARCH_NAMES, ARCHS, POOLINGS, ROOT
+from .network import lecun98, reference
+from .network.shapes import param_shapes
 from .plot import is_ours
 
 DEFAULT_OUTPUT = {"lenet5": ROOT / "LeNet_architecture.png", "lecun98": ROOT / "LeNet_architecture_lecun98.png"}

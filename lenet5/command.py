@@ -87,7 +87,7 @@ def main(argv=None):
     except envs.EnvError as error:
         sys.exit(f"lenet5 {mode}: error: {error}")
     command = [str(python), *args]
-    if MODES[mode][0]:  # its usage and errors then say `lenet5 MODE` (lenet5.cli.prog)
+    if MODES[mode][0]:  # its usage and errors then say `lenet5 MODE` (lenet5.arguments.prog)
         os.environ["LENET5_PROG"] = f"{MODES[mode][0]}:lenet5 {mode}"
     sys.stdout.flush()
     sys.stderr.flush()

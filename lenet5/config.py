@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent  # the project folder (the package is installed editable)
 FRAMEWORKS = ("pytorch", "tensorflow", "mxnet")
 FRAMEWORK_NAMES = {"pytorch": "PyTorch", "tensorflow": "TensorFlow", "mxnet": "MXNet"}  # as people write them
-ARCHS = ("lenet5", "lecun98")  # today's LeNet-5; the network of the 1998 paper (lenet5/lecun98.py)
+ARCHS = ("lenet5", "lecun98")  # today's LeNet-5; the network of the 1998 paper (lenet5/network/lecun98.py)
 ARCH_NAMES = {"lenet5": "LeNet-5", "lecun98": "LeNet-5 of 1998"}
 POOLINGS = ("max", "avg")
 ACTIVATIONS = ("relu", "leakyrelu", "tanh", "sigmoid")
@@ -123,34 +123,6 @@ def lr_at(cfg, step, total_steps):
                 return cfg.lr * factor
             start += passes
     return cfg.lr
-
-
-def param_shapes(num_classes=10, arch="lenet5"):
-    """The shape of every weight and bias of LeNet-5, from the paper's layer sizes, under the
-    layer names all three models use, in PyTorch's layout (convolutions (out, in, 5, 5), dense
-    layers (out, in)): what expected_num_params counts and lenet5.architecture draws."""
-    if check_choice("architecture", arch, ARCHS) == "lecun98":
-        from .lecun98 import param_shapes as lecun98_shapes  # numpy and the data pipeline: not for lenet5.envs
-
-        return lecun98_shapes()
-    convs = {"c1": (1, 6), "c3": (6, 16), "c5": (16, 120)}  # (in, out) channels, 5x5 kernels
-    dense = {"f6": (120, 84), "output": (84, num_classes)}
-    shapes = {}
-    for name, (i, o) in convs.items():
-        shapes.update({f"{name}.weight": (o, i, 5, 5), f"{name}.bias": (o,)})
-    for name, (i, o) in dense.items():
-        shapes.update({f"{name}.weight": (o, i), f"{name}.bias": (o,)})
-    return shapes
-
-
-def expected_num_params(num_classes=10, arch="lenet5"):
-    """Trainable weights and biases, counted from the paper's layer sizes: 61,706 for LeNet-5 with
-    10 classes, the paper's 60,000 for lecun98. Each framework's model is tested against this count."""
-    if check_choice("architecture", arch, ARCHS) == "lecun98":
-        from .lecun98 import layer_params
-
-        return sum(layer_params().values())
-    return sum(math.prod(shape) for shape in param_shapes(num_classes).values())
 
 
 # LeNet-5's layers are small: past a few threads a step spends more time handing work out than

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import envs, weights
-from .cli import HelpFormatter, Parser, folder_problem, prog, stops_cleanly
+from . import envs
+from .arguments import HelpFormatter, Parser, folder_problem, prog
 from .files import describe, staging, write_error
-from .runfolder import RunError, RunFolder
+from .network import weights
+from .training.runfolder import RunError, RunFolder
+from .training.stopping import stops_cleanly
 
 NEUTRAL = weights.FILENAME
 # The files written for a stem, per target: a framework's own (weights.NATIVE), or the neutral

@@ -96,10 +96,14 @@ def _requirement_files(path):
 
 
 def requirements_hash(framework, version):
-    """What an environment built from its requirements files by Python `version` (3-tuple) is stamped with."""
+    """What an environment built from its requirements files by Python `version` (3-tuple) is stamped
+    with: their requirement lines, without comments, so that a comment edited rebuilds nothing."""
     digest = hashlib.sha256(f"{tuple(version)}".encode())
     for file in _requirement_files(REQUIREMENTS / f"{framework}.txt"):
-        digest.update(file.read_bytes())
+        for line in file.read_text().splitlines():
+            requirement = line.split(" #")[0].strip()
+            if requirement and not requirement.startswith("#"):
+                digest.update(requirement.encode() + b"\n")
     return digest.hexdigest()
 
 

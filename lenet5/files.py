@@ -11,6 +11,7 @@ import errno
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -23,10 +24,24 @@ MIN_FREE = 1 << 20  # bytes: below this, a disk counts as full
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO}  # what a write says when the disk cannot take it
 
 
-def first_line(error):
-    """What a library's exception says, in one line (its name if it says nothing)."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+# Lines of an error's message that are not what it says: a traceback's (Python's, MXNet's C++
+# frames), TensorFlow's graph, gRPC's details; and a C++ source location before gloo's words.
+NOT_THE_MESSAGE = re.compile(
+    r"\s|Traceback \(most recent call last\)|Graph execution error|Detected at node|Additional GRPC|$"
+)
+SOURCE_LOCATION = re.compile(r"^\[[^\]]*\.(?:cc|cpp|h):\d+\]\s*")  # "[../gloo/transport/tcp/pair.cc:553] "
+
+
+def first_line(error, sentences=0):
+    """What a library's exception says, in one line: its first line that is not a traceback's,
+    without a C++ source location or MXNet's "MXNetError: Check failed: ", cut after its first
+    `sentences` sentences if given (gloo's advice and emoji follow them); its name if it says nothing."""
+    message = (getattr(error, "message", None) or str(error)).strip()  # TensorFlow's .message: no traceback
+    line = next((line for line in message.splitlines() if not NOT_THE_MESSAGE.match(line)), "")
+    line = SOURCE_LOCATION.sub("", line).removeprefix("MXNetError: ").removeprefix("Check failed: ")
+    if sentences:
+        line = " ".join(re.split(r"(?<=\.)\s+", line)[:sentences]).rstrip(".")
+    return line or type(error).__name__
 
 
 def is_leftover(path):

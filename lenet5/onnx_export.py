@@ -3,10 +3,10 @@
     python -m lenet5.onnx_export runs/tensorflow-max-relu-seed0-...          # -> .../model.onnx
     python -m lenet5.onnx_export model.npz -o lenet5.onnx
 
-The graph is written with onnx.helper from model.npz (lenet5/weights.py), so one exporter serves
+The graph is written with onnx.helper from model.npz (lenet5/network/weights.py), so one exporter serves
 all three frameworks and needs none of them: Conv, the activation, MaxPool or AveragePool,
 Flatten and Gemm, in the neutral (channels-first) layout. Input `images`: float32 (N, 1, 28, 28),
-normalised as lenet5.data.normalize does, any N; output `logits`: (N, num_classes).
+normalised as lenet5.data.splits.normalize does, any N; output `logits`: (N, num_classes).
 """
 
 import sys
@@ -16,12 +16,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from . import lecun98, weights
-from .cli import HelpFormatter, Parser, folder_problem, prog, stops_cleanly
+from .arguments import HelpFormatter, Parser, folder_problem, prog
 from .config import LEAKY_SLOPE
 from .convert import ConvertError, load_weights
 from .files import atomic_path, describe
-from .runfolder import RunError
+from .network import lecun98, weights
+from .training.runfolder import RunError
+from .training.stopping import stops_cleanly
 
 OPSET = 13  # every op used here is unchanged since; onnxruntime runs it everywhere
 IR_VERSION = 7  # the IR of opset 13, so that older onnxruntime releases open the file too
@@ -72,7 +73,7 @@ def lenet5_graph(meta, node):
 
 
 def lecun98_graph(params, node):
-    """The 1998 paper's network (lenet5/lecun98.py): the nodes from the images to the logits;
+    """The 1998 paper's network (lenet5/network/lecun98.py): the nodes from the images to the logits;
     returns the initializers, the subsampling coefficients shaped (maps, 1, 1) to broadcast."""
     consts = {
         "scale": np.float32(lecun98.SCALE),
@@ -174,7 +175,7 @@ def session(model):
 
 def onnx_logits(path_or_session, images, batch_size=1024):
     """Logits, float32 (N, num_classes), of an ONNX LeNet-5 (a path, or an onnxruntime session to
-    reuse) for images normalised as lenet5.data.normalize does: (N, 1, 28, 28), or (N, 28, 28, 1)
+    reuse) for images normalised as lenet5.data.splits.normalize does: (N, 1, 28, 28), or (N, 28, 28, 1)
     channels-last. Runs `batch_size` images at a time, so memory stays bounded for any N."""
     sess = path_or_session if hasattr(path_or_session, "run") else session(path_or_session)
     images = np.asarray(images, np.float32)

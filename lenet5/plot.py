@@ -19,12 +19,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from . import augment
-from .cli import HelpFormatter, Parser, augmentation, folder, positive_int, prog, stops_cleanly
-from .data import MEAN, STD, augmenter, load_dataset, normalize
+from .arguments import HelpFormatter, Parser, folder, positive_int, prog
+from .data import augment
+from .data.idx import DataError
+from .data.splits import MEAN, STD, augmenter, load_dataset, normalize
 from .files import atomic_path, describe
-from .idx import DataError
-from .runfolder import PREDICTIONS, RunError, RunFolder
+from .training.cli import augmentation
+from .training.runfolder import PREDICTIONS, RunError, RunFolder
+from .training.stopping import stops_cleanly
 
 PLOTS = ("curves", "confusion", "errors", "samples", "augmented")
 MAKER = "lenet5.plot"  # written into each PNG's metadata: a file that says so may be replaced

@@ -5,7 +5,7 @@
     python -m lenet5.predict RUN digits/ --top-k 3 --format csv --output predictions.csv
     python -m lenet5.predict RUN clip.mp4 --annotate-video clip-annotated.mp4
 
-Every picture goes through lenet5.images.to_mnist first (grey, light background inverted,
+Every picture goes through lenet5.data.images.to_mnist first (grey, light background inverted,
 cropped to the ink, scaled into 20x20, centred by centre of mass in 28x28), then the
 normalisation the run was trained with. A model.npz is run by the numpy reference, as the
 shipped model is, which predicts when the first argument is not a model. A video gives one row
@@ -26,21 +26,20 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from . import images, pretrained, reference, weights
-from .cli import HelpFormatter, Parser, new_file, positive_int, printable, prog, stops_cleanly
-from .convert import ConvertError, native_logits
-from .data import normalize
-from .download import DIGITS
+from . import pretrained
+from .arguments import HelpFormatter, Parser, new_file, positive_int, printable, prog
+from .convert import ConvertError
+from .data import images
+from .data.splits import normalize
 from .files import atomic_path, describe, first_line, write_text
-from .runfolder import RunError, RunFolder
+from .models import ModelError, open_model
+from .network import reference, weights
+from .training.runfolder import RunError, RunFolder
+from .training.stopping import stops_cleanly
 
 PROG = prog("lenet5.predict")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif")
 FORMATS = ("table", "csv", "json")
-
-
-class PredictError(Exception):
-    """The run cannot be used for predicting; the message says why."""
 
 
 def names_a_model(arg):
@@ -53,50 +52,6 @@ def names_a_model(arg):
     if path.is_dir():
         return RunFolder(path).is_run()
     return not path.exists() and path.suffix.lower() not in images.IMAGE_SUFFIXES + VIDEO_SUFFIXES
-
-
-def model_file(model):
-    """(what opens it, the file) of `model`: an .onnx export is opened by onnxruntime, a model.npz
-    by the numpy reference, a finished run folder's trained model by its framework."""
-    suffix = Path(model).suffix
-    if suffix in (".onnx", ".npz"):
-        if not Path(model).is_file():
-            raise PredictError(f"{model}: no such file")
-        return suffix[1:], Path(model)
-    run = RunFolder(model)
-    framework = run.config().framework
-    path = run.final_model(framework)
-    if not path.is_file():
-        raise PredictError(f"{model}: no {path.name}: the run has not finished (train it to the end, or --resume it)")
-    return framework, path
-
-
-def logits_of(model, digits, batch_size):
-    """Logits of 28x28 uint8 digits from `model`: an .onnx export, run here by onnxruntime, a
-    model.npz, by the numpy reference, or a run folder, whose framework opens its own model file
-    (in its environment if need be)."""
-    framework, path = model_file(model)
-    x = normalize(digits)
-    if framework == "npz":
-        params, meta = weights.load(path)
-        layers = meta["pooling"], meta["activation"], meta["arch"]
-        return weights.batched(lambda batch: reference.forward(params, batch, *layers), x, batch_size)
-    if framework == "onnx":
-        from .onnx_export import onnx_logits, session
-
-        try:
-            return onnx_logits(session(path), x, batch_size)
-        except Exception as error:  # onnxruntime's own errors for a damaged or foreign file
-            raise PredictError(f"cannot load {model}: {str(error).splitlines()[0]}") from None
-    run = RunFolder(model)
-    cfg = run.config()
-    return native_logits(framework, path, weights.meta_of(cfg, len(run.classes())), x, batch_size)
-
-
-def classes_of(model):
-    """Class names of a run folder, or of the run folder holding a model file; else the digits."""
-    folder = RunFolder(model if Path(model).is_dir() else Path(model).parent)
-    return folder.classes() if folder.is_run() else list(DIGITS)
 
 
 def expand(inputs):
@@ -312,10 +267,10 @@ def main(argv=None):
         print(f"{parser.prog}: no run given: {pretrained.describe()}", file=sys.stderr)
     errors = []
     try:
-        model_file(args.model)  # before reading the inputs: a model that cannot be used stops here
-        classes = classes_of(args.model)
+        model = open_model(args.model)  # before reading the inputs: a model that cannot be used stops here
+        classes = model.classes
         digits, rows, videos = gather(paths, errors, not args.no_progress)
-        logits = logits_of(args.model, np.stack(digits), args.batch_size) if digits else np.zeros((0, len(classes)))
+        logits = model.logits(normalize(np.stack(digits)), args.batch_size) if digits else np.zeros((0, len(classes)))
         predictions = top_k(reference.softmax(np.asarray(logits, np.float64)), classes, min(args.top_k, len(classes)))
         text = render(rows, predictions, args.format, min(args.top_k, len(classes)))
         if args.output:
@@ -326,7 +281,7 @@ def main(argv=None):
             ((video, (_, count)),) = videos.items()
             labels = {frame: preds[0][0] for (path, frame), preds in zip(rows, predictions) if path == video}
             annotate_video(args.annotate_video, video, [labels.get(i, "?") for i in range(count)])
-    except (PredictError, ConvertError, RunError, weights.WeightsError) as error:
+    except (ModelError, ConvertError, RunError, weights.WeightsError) as error:
         parser.exit(1, f"{parser.prog}: error: {error}\n")
     except OSError as error:  # a full disk, or an --output that appeared meanwhile
         parser.exit(1, f"{parser.prog}: error: {describe(error)}\n")

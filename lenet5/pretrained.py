@@ -4,7 +4,7 @@
     python -m lenet5.pretrained RUN              # record a finished run as its architecture's model
 
 `lenet5 predict` and `lenet5 serve` use the shipped LeNet-5 when given no run. Beside each
-model.npz (the neutral weights, lenet5/weights.py), model.json records what made it: the command,
+model.npz (the neutral weights, lenet5/network/weights.py), model.json records what made it: the command,
 the framework and its version, the run's test accuracy and loss, and the file's SHA-256.
 """
 
@@ -14,12 +14,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import weights
-from .cli import HelpFormatter, Parser
+from .arguments import HelpFormatter, Parser
 from .config import ARCH_NAMES, FRAMEWORK_NAMES, ROOT
 from .files import atomic_path, write_json
 from .files import describe as describe_error
-from .runfolder import RunError, RunFolder
+from .network import weights
+from .training.runfolder import RunError, RunFolder
 
 MODELS = ROOT / "models"
 RECORD = "model.json"

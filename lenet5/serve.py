@@ -8,9 +8,9 @@
 
 One page (lenet5/serve_static/): a canvas to draw on (mouse, pen or touch) or a picture to upload,
 the class probabilities updated while drawing, the preprocessing as predict does it
-(lenet5.images.steps) and every layer's output. The layers, and for a run folder or a model.npz
+(lenet5.data.images.steps) and every layer's output. The layers, and for a run folder or a model.npz
 the probabilities too, come from the neutral weights through the numpy reference
-(lenet5/reference.py), so a run of any framework is served without that framework; an .onnx
+(lenet5/network/reference.py), so a run of any framework is served without that framework; an .onnx
 file is run by onnxruntime, with the layers from the model.npz beside it if there is one. The
 page fetches nothing from outside. POST /api/predict takes a picture (the raw bytes, or a
 multipart form's file) and answers JSON; a bad picture gets a 4xx status and a message.
@@ -34,13 +34,14 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import images, pretrained, reference, weights
-from .cli import HelpFormatter, Parser, non_negative_int, prog
+from . import pretrained
+from .arguments import HelpFormatter, Parser, non_negative_int, prog
 from .convert import ConvertError
-from .data import normalize
-from .files import first_line
-from .predict import PredictError, classes_of, model_file
-from .runfolder import RunError, RunFolder
+from .data import images
+from .data.splits import normalize
+from .models import ModelError, open_model
+from .network import reference, weights
+from .training.runfolder import RunError, RunFolder
 
 PROG = prog("lenet5.serve")
 STATIC = Path(__file__).with_name("serve_static")
@@ -51,79 +52,40 @@ DIGITS = 4  # decimals of the layer values sent: enough for any colour scale
 
 
 class ServeError(Exception):
-    """The model cannot be served, or the address not listened on; the message says why in one line."""
-
-
-class Model:
-    """What the app serves: the class names, the neutral weights (params, meta) when there are
-    some, an onnxruntime session for an .onnx file, and a line saying what it is."""
-
-    def __init__(self, source, classes, params=None, meta=None, session=None, note=None, what=""):
-        self.source, self.classes, self.params, self.meta = str(source), classes, params, meta
-        self.session, self.note, self.what = session, note, what
-
-    def info(self):
-        return {
-            "model": self.source,
-            "what": self.what,
-            "classes": self.classes,
-            "layers": self.params is not None,
-            "note": self.note,
-        }
+    """The address cannot be listened on; the message says why in one line."""
 
 
 def load_model(source):
-    """A Model from a run folder (of any framework), a model.npz or an .onnx file; ServeError,
-    PredictError, RunError or WeightsError say why one cannot be served."""
+    """A Model (lenet5.models) to serve from a run folder (of any framework), a model.npz or an
+    .onnx file, with a line saying what it is (`what`) and, if the layer maps cannot be shown, why
+    (`note`); ModelError, RunError or WeightsError say why one cannot be served."""
+    model = open_model(source, neutral=True)
     path = Path(source)
-    if path.suffix == ".npz":
-        params, meta = weights.load(path)
-        return _named(Model(path, classes_of(path), params, meta, what=f"{_short(path)} ({_describe(meta)})"))
-    if path.suffix == ".onnx":
-        return _onnx_model(path)
-    if not path.exists():
-        raise ServeError(f"{source}: no such run folder or file")
-    if not path.is_dir():
-        raise ServeError(f"{source}: not a run folder, a model.npz or an .onnx file")
-    model_file(path)  # predict's checks: a run folder, and a finished one
-    run = RunFolder(path)
-    if not run.neutral_model().is_file():
-        raise ServeError(
-            f"{source}: no {weights.FILENAME} there (python -m lenet5.convert {source} --to npz "
-            f"--output {run.neutral_model()} writes it)"
+    if model.kind == "onnx":  # the layer maps come from the neutral weights beside it, if any
+        beside = path.with_name(weights.FILENAME)
+        model.note = (
+            f"layer maps need the neutral weights: {weights.FILENAME} beside {path.name} (python -m lenet5.convert)"
         )
-    params, meta = weights.load(run.neutral_model())
-    result = run.result() or {}
-    accuracy = f"; test accuracy {result['test_accuracy']:.2%}" if "test_accuracy" in result else ""
-    what = f"{_short(path)} ({_describe(meta)}{accuracy})"
-    return _named(Model(path, classes_of(path), params, meta, what=what))
-
-
-def _onnx_model(path):
-    from .onnx_export import session
-
-    model_file(path)  # predict's check that the file is there
-    try:
-        sess = session(path)
-    except Exception as error:  # onnxruntime's own errors for a damaged or foreign file
-        raise ServeError(f"cannot load {path}: {first_line(error)}") from None
-    beside = path.with_name(weights.FILENAME)
-    params = meta = None
-    note = f"layer maps need the neutral weights: {weights.FILENAME} beside {path.name} (python -m lenet5.convert)"
-    if beside.is_file():
-        try:
-            params, meta = weights.load(beside)
-            note = None
-        except weights.WeightsError as error:
-            note = f"no layer maps: {error}"
-    model = Model(path, classes_of(path), params, meta, sess, note, f"{_short(path)} (onnxruntime)")
+        if beside.is_file():
+            try:
+                model.params, model.meta = weights.load(beside)
+                model.note = None
+            except weights.WeightsError as error:
+                model.note = f"no layer maps: {error}"
+        model.what = f"{_short(path)} (onnxruntime)"
+    elif path.is_dir():
+        result = RunFolder(path).result() or {}
+        accuracy = f"; test accuracy {result['test_accuracy']:.2%}" if "test_accuracy" in result else ""
+        model.what = f"{_short(path)} ({_describe(model.meta)}{accuracy})"
+    else:
+        model.what = f"{_short(path)} ({_describe(model.meta)})"
     return _named(model)
 
 
 def _named(model):
     """The model, with class names that fit its outputs (a file outside its run folder gets the
     digits, or numbers if it has another number of classes); one forward pass checks that it runs."""
-    count = len(logits_of(model, normalize(np.zeros((1, images.SIZE, images.SIZE), np.uint8)))[1])
+    count = len(layers_and_logits(model, normalize(np.zeros((1, images.SIZE, images.SIZE), np.uint8)))[1])
     if len(model.classes) != count:
         model.classes = [str(i) for i in range(count)]
     return model
@@ -148,13 +110,12 @@ def layer_outputs(params, meta, x):
     return list(reference.trace(params, x, meta["pooling"], meta["activation"], meta["arch"]))
 
 
-def logits_of(model, x):
-    """(the layers' outputs or None, the logits of the one image `x`)."""
+def layers_and_logits(model, x):
+    """(the layers' outputs or None, the logits) of the one image `x`: the numpy reference gives
+    both where there are neutral weights; an .onnx file's logits are onnxruntime's."""
     layers = layer_outputs(model.params, model.meta, x) if model.params is not None else None
     if model.session is not None:
-        from .onnx_export import onnx_logits
-
-        return layers, onnx_logits(model.session, x)[0]
+        return layers, model.logits(x)[0]
     return layers, layers[-1][1][0]  # the output layer's values are the logits
 
 
@@ -180,7 +141,7 @@ def analyse(model, data):
     model sees, and every layer's output. Raises images.ImageError for a picture that is no digit."""
     stages = images.steps(picture(data))
     digit = stages["mnist"]
-    layers, logits = logits_of(model, normalize(digit[None]))
+    layers, logits = layers_and_logits(model, normalize(digit[None]))
     probabilities = reference.softmax(np.asarray(logits, np.float64)[None])[0]
     ys, xs = np.indices(digit.shape)
     mass = float(digit.sum())
@@ -267,7 +228,15 @@ def make_app(model):
         return FileResponse(STATIC / "index.html")
 
     async def info(request):
-        return JSONResponse(model.info())
+        return JSONResponse(
+            {
+                "model": str(model.source),
+                "what": model.what,
+                "classes": model.classes,
+                "layers": model.params is not None,
+                "note": model.note,
+            }
+        )
 
     async def predict(request):
         try:
@@ -350,7 +319,7 @@ def main(argv=None):
         if args.model is None:
             model.what = pretrained.describe()
         sock = bind(args.host, args.port)
-    except (ServeError, PredictError, RunError, ConvertError, weights.WeightsError) as problem:
+    except (ServeError, ModelError, RunError, ConvertError, weights.WeightsError) as problem:
         parser.exit(1, f"{parser.prog}: error: {problem}\n")
     print(f"serving {model.what} at {url_of(sock)} (Ctrl-C to stop)", flush=True)
     server = uvicorn.Server(uvicorn.Config(make_app(model), log_level="warning", access_log=False, lifespan="off"))

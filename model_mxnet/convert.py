@@ -1,4 +1,4 @@
-"""MXNet Gluon <-> the neutral weights (lenet5/weights.py): the only place that knows both layouts.
+"""MXNet Gluon <-> the neutral weights (lenet5/network/weights.py): the only place that knows both layouts.
 
 Kept parallel to model_pytorch/convert.py and model_tensorflow/convert.py (same functions, same
 order). MXNet's layout is the neutral one, so nothing is transposed here.
@@ -9,7 +9,7 @@ import warnings
 import mxnet as mx
 import numpy as np
 
-from lenet5 import weights
+from lenet5.network import weights
 
 from .model import LeCun98, model_of
 

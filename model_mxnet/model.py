@@ -15,8 +15,8 @@ except Exception as error:  # MXNet 1.9.1 dies on import with numpy >= 1.24 (np.
         "`make env-mxnet` or `pip install -r requirements/mxnet.txt` (which pins numpy==1.23.5)"
     ) from None
 
-from lenet5 import lecun98
 from lenet5.config import ACTIVATIONS, ARCHS, LEAKY_SLOPE, POOLINGS, check_choice
+from lenet5.network import lecun98
 
 POOLING = {"max": nn.MaxPool2D, "avg": nn.AvgPool2D}
 ACTIVATION = {
@@ -101,7 +101,7 @@ class TableConv2D(nn.Conv2D):
 
 
 class RBF(HybridBlock):
-    """The output: minus each unit's squared distance to its fixed bitmap (lenet5/lecun98.py)."""
+    """The output: minus each unit's squared distance to its fixed bitmap (lenet5/network/lecun98.py)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -113,8 +113,8 @@ class RBF(HybridBlock):
 
 
 class LeCun98(HybridBlock):
-    """LeNet-5 as the paper built it (lenet5/lecun98.py): takes the same normalised images. Its
-    output has the ten digits' bitmaps: num_classes is 10 (lenet5.run and lenet5.weights check it)."""
+    """LeNet-5 as the paper built it (lenet5/network/lecun98.py): takes the same normalised images. Its
+    output has the ten digits' bitmaps: num_classes is 10 (lenet5.training.run and lenet5.network.weights check it)."""
 
     def __init__(self, num_classes=10, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
@@ -129,7 +129,7 @@ class LeCun98(HybridBlock):
         self.dropout = nn.Dropout(dropout)  # in training only: before F6 and before the output
 
     def features(self, F, x):
-        """F6's outputs, the RBF units' inputs (for SDLM's Hessian, lenet5/sdlm.py)."""
+        """F6's outputs, the RBF units' inputs (for SDLM's Hessian, lenet5/network/sdlm.py)."""
         x = lecun98.SCALE * x + lecun98.OFFSET  # the paper's input: background -0.1, ink 1.175
         pad = (0, 0, 0, 0) + (lecun98.PAD,) * 4  # in a 32x32 field
         x = F.pad(x, mode="constant", pad_width=pad, constant_value=lecun98.BACKGROUND)
@@ -150,11 +150,11 @@ def build(arch="lenet5", num_classes=10, pooling="max", activation="relu", dropo
 
 
 def model_of(meta, dropout=0.0):
-    """The model that a neutral weight file's meta (lenet5/weights.py) describes."""
+    """The model that a neutral weight file's meta (lenet5/network/weights.py) describes."""
     return build(meta["arch"], meta["num_classes"], meta["pooling"], meta["activation"], dropout)
 
 
 def num_params(model):
-    """Trainable parameters: C3's masked weights are not (lenet5/lecun98.py), nor the RBF bitmaps."""
+    """Trainable parameters: C3's masked weights are not (lenet5/network/lecun98.py), nor the RBF bitmaps."""
     masked = int((lecun98.C3_MASK == 0).sum()) if isinstance(model, LeCun98) else 0
     return sum(p.data().size for p in model.collect_params().values() if p.grad_req != "null") - masked

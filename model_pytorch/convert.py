@@ -1,4 +1,4 @@
-"""PyTorch <-> the neutral weights (lenet5/weights.py): the only place that knows both layouts.
+"""PyTorch <-> the neutral weights (lenet5/network/weights.py): the only place that knows both layouts.
 
 Kept parallel to model_tensorflow/convert.py and model_mxnet/convert.py (same functions, same
 order). PyTorch's layout is the neutral one, so nothing is transposed here.
@@ -7,7 +7,7 @@ order). PyTorch's layout is the neutral one, so nothing is transposed here.
 import numpy as np
 import torch
 
-from lenet5 import weights
+from lenet5.network import weights
 
 from .model import model_of
 

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lenet5 import lecun98
 from lenet5.config import ACTIVATIONS, ARCHS, LEAKY_SLOPE, POOLINGS, check_choice
+from lenet5.network import lecun98
 
 POOLING = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 ACTIVATION = {
@@ -76,7 +76,7 @@ class TableConv2d(nn.Conv2d):
 
 
 class RBF(nn.Module):
-    """The output: minus each unit's squared distance to its fixed bitmap (lenet5/lecun98.py)."""
+    """The output: minus each unit's squared distance to its fixed bitmap (lenet5/network/lecun98.py)."""
 
     def __init__(self):
         super().__init__()
@@ -87,8 +87,8 @@ class RBF(nn.Module):
 
 
 class LeCun98(nn.Module):
-    """LeNet-5 as the paper built it (lenet5/lecun98.py): takes the same normalised images. Its
-    output has the ten digits' bitmaps: num_classes is 10 (lenet5.run and lenet5.weights check it)."""
+    """LeNet-5 as the paper built it (lenet5/network/lecun98.py): takes the same normalised images. Its
+    output has the ten digits' bitmaps: num_classes is 10 (lenet5.training.run and lenet5.network.weights check it)."""
 
     def __init__(self, num_classes=10, dropout=0.0):
         super().__init__()
@@ -106,7 +106,7 @@ class LeCun98(nn.Module):
                 param.uniform_(-1, 1).mul_(torch.from_numpy(lecun98.init_bound(name)))
 
     def features(self, x):
-        """F6's outputs, the RBF units' inputs (for SDLM's Hessian, lenet5/sdlm.py)."""
+        """F6's outputs, the RBF units' inputs (for SDLM's Hessian, lenet5/network/sdlm.py)."""
         x = lecun98.SCALE * x + lecun98.OFFSET  # the paper's input: background -0.1, ink 1.175
         x = F.pad(x, (lecun98.PAD,) * 4, value=lecun98.BACKGROUND)  # in a 32x32 field
         x = self.act(self.s2(self.act(self.c1(x))))
@@ -126,11 +126,11 @@ def build(arch="lenet5", num_classes=10, pooling="max", activation="relu", dropo
 
 
 def model_of(meta, dropout=0.0):
-    """The model that a neutral weight file's meta (lenet5/weights.py) describes."""
+    """The model that a neutral weight file's meta (lenet5/network/weights.py) describes."""
     return build(meta["arch"], meta["num_classes"], meta["pooling"], meta["activation"], dropout)
 
 
 def num_params(model):
-    """Trainable parameters: C3's masked weights are not (lenet5/lecun98.py)."""
+    """Trainable parameters: C3's masked weights are not (lenet5/network/lecun98.py)."""
     masked = sum(int((m.mask == 0).sum()) for m in model.modules() if isinstance(m, TableConv2d))
     return sum(p.numel() for p in model.parameters()) - masked

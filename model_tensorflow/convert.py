@@ -1,15 +1,15 @@
-"""Keras <-> the neutral weights (lenet5/weights.py): the only place that knows both layouts.
+"""Keras <-> the neutral weights (lenet5/network/weights.py): the only place that knows both layouts.
 
 Kept parallel to model_pytorch/convert.py and model_mxnet/convert.py (same functions, same
 order). Keras keeps convolution kernels as (h, w, in, out) and dense weights as (in, out); the
 neutral layout is (out, in, h, w) and (out, in). The flatten before F6 needs no reordering: C5's
-maps are 1x1 (lenet5.weights.flat_features).
+maps are 1x1 (lenet5.network.weights.flat_features).
 """
 
 import keras
 import numpy as np
 
-from lenet5 import weights
+from lenet5.network import weights
 
 from .model import model_of
 

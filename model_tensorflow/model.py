@@ -25,8 +25,8 @@ finally:
 
 import numpy as np  # noqa: E402
 
-from lenet5 import lecun98  # noqa: E402
 from lenet5.config import ACTIVATIONS, ARCHS, LEAKY_SLOPE, POOLINGS, check_choice  # noqa: E402
+from lenet5.network import lecun98  # noqa: E402
 
 POOLING = {"max": layers.MaxPooling2D, "avg": layers.AveragePooling2D}
 ACTIVATION = {
@@ -122,7 +122,7 @@ class TableConv2D(layers.Conv2D):
 
 @keras.saving.register_keras_serializable(package="lenet5")
 class RBF(layers.Layer):
-    """The output: minus each unit's squared distance to its fixed bitmap (lenet5/lecun98.py)."""
+    """The output: minus each unit's squared distance to its fixed bitmap (lenet5/network/lecun98.py)."""
 
     def build(self, shape):
         centres = lecun98.RBF_CENTRES.T  # (84, 10), as a Dense kernel
@@ -133,8 +133,8 @@ class RBF(layers.Layer):
 
 
 def LeCun98(num_classes=10, dropout=0.0):
-    """LeNet-5 as the paper built it (lenet5/lecun98.py): takes the same normalised images. Its
-    output has the ten digits' bitmaps: num_classes is 10 (lenet5.run and lenet5.weights check it)."""
+    """LeNet-5 as the paper built it (lenet5/network/lecun98.py): takes the same normalised images. Its
+    output has the ten digits' bitmaps: num_classes is 10 (lenet5.training.run and lenet5.network.weights check it)."""
 
     def drop(name):
         return [layers.Dropout(dropout, name=name)] if dropout else []
@@ -183,11 +183,11 @@ def build(arch="lenet5", num_classes=10, pooling="max", activation="relu", dropo
 
 
 def model_of(meta, dropout=0.0):
-    """The model that a neutral weight file's meta (lenet5/weights.py) describes."""
+    """The model that a neutral weight file's meta (lenet5/network/weights.py) describes."""
     return build(meta["arch"], meta["num_classes"], meta["pooling"], meta["activation"], dropout)
 
 
 def num_params(model):
-    """Trainable parameters: C3's masked weights are not (lenet5/lecun98.py), nor the RBF bitmaps."""
+    """Trainable parameters: C3's masked weights are not (lenet5/network/lecun98.py), nor the RBF bitmaps."""
     masked = sum(int((lecun98.C3_MASK == 0).sum()) for layer in model.layers if isinstance(layer, TableConv2D))
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights) - masked

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet5 import download, lecun98, weights
 from lenet5.config import ROOT
+from lenet5.data import download
+from lenet5.network import lecun98, weights
 
 # .ci/run sets it: there, a test whose needs are missing (root, chromium, another environment)
 # fails instead of skipping, so that CI cannot pass on tests that did not run.

@@ -14,12 +14,13 @@ import numpy as np
 from conftest import need
 from digit_pictures import write_pictures
 
-from lenet5 import predict, weights
-from lenet5.data import normalize
-from lenet5.download import load_mnist
+from lenet5 import predict
+from lenet5.data.download import load_mnist
+from lenet5.data.images import load_image, to_mnist
+from lenet5.data.splits import normalize
 from lenet5.envs import env_python
-from lenet5.images import load_image, to_mnist
-from lenet5.runfolder import RunFolder
+from lenet5.network import weights
+from lenet5.training.runfolder import RunFolder
 
 OTHER = "pytorch"  # the environment predict is started from, to re-run itself in this one
 __all__ = ["test_predict_opens_a_run_here_and_from_another_environment"]

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from lenet5.config import RECIPES, Config
-from lenet5.data import load_splits
-from lenet5.runfolder import METRIC_COLUMNS, PREDICTIONS
+from lenet5.data.splits import load_splits
+from lenet5.training.runfolder import METRIC_COLUMNS, PREDICTIONS
 
 SMALL = ["--limit-train", "4096", "--val-size", "512", "--limit-test", "500"]
 

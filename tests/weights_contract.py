@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 from conftest import ROOT, random_params, read_json
 
-from lenet5 import envs, reference, weights
+from lenet5 import envs
 from lenet5.config import ACTIVATIONS, FRAMEWORKS, POOLINGS
 from lenet5.convert import FILES, convert, native_logits
-from lenet5.data import load_splits
+from lenet5.data.splits import load_splits
 from lenet5.envs import env_python
+from lenet5.network import reference, weights
 from lenet5.onnx_export import export, onnx_logits
-from lenet5.runfolder import RunFolder
+from lenet5.training.runfolder import RunFolder
 
 # Today's LeNet-5 in every pooling x activation, and the 1998 paper's, which has its own.
 COMBOS = [("lenet5", pooling, activation) for pooling in POOLINGS for activation in ACTIVATIONS]

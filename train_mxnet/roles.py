@@ -1,17 +1,12 @@
 """The scheduler and the servers of a data-parallel MXNet run (train_mxnet/launch.py): the launcher
 runs train.py's command in each role, told by DMLC_ROLE, and importing MXNet runs the role (its
-kvstore_server module) until the workers stop it. Without MXNet imported: what its errors say."""
+kvstore_server module) until the workers stop it."""
 
 import os
 import signal
 import sys
 
-
-def first_line(error):
-    """What an MXNet error says, in one line: its last, without the C++ traceback before it."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    line = lines[-1] if lines else type(error).__name__
-    return line.removeprefix("MXNetError: ").removeprefix("Check failed: ")
+from lenet5.files import first_line
 
 
 def serve():

@@ -1,4 +1,4 @@
-"""SDLM in MXNet: the optimizer and the Hessian diagonal it steps by (lenet5/sdlm.py).
+"""SDLM in MXNet: the optimizer and the Hessian diagonal it steps by (lenet5/network/sdlm.py).
 
 Kept parallel to train_pytorch/sdlm.py and train_tensorflow/sdlm.py. A module of its own, not
 train.py: Trainer.save_states pickles the optimizer, which must unpickle from any entry point.
@@ -7,12 +7,12 @@ train.py: Trainer.save_states pickles the optimizer, which must unpickle from an
 import mxnet as mx
 from mxnet import autograd
 
-from lenet5 import sdlm
+from lenet5.network import sdlm
 
 
 @mx.optimizer.register
 class SDLM(mx.optimizer.Optimizer):
-    """Stochastic diagonal Levenberg-Marquardt (lenet5/sdlm.py): each parameter steps by
+    """Stochastic diagonal Levenberg-Marquardt (lenet5/network/sdlm.py): each parameter steps by
     lr / (mu + h) times its gradient, h its Hessian diagonal (an attribute: Trainer.save_states
     pickles the optimizer, so checkpoints keep it)."""
 
@@ -37,7 +37,7 @@ class SDLM(mx.optimizer.Optimizer):
 
 def estimate_hessian(model, optimizer, split, cfg, epoch, device):
     """SDLM's Hessian diagonal for pass `epoch`: the mean square of single images' gradients, each
-    backpropagated from F6 with a vector of the loss's curvature there (lenet5/sdlm.py)."""
+    backpropagated from F6 with a vector of the loss's curvature there (lenet5/network/sdlm.py)."""
     x = mx.nd.array(sdlm.samples(split, cfg.seed, epoch), device)
     v = mx.nd.array(sdlm.curvature_vectors(model.features(mx.nd, x).asnumpy(), cfg.seed, epoch), device)
     params = [p for p in model.collect_params().values() if p.grad_req != "null"]

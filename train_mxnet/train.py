@@ -13,11 +13,9 @@ import functools
 import gc
 import os
 import sys
-import threading
-import time
 
 if __name__ == "__main__":  # before MXNet is imported, which sizes its thread pool then
-    from lenet5.cli import threads_before_import
+    from lenet5.training.cli import threads_before_import
 
     threads_before_import(sys.argv[1:])
     if os.environ.get("DMLC_ROLE") in ("scheduler", "server"):  # launch.py runs this command in each role
@@ -34,15 +32,15 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from lenet5 import lecun98
-from lenet5.cli import run_command
-from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at
-from lenet5.data import augmenter, batches, epoch_seed, load_splits, num_batches
-from lenet5.distributed import World
-from lenet5.files import staging
-from lenet5.run import Run
-from lenet5.runfolder import RunError
-from train_mxnet.roles import first_line
+from lenet5.config import ADAM_BETAS, ADAM_EPS
+from lenet5.data.splits import batches, splits_of
+from lenet5.files import first_line, staging
+from lenet5.network import lecun98
+from lenet5.training.cli import run_command
+from lenet5.training.distributed import PeerWatch, World
+from lenet5.training.loop import Steps, fit
+from lenet5.training.run import Run
+from lenet5.training.runfolder import RunError
 from train_mxnet.sdlm import estimate_hessian
 
 FRAMEWORK = "mxnet"
@@ -90,12 +88,12 @@ def join_world(cfg, devices):
 
 
 # The kvstore key of all_sum, apart from the Trainer's parameters' 0, 1, ..., and its length:
-# lenet5.run sums at most 5 numbers at a time.
+# lenet5.training.run sums at most 5 numbers at a time.
 ALL_SUM, ALL_SUM_SIZE = 1 << 20, 8
 
 
 def all_sum(values, kv, watch):
-    """`values` summed over the workers (lenet5.run agrees on sums and stop signals with it): the
+    """`values` summed over the workers (lenet5.training.run agrees on sums and stop signals with it): the
     dist_sync kvstore's servers add what each worker pushes to a key of its own."""
     watch.alive()
     total = mx.nd.zeros(ALL_SUM_SIZE, dtype="float64")
@@ -104,38 +102,6 @@ def all_sum(values, kv, watch):
     result = total.asnumpy()[: len(values)].tolist()  # waits for every step queued before it, too
     watch.alive()
     return result
-
-
-class PeerWatch:
-    """ps-lite waits for ever for a worker that died or hangs, and for one that never comes: this
-    watch ends the process with one line when the workers have not agreed (all_sum) for
-    --peer-timeout seconds, where Python cannot raise (the main thread waits inside MXNet)."""
-
-    def __init__(self, timeout, what):
-        self.timeout, self.what, self.kept = timeout, what, None
-        self.deadline = time.monotonic() + timeout
-        threading.Thread(target=self._watch, daemon=True).start()
-
-    def lost(self, what, kept=None):
-        self.what, self.kept = what, kept
-        self.alive()
-
-    def alive(self):
-        self.deadline = time.monotonic() + self.timeout
-
-    def close(self):
-        """At the end of a run: the kvstore's barrier at exit is not watched (nor the run kept alive)."""
-        self.kept, self.deadline = None, None
-
-    def _watch(self):
-        while self.deadline and time.monotonic() < self.deadline:
-            time.sleep(min(1.0, self.timeout / 10))
-        if self.deadline is None:
-            return
-        kept = f"; {self.kept()}" if self.kept else ""
-        print(f"train.py: error: {self.what}no answer within --peer-timeout {self.timeout} s{kept}", file=sys.stderr)
-        sys.stderr.flush()
-        os._exit(1)  # what waits for the lost workers would wait for ever, in exit too
 
 
 def make_optimizer(cfg, model, kv=None):
@@ -185,30 +151,14 @@ def loss_of(logits, y, arch, label_smoothing=0.0):
     return CROSS_ENTROPY[not label_smoothing](logits, smoothed(y, logits.shape[1], label_smoothing))
 
 
-def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run, save):
-    """One pass over the shuffled (and augmented) training split, or what is left of it after a
-    checkpoint inside the epoch; returns (loss, accuracy, next step, last lr). In a data-parallel
+def make_steps(model, optimizer, split, cfg, device):
+    """The framework's part of the training loop (lenet5.training.loop.Steps). In a data-parallel
     run, this process trains on its share, and `optimizer` sums the gradients over the kvstore; on
     several GPUs, each trains on its part of the share."""
     devices = next(iter(model.collect_params().values())).list_ctx()  # `device` and any other GPUs
-    done, loss_sum, correct, seen = run.begin_epoch(epoch)
-    if not done:  # dropout's numbers (a run resumed inside an epoch draws others for its rest)
-        mx.random.seed(epoch_seed(cfg.seed, epoch))
-        if cfg.optimizer == "sdlm":  # before each pass; inside one, the checkpoint's goes on
-            estimate_hessian(model, optimizer, split, cfg, epoch, device)
-    loss_sum, correct = mx.nd.array([loss_sum], device), mx.nd.array([correct], device)
-    step += done
-    lr = lr_at(cfg, step - 1, total_steps)
-    bar = run.progress(
-        batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done, augment=augmenter(cfg.augment)),
-        num_batches(len(split), cfg.batch_size) - done,
-        f"epoch {epoch}",
-    )
-    for x, y in bar:
-        lr = lr_at(cfg, step, total_steps)
+
+    def train(x, y, lr, divisor):
         optimizer.set_learning_rate(lr)
-        n = len(y)  # the global batch; this process trains on its share
-        x, y = run.world.share(x, y)
         parts = [(mx.nd.array(x, d), mx.nd.array(y, d)) for x, y, d in split_over(x, y, devices)]
         with autograd.record():
             outputs = [(model(x), y) for x, y in parts]
@@ -216,29 +166,24 @@ def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, devi
         autograd.backward(losses)
         if cfg.optimizer == "adamw":
             decay_weights(model, 1 - lr * cfg.weight_decay)
-        # gradients are summed over the share and, by the kvstore, over the processes: step divides by
-        # the global batch, but SDLM's per-image steps are summed
-        optimizer.step(1 if cfg.optimizer == "sdlm" else n)
-        step += 1
-        for loss, (logits, y) in zip(losses, outputs):
-            loss_sum += loss.sum().as_in_context(device)
-            correct += (logits.argmax(axis=1) == y).sum().as_in_context(device)
-            seen += len(y)
-        if step % 20 == 0:  # reading the sums waits for the device: not every step
-            run.check_finite(loss_sum.asscalar(), epoch, step)
-            bar.set_postfix(loss=f"{loss_sum.asscalar() / seen:.4f}", acc=f"{correct.asscalar() / seen:.2%}")
-        if run.checkpoint_due(step):  # every --checkpoint-every steps, and after Ctrl-C
-            run.save_checkpoint(
-                epoch - 1,
-                step,
-                save,
-                partial=dict(
-                    epoch=epoch, loss_sum=float(loss_sum.asscalar()), correct=int(correct.asscalar()), seen=seen
-                ),
-            )
-    # of every process
-    loss_sum, correct, seen = run.end_epoch(loss_sum.asscalar(), correct.asscalar(), seen, epoch, step)
-    return loss_sum / seen, correct / seen, step, lr
+        # gradients are summed over the share and, by the kvstore, over the processes: step divides them
+        optimizer.step(divisor)
+        loss_sum = sum(loss.sum().as_in_context(device) for loss in losses)
+        correct = sum((logits.argmax(axis=1) == y).sum().as_in_context(device) for logits, y in outputs)
+        return loss_sum, correct
+
+    def begin_pass(epoch, seed):
+        mx.random.seed(seed)  # dropout's numbers (a run resumed inside an epoch draws others for its rest)
+        if cfg.optimizer == "sdlm":
+            estimate_hessian(model, optimizer, split, cfg, epoch, device)
+
+    return Steps(
+        train=train,
+        evaluate=functools.partial(evaluate, model, batch_size=cfg.batch_size, arch=cfg.arch, device=device),
+        save=functools.partial(save_checkpoint, model=model, optimizer=optimizer),
+        begin_pass=begin_pass,
+        value=lambda total: float(total.asscalar()),
+    )
 
 
 def split_over(x, y, devices):
@@ -293,16 +238,7 @@ def train(cfg):
     world, kv, watch = join_world(cfg, devices)
     world.check(cfg.batch_size)
     mx.random.seed(cfg.seed)  # same seed, same metrics
-    data = load_splits(
-        cfg.val_size,
-        cfg.limit_train,
-        cfg.limit_test,
-        channels_last=False,
-        data_dir=cfg.data_dir,
-        progress=not cfg.no_progress,
-        dataset=cfg.dataset,
-        validate_on_test=cfg.validate_on_test,
-    )
+    data = splits_of(cfg, channels_last=False)
     model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout)
     model.initialize(ctx=devices)
     model.hybridize(static_alloc=True, static_shape=True)
@@ -315,30 +251,17 @@ def train(cfg):
         broadcast_weights(optimizer)
     run.start(data.classes)
 
-    steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
     run.say(
         f"MXNet {mx.__version__} on {', '.join(map(str, devices))} ({threads} threads{world.describe()}), "
         f"{num_params(model):,} parameters; "
         f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
         f"{run.dir}"
     )
-    step = start * steps_per_epoch
-    save = functools.partial(save_checkpoint, model=model, optimizer=optimizer)
+    steps = make_steps(model, optimizer, data.train, cfg, device)
     # Ctrl-C, SIGTERM, a full disk, a diverging loss: one line, the last checkpoint kept (a lost
     # process: PeerWatch's line)
     with run.stopping():
-        for epoch in range(start + 1, cfg.epochs + 1):
-            train_loss, train_acc, step, lr = train_one_epoch(
-                model, optimizer, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run, save
-            )
-            seconds = run.epoch_seconds()
-            val_loss, val_acc, _ = (
-                evaluate(model, data.val, cfg.batch_size, cfg.arch, device) if data.val else (float("nan"),) * 3
-            )
-            run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
-            run.save_checkpoint(epoch, step, save)
-
-        test_loss, test_acc, test_logits = evaluate(model, data.test, cfg.batch_size, cfg.arch, device)
+        test_loss, test_acc, test_logits = fit(run, data, steps, start)
         if run.writes:  # rank 0 alone, in a data-parallel run
             final = run.folder.final_model(FRAMEWORK)
             with staging(run.dir) as tmp:  # whole files or none

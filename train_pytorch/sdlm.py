@@ -1,15 +1,15 @@
-"""SDLM in PyTorch: the optimizer and the Hessian diagonal it steps by (lenet5/sdlm.py).
+"""SDLM in PyTorch: the optimizer and the Hessian diagonal it steps by (lenet5/network/sdlm.py).
 
 Kept parallel to train_tensorflow/sdlm.py and train_mxnet/sdlm.py.
 """
 
 import torch
 
-from lenet5 import sdlm
+from lenet5.network import sdlm
 
 
 class SDLM(torch.optim.Optimizer):
-    """Stochastic diagonal Levenberg-Marquardt (lenet5/sdlm.py): each parameter steps by
+    """Stochastic diagonal Levenberg-Marquardt (lenet5/network/sdlm.py): each parameter steps by
     lr / (mu + h) times its gradient, h its Hessian diagonal (in the state, so checkpoints keep it)."""
 
     def __init__(self, params, lr):
@@ -29,7 +29,7 @@ class SDLM(torch.optim.Optimizer):
 
 def estimate_hessian(model, optimizer, split, cfg, epoch, device):
     """SDLM's Hessian diagonal for pass `epoch`: the mean square of single images' gradients, each
-    backpropagated from F6 with a vector of the loss's curvature there (lenet5/sdlm.py)."""
+    backpropagated from F6 with a vector of the loss's curvature there (lenet5/network/sdlm.py)."""
     model.eval()  # no dropout
     x = torch.from_numpy(sdlm.samples(split, cfg.seed, epoch)).to(device)
     with torch.no_grad():

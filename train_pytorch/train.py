@@ -11,7 +11,6 @@ shows only what the frameworks force. The options, data and run folder come from
 
 import functools
 import os
-import re
 import sys
 import warnings
 from contextlib import contextmanager
@@ -23,14 +22,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from lenet5 import lecun98
-from lenet5.cli import run_command
-from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
-from lenet5.data import augmenter, batches, epoch_seed, load_splits, num_batches
-from lenet5.distributed import World
-from lenet5.files import atomic_path
-from lenet5.run import Run
-from lenet5.runfolder import RunError
+from lenet5.config import ADAM_BETAS, ADAM_EPS, resolve_threads
+from lenet5.data.splits import batches, splits_of
+from lenet5.files import atomic_path, first_line
+from lenet5.network import lecun98
+from lenet5.training.cli import run_command
+from lenet5.training.distributed import World
+from lenet5.training.loop import Steps, fit
+from lenet5.training.run import Run
+from lenet5.training.runfolder import RunError
 from model_pytorch import build, num_params
 from model_pytorch.convert import to_neutral
 from train_pytorch.sdlm import SDLM, estimate_hessian
@@ -69,19 +69,12 @@ def join_world(cfg, device):
             device_id=device if device.type == "cuda" else None,
         )
     except (dist.DistError, RuntimeError, ValueError) as error:  # a port in use, a peer that never comes
-        raise RunError(f"cannot start the process group at {where}: {first_line(error)}") from None
+        raise RunError(f"cannot start the process group at {where}: {first_line(error, sentences=2)}") from None
     return World(dist.get_rank(), dist.get_world_size())
 
 
-def first_line(error):
-    """What a process-group error says, in one line: its first two sentences (gloo's advice and
-    emoji follow), without gloo's source file."""
-    line = re.sub(r"^\[[^\]]*\]\s*", "", str(error).strip()).split("\n")[0]  # "[.../tcp/pair.cc:553] "
-    return " ".join(re.split(r"(?<=\.)\s+", line)[:2]).rstrip(".") or type(error).__name__
-
-
 def all_sum(values, device):
-    """`values` summed over the processes (lenet5.run agrees on sums and stop signals with it)."""
+    """`values` summed over the processes (lenet5.training.run agrees on sums and stop signals with it)."""
     total = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(total)
     return total.tolist()
@@ -96,7 +89,7 @@ def peers_lost():
     except RuntimeError as error:
         if not (isinstance(error, dist.DistError) or "gloo" in str(error) or "NCCL" in str(error)):
             raise
-        raise RunError(f"lost the other processes: {first_line(error)}") from None
+        raise RunError(f"lost the other processes: {first_line(error, sentences=2)}") from None
 
 
 def make_optimizer(cfg, model):
@@ -115,54 +108,35 @@ def loss_of(logits, y, arch, label_smoothing=0.0, reduction="mean"):
     return F.cross_entropy(logits, y, label_smoothing=label_smoothing, reduction=reduction)
 
 
-def train_one_epoch(model, optimizer, split, cfg, epoch, step, total_steps, device, run, save):
-    """One pass over the shuffled (and augmented) training split, or what is left of it after a
-    checkpoint inside the epoch; returns (loss, accuracy, next step, last lr). In a data-parallel
-    run, `model` is the DistributedDataParallel wrapper, and this process trains on its share."""
-    model.train()
-    done, loss_sum, correct, seen = run.begin_epoch(epoch)
-    if not done:  # dropout's numbers; inside an epoch, the checkpoint's RNG state goes on
-        torch.manual_seed(epoch_seed(cfg.seed, epoch))
-        if cfg.optimizer == "sdlm":  # before each pass; inside one, the checkpoint's goes on
-            estimate_hessian(getattr(model, "module", model), optimizer, split, cfg, epoch, device)
-    loss_sum, correct = torch.tensor(loss_sum, device=device), torch.tensor(float(correct), device=device)
-    step += done
-    lr = lr_at(cfg, step - 1, total_steps)
-    bar = run.progress(
-        batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done, augment=augmenter(cfg.augment)),
-        num_batches(len(split), cfg.batch_size) - done,
-        f"epoch {epoch}",
-    )
-    for x, y in bar:
-        lr = lr_at(cfg, step, total_steps)
+def make_steps(model, net, optimizer, split, cfg, device, world):
+    """The framework's part of the training loop (lenet5.training.loop.Steps). In a data-parallel
+    run, `net` is the DistributedDataParallel wrapper of `model`, and this process trains on its share."""
+
+    def train(x, y, lr, divisor):
+        net.train()
         for group in optimizer.param_groups:
             group["lr"] = lr
-        n = len(y)  # the global batch; this process trains on its share
-        x, y = run.world.share(x, y)
         x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-        logits = model(x)
+        logits = net(x)
         loss = loss_of(logits, y, cfg.arch, cfg.label_smoothing, reduction="sum")
         optimizer.zero_grad(set_to_none=True)
         # DDP averages the processes' gradients: each share's summed loss, weighted so that the
-        # average is that of the global batch's mean loss (SDLM: its sum, the per-image steps summed)
-        (loss * (run.world.size / (1 if cfg.optimizer == "sdlm" else n))).backward()
+        # average is that of the global batch's over `divisor`
+        (loss * (world.size / divisor)).backward()
         optimizer.step()
-        step += 1
-        loss_sum += loss.detach()
-        correct += (logits.argmax(1) == y).sum()
-        seen += len(y)
-        if step % 20 == 0:  # reading the sums waits for the device: not every step
-            run.check_finite(loss_sum, epoch, step)
-            bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.2%}")
-        if run.checkpoint_due(step):  # every --checkpoint-every steps, and after Ctrl-C
-            run.save_checkpoint(
-                epoch - 1,
-                step,
-                save,
-                partial=dict(epoch=epoch, loss_sum=loss_sum.item(), correct=int(correct.item()), seen=seen),
-            )
-    loss_sum, correct, seen = run.end_epoch(loss_sum.item(), correct.item(), seen, epoch, step)  # of every process
-    return loss_sum / seen, correct / seen, step, lr
+        return loss.detach(), (logits.argmax(1) == y).sum()
+
+    def begin_pass(epoch, seed):
+        torch.manual_seed(seed)  # dropout's numbers; inside an epoch, the checkpoint's RNG state goes on
+        if cfg.optimizer == "sdlm":
+            estimate_hessian(model, optimizer, split, cfg, epoch, device)
+
+    return Steps(
+        train=train,
+        evaluate=functools.partial(evaluate, model, batch_size=cfg.batch_size, arch=cfg.arch, device=device),
+        save=functools.partial(save_checkpoint, model=model, optimizer=optimizer),
+        begin_pass=begin_pass,
+    )
 
 
 @torch.no_grad()
@@ -211,16 +185,7 @@ def train(cfg):
     world.check(cfg.batch_size)
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)  # same seed, same metrics
-    data = load_splits(
-        cfg.val_size,
-        cfg.limit_train,
-        cfg.limit_test,
-        channels_last=False,
-        data_dir=cfg.data_dir,
-        progress=not cfg.no_progress,
-        dataset=cfg.dataset,
-        validate_on_test=cfg.validate_on_test,
-    )
+    data = splits_of(cfg, channels_last=False)
     model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout).to(device)
     optimizer = make_optimizer(cfg, model)
     run = Run(cfg, world, functools.partial(all_sum, device=device))
@@ -229,29 +194,16 @@ def train(cfg):
     # DDP all-reduces the gradients in backward; evaluation and the files use the model itself
     net = DistributedDataParallel(model, gradient_as_bucket_view=True) if world.size > 1 else model
 
-    steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
     run.say(
         f"PyTorch {torch.__version__} on {device} ({threads} threads{world.describe()}), "
         f"{num_params(model):,} parameters; "
         f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
         f"{run.dir}"
     )
-    step = start * steps_per_epoch
-    save = functools.partial(save_checkpoint, model=model, optimizer=optimizer)
+    steps = make_steps(model, net, optimizer, data.train, cfg, device, world)
     # Ctrl-C, SIGTERM, a full disk, a diverging loss, a lost process: one line, the last checkpoint kept
     with run.stopping(), peers_lost():
-        for epoch in range(start + 1, cfg.epochs + 1):
-            train_loss, train_acc, step, lr = train_one_epoch(
-                net, optimizer, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, device, run, save
-            )
-            seconds = run.epoch_seconds()
-            val_loss, val_acc, _ = (
-                evaluate(model, data.val, cfg.batch_size, cfg.arch, device) if data.val else (float("nan"),) * 3
-            )
-            run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
-            run.save_checkpoint(epoch, step, save)
-
-        test_loss, test_acc, test_logits = evaluate(model, data.test, cfg.batch_size, cfg.arch, device)
+        test_loss, test_acc, test_logits = fit(run, data, steps, start)
         if run.writes:  # rank 0 alone, in a data-parallel run
             with atomic_path(run.folder.final_model(FRAMEWORK)) as tmp:  # for build(...).load_state_dict(...)
                 torch.save(model.state_dict(), tmp)

@@ -1,4 +1,4 @@
-"""SDLM in Keras: the optimizer and the Hessian diagonal it steps by (lenet5/sdlm.py).
+"""SDLM in Keras: the optimizer and the Hessian diagonal it steps by (lenet5/network/sdlm.py).
 
 Kept parallel to train_pytorch/sdlm.py and train_mxnet/sdlm.py. The optimizer is registered with
 Keras, so that a checkpoint (a .keras file with the optimizer's state) opens where this is imported.
@@ -9,12 +9,12 @@ import functools
 import keras
 import tensorflow as tf
 
-from lenet5 import sdlm
+from lenet5.network import sdlm
 
 
 @keras.saving.register_keras_serializable(package="lenet5")
 class SDLM(keras.optimizers.Optimizer):
-    """Stochastic diagonal Levenberg-Marquardt (lenet5/sdlm.py): each parameter steps by
+    """Stochastic diagonal Levenberg-Marquardt (lenet5/network/sdlm.py): each parameter steps by
     lr / (mu + h) times its gradient, h its Hessian diagonal (a variable, so checkpoints keep it)."""
 
     def build(self, variables):
@@ -33,7 +33,7 @@ class SDLM(keras.optimizers.Optimizer):
 @functools.cache  # one per model: traced once, not before every pass
 def make_hessian_step(model):
     """A compiled function of one image and a vector at F6: the squares of the gradient that vector
-    backpropagates (lenet5/sdlm.py)."""
+    backpropagates (lenet5/network/sdlm.py)."""
     features = keras.Model(model.inputs, model.get_layer("f6_act").output)  # F6's outputs
 
     @tf.function
@@ -47,7 +47,7 @@ def make_hessian_step(model):
 
 def estimate_hessian(model, optimizer, split, cfg, epoch):
     """SDLM's Hessian diagonal for pass `epoch`: the mean square of single images' gradients, each
-    backpropagated from F6 with a vector of the loss's curvature there (lenet5/sdlm.py)."""
+    backpropagated from F6 with a vector of the loss's curvature there (lenet5/network/sdlm.py)."""
     features, hessian_step = make_hessian_step(model)
     x = sdlm.samples(split, cfg.seed, epoch)
     v = sdlm.curvature_vectors(features(x, training=False).numpy(), cfg.seed, epoch)

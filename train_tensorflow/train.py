@@ -12,7 +12,6 @@ shows only what the frameworks force. The options, data and run folder come from
 import functools
 import json
 import os
-import re
 import sys
 from contextlib import contextmanager
 
@@ -25,14 +24,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lenet5 import lecun98
-from lenet5.cli import run_command
-from lenet5.config import ADAM_BETAS, ADAM_EPS, lr_at, resolve_threads
-from lenet5.data import augmenter, batches, epoch_seed, load_splits, num_batches
-from lenet5.distributed import World, deadline
-from lenet5.files import atomic_path
-from lenet5.run import Run
-from lenet5.runfolder import RunError
+from lenet5.config import ADAM_BETAS, ADAM_EPS, resolve_threads
+from lenet5.data.splits import batches, splits_of
+from lenet5.files import atomic_path, first_line
+from lenet5.network import lecun98
+from lenet5.training.cli import run_command
+from lenet5.training.distributed import World, deadline
+from lenet5.training.loop import Steps, fit
+from lenet5.training.run import Run
+from lenet5.training.runfolder import RunError
 from train_tensorflow.sdlm import SDLM, estimate_hessian
 
 FRAMEWORK = "tensorflow"
@@ -89,16 +89,8 @@ def join_world(cfg, device):
     return tf.distribute.get_strategy(), World()
 
 
-def first_line(error):
-    """What a tf.distribute error says, in one line: the first that is not a traceback's
-    ("Graph execution error:", "Detected at node ...", a source line)."""
-    message = getattr(error, "message", None) or str(error)
-    skip = re.compile(r"\s|Graph execution error|Detected at node|Additional GRPC|$")
-    return next((line for line in message.splitlines() if not skip.match(line)), type(error).__name__)
-
-
 def all_sum(values, strategy, world):
-    """`values` summed over the processes (lenet5.run agrees on sums and stop signals with it)."""
+    """`values` summed over the processes (lenet5.training.run agrees on sums and stop signals with it)."""
     local = strategy.num_replicas_in_sync // world.size  # each process's replicas share its values
     return _all_sum(strategy, tf.constant(values, tf.float64) / local).numpy().tolist()
 
@@ -140,30 +132,28 @@ def loss_of(logits, y, arch, label_smoothing=0.0):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")(y, logits)
 
 
-def make_steps(model, optimizer, cfg, strategy):
-    """Compiled training and evaluation steps; each returns (summed loss, correct predictions),
-    the evaluation step the logits too. The training step runs on every replica of `strategy`
-    (its share of the global batch of `n` images); it returns this process's sums."""
+def make_steps(model, optimizer, split, cfg, strategy, world):
+    """The framework's part of the training loop (lenet5.training.loop.Steps), its steps compiled.
+    The training step runs on every replica of `strategy` (its share of the global batch) and
+    returns this process's (summed loss, correct predictions)."""
     weight_decay = cfg.weight_decay if cfg.optimizer != "adamw" else 0.0  # adamw decays in the optimizer
     replicas = strategy.num_replicas_in_sync
 
-    def replica_step(x, y, lr, n):
+    def replica_step(x, y, lr, divisor):
         optimizer.learning_rate.assign(lr)
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
             loss = loss_of(logits, y, cfg.arch, cfg.label_smoothing)
-            # Keras sums the replicas' gradients: each share's summed loss over the global batch
-            # is the mean loss (SDLM: the per-image steps, summed)
-            mean_loss = loss if cfg.optimizer == "sdlm" else loss / n
-        grads = tape.gradient(mean_loss, model.trainable_variables)
+            share = loss / divisor  # Keras sums the replicas' gradients: each share's summed loss over `divisor`
+        grads = tape.gradient(share, model.trainable_variables)
         if weight_decay:  # coupled L2, as torch.optim's weight_decay (Keras' own is decoupled)
             grads = [g + weight_decay / replicas * v for g, v in zip(grads, model.trainable_variables)]
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss, correct(logits, y)
 
     @tf.function
-    def train_step(shares, lr, n):
-        sums = strategy.run(replica_step, args=(*shares, lr, n))
+    def train_step(shares, lr, divisor):
+        sums = strategy.run(replica_step, args=(*shares, lr, divisor))
         return [tf.add_n(strategy.experimental_local_results(total)) for total in sums]
 
     @tf.function
@@ -174,7 +164,20 @@ def make_steps(model, optimizer, cfg, strategy):
     def correct(logits, y):
         return tf.reduce_sum(tf.cast(tf.argmax(logits, 1) == y, tf.int64))
 
-    return train_step, eval_step
+    def train(x, y, lr, divisor):
+        return train_step(replica_shares(strategy, world, x, y), tf.constant(lr), tf.constant(float(divisor)))
+
+    def begin_pass(epoch, seed):
+        seed_dropout(model, seed)  # a run resumed inside an epoch draws other numbers for its rest
+        if cfg.optimizer == "sdlm":
+            estimate_hessian(model, optimizer, split, cfg, epoch)
+
+    return Steps(
+        train=train,
+        evaluate=functools.partial(evaluate, eval_step, batch_size=cfg.batch_size),
+        save=functools.partial(save_checkpoint, model=model),
+        begin_pass=begin_pass,
+    )
 
 
 def seed_dropout(model, seed):
@@ -192,45 +195,6 @@ def replica_shares(strategy, world, x, y):
         return World(replica.replica_id_in_sync_group - world.rank * local, local).share(x, y)
 
     return strategy.experimental_distribute_values_from_function(share)
-
-
-def train_one_epoch(model, train_step, split, cfg, epoch, step, total_steps, strategy, run, save):
-    """One pass over the shuffled (and augmented) training split, or what is left of it after a
-    checkpoint inside the epoch; returns (loss, accuracy, next step, last lr). In a data-parallel
-    run, each replica of `strategy` trains on its share."""
-    done, loss_sum, correct, seen = run.begin_epoch(epoch)
-    if not done:  # dropout's numbers (a run resumed inside an epoch draws others for its rest)
-        seed_dropout(model, epoch_seed(cfg.seed, epoch))
-        if cfg.optimizer == "sdlm":  # before each pass; inside one, the checkpoint's goes on
-            estimate_hessian(model, model.optimizer, split, cfg, epoch)  # compiled with it
-    step += done
-    lr = lr_at(cfg, step - 1, total_steps)
-    bar = run.progress(
-        batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done, augment=augmenter(cfg.augment)),
-        num_batches(len(split), cfg.batch_size) - done,
-        f"epoch {epoch}",
-    )
-    for x, y in bar:
-        lr = lr_at(cfg, step, total_steps)
-        n = len(y)  # the global batch; this process trains on its share
-        x, y = run.world.share(x, y)
-        loss, hits = train_step(replica_shares(strategy, run.world, x, y), tf.constant(lr), tf.constant(float(n)))
-        step += 1
-        loss_sum += loss  # tensors: summed without waiting for each step
-        correct += hits
-        seen += len(y)
-        if step % 20 == 0:  # reading the sums waits for the device: not every step
-            run.check_finite(loss_sum, epoch, step)
-            bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{int(correct) / seen:.2%}")
-        if run.checkpoint_due(step):  # every --checkpoint-every steps, and after Ctrl-C
-            run.save_checkpoint(
-                epoch - 1,
-                step,
-                save,
-                partial=dict(epoch=epoch, loss_sum=float(loss_sum), correct=int(correct), seen=seen),
-            )
-    loss_sum, correct, seen = run.end_epoch(float(loss_sum), int(correct), seen, epoch, step)  # of every process
-    return loss_sum / seen, correct / seen, step, lr
 
 
 def evaluate(eval_step, split, batch_size):
@@ -274,16 +238,7 @@ def train(cfg):
     world.check(cfg.batch_size)
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()  # same seed, same metrics
-    data = load_splits(
-        cfg.val_size,
-        cfg.limit_train,
-        cfg.limit_test,
-        channels_last=True,
-        data_dir=cfg.data_dir,
-        progress=not cfg.no_progress,
-        dataset=cfg.dataset,
-        validate_on_test=cfg.validate_on_test,
-    )
+    data = splits_of(cfg, channels_last=True)
     with strategy.scope():  # the variables: mirrored on every replica, the same at the start
         model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout)
         optimizer = make_optimizer(cfg)
@@ -293,28 +248,16 @@ def train(cfg):
     start = load_checkpoint(run, model, optimizer) if cfg.resume else 0
     run.start(data.classes)
 
-    train_step, eval_step = make_steps(model, optimizer, cfg, strategy)
-    steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
     run.say(
         f"TensorFlow {tf.__version__} (Keras {keras.__version__}) on {device} ({threads} threads{world.describe()}), "
         f"{num_params(model):,} parameters; "
         f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
         f"{run.dir}"
     )
-    step = start * steps_per_epoch
-    save = functools.partial(save_checkpoint, model=model)
+    steps = make_steps(model, optimizer, data.train, cfg, strategy, world)
     # Ctrl-C, SIGTERM, a full disk, a diverging loss, a lost process: one line, the last checkpoint kept
     with run.stopping(), peers_lost():
-        for epoch in range(start + 1, cfg.epochs + 1):
-            train_loss, train_acc, step, lr = train_one_epoch(
-                model, train_step, data.train, cfg, epoch, step, cfg.epochs * steps_per_epoch, strategy, run, save
-            )
-            seconds = run.epoch_seconds()
-            val_loss, val_acc, _ = evaluate(eval_step, data.val, cfg.batch_size) if data.val else (float("nan"),) * 3
-            run.log_epoch(epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds)
-            run.save_checkpoint(epoch, step, save)
-
-        test_loss, test_acc, test_logits = evaluate(eval_step, data.test, cfg.batch_size)
+        test_loss, test_acc, test_logits = fit(run, data, steps, start)
         if run.writes:  # rank 0 alone, in a data-parallel run
             with atomic_path(run.folder.final_model(FRAMEWORK)) as tmp:  # for keras.saving.load_model(...)
                 model.save(tmp)

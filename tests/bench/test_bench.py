@@ -8,7 +8,7 @@ import sys
 
 from conftest import ROOT
 
-from lenet5 import bench
+from lenet5.bench import runner
 
 
 def test_quick_benchmark_measures_every_framework_and_its_baseline(tmp_path, mnist_dir):
@@ -86,7 +86,7 @@ def test_flops_per_image_agree_with_pytorchs_flop_counter():
 
     from model_pytorch import LeNet5
 
-    forward, training = bench.flops_per_image()
+    forward, training = runner.flops_per_image()
     model, x = LeNet5(), torch.zeros(4, 1, 28, 28)
     with FlopCounterMode(display=False) as counter:
         logits = model(x)

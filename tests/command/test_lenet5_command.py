@@ -14,8 +14,10 @@ from conftest import ROOT
 from digit_pictures import write_pictures
 from doc_tables import table_rows
 
-from lenet5 import command, envs, predict, pretrained, weights
-from lenet5.download import load_mnist
+from lenet5 import command, envs, models, pretrained
+from lenet5.data.download import load_mnist
+from lenet5.data.splits import normalize
+from lenet5.network import weights
 
 BARE = [sys.executable, "-S"]  # no site-packages: a Python with nothing installed
 
@@ -142,7 +144,9 @@ def test_the_shipped_model_is_what_its_record_says(mnist_dir):
     assert path.stat().st_size < 400_000
     assert (weights.load(path)[1]["arch"], record["arch"]) == ("lenet5", "lenet5")
     mnist = load_mnist(mnist_dir, progress=False)
-    logits = predict.logits_of(path, mnist["test_images"], 1000)  # what lenet5 predict runs: the numpy reference
+    logits = models.open_model(path).logits(
+        normalize(mnist["test_images"]), 1000
+    )  # as lenet5 predict: the numpy reference
     # float64 here, float32 in training: a borderline image or two may fall the other way
     assert abs((logits.argmax(1) == mnist["test_labels"]).sum() - round(record["test_accuracy"] * 10_000)) <= 2
 

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from lenet5 import architecture
-from lenet5.config import expected_num_params
+from lenet5.network.shapes import expected_num_params
 
 
 def test_layer_table_is_the_papers_lenet5():

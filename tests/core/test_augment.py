@@ -5,9 +5,10 @@ import hashlib
 import numpy as np
 import pytest
 
-from lenet5 import augment, envs
+from lenet5 import envs
 from lenet5.config import FRAMEWORKS, ROOT
-from lenet5.data import Split, augmenter, batches, normalize
+from lenet5.data import augment
+from lenet5.data.splits import Split, augmenter, batches, normalize
 
 KINDS = ["affine", "elastic", "affine,elastic"]
 

@@ -7,12 +7,15 @@ from pathlib import Path
 import pytest
 from conftest import need
 
-from lenet5 import cli, config, envs, weights
+from lenet5 import config, envs
 from lenet5.config import Config
-from lenet5.data import load_splits
-from lenet5.idx import DataError
-from lenet5.run import Run, Stopped
-from lenet5.runfolder import RunError
+from lenet5.data.idx import DataError
+from lenet5.data.splits import load_splits
+from lenet5.network import shapes, weights
+from lenet5.training import cli
+from lenet5.training.run import Run
+from lenet5.training.runfolder import RunError
+from lenet5.training.stopping import Stopped
 
 
 def parse_error(argv, capsys, framework="pytorch"):
@@ -124,8 +127,8 @@ def test_check_choice_lists_valid_names():
 
 
 def test_parameter_count_from_the_paper():
-    assert config.expected_num_params() == 61_706
-    assert config.expected_num_params(num_classes=26) == 61_706 + 16 * 85
+    assert shapes.expected_num_params() == 61_706
+    assert shapes.expected_num_params(num_classes=26) == 61_706 + 16 * 85
 
 
 def test_cosine_schedule():
@@ -150,9 +153,9 @@ def test_run_folder_is_never_overwritten(tmp_path):
 
 def test_divergence_and_ctrl_c_end_with_one_line_naming_what_is_kept(tmp_path):
     run = Run(Config(output_dir=str(tmp_path), run_name="r"))
-    run.check_finite(1e30, 1, 5)
+    run.agreement.check_finite(1e30, 1, 5)
     with pytest.raises(RunError) as error, run.stopping():
-        run.check_finite(float("nan"), 2, 7)
+        run.agreement.check_finite(float("nan"), 2, 7)
     assert "the training loss became nan in epoch 2, steps 6-7" in str(error.value)
     assert "no checkpoint had been written" in str(error.value) and "\n" not in str(error.value)
     run.log_epoch(1, 0.5, 0.9, 0.4, 0.91, 1e-3, 1.0)
@@ -193,6 +196,8 @@ def test_envs_hash_follows_included_requirements(tmp_path, monkeypatch):
     (tmp_path / "pytorch.txt").write_text("-r common.txt\ntorch\n")
     monkeypatch.setattr(envs, "REQUIREMENTS", tmp_path)
     before = envs.requirements_hash("pytorch", (3, 11, 7))
+    (tmp_path / "common.txt").write_text("# the progress bars\ntqdm  # any version\n")
+    assert envs.requirements_hash("pytorch", (3, 11, 7)) == before  # a comment rebuilds nothing
     (tmp_path / "common.txt").write_text("tqdm>=4\n")
     assert envs.requirements_hash("pytorch", (3, 11, 7)) != before
 
@@ -210,22 +215,22 @@ def test_envs_call_runs_a_function_in_another_environment_and_hands_back_its_res
     for framework in here:  # in this process: the result, and the function's own exception
         assert envs.call(framework, "os.path:join", "a", "b") == "a/b"
         with pytest.raises(weights.WeightsError, match="no such file"):
-            envs.call(framework, "lenet5.weights:load", "/no/such/model.npz")
+            envs.call(framework, "lenet5.network.weights:load", "/no/such/model.npz")
     others = [f for f in config.FRAMEWORKS if f not in here and envs.env_python(f).exists()]
     need(others, "no other framework's environment to call")
     other = others[0]  # a framework this Python lacks: the call goes to that environment's Python
     assert envs.call(other, "lenet5.envs:has_framework", other) is True  # it ran there
     assert envs.call(other, "os.path:join", "a", Path("b")) == "a/b"  # JSON both ways, paths as strings
     with pytest.raises(envs.EnvError) as error:
-        envs.call(other, "lenet5.weights:load", "/no/such/model.npz")
+        envs.call(other, "lenet5.network.weights:load", "/no/such/model.npz")
     assert str(error.value) == "/no/such/model.npz: no such file"  # the function's own one line
     with pytest.raises(envs.EnvError, match="exit status 3"):
         envs.call(other, "os:_exit", 3)  # died before answering
 
 
 def test_threads_reach_mxnet_before_its_import_as_omp_num_threads(monkeypatch):
-    from lenet5.cli import threads_before_import
     from lenet5.config import MAX_AUTO_THREADS, resolve_threads
+    from lenet5.training.cli import threads_before_import
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     for argv in (["--epochs", "2"], ["--threads", "0"], ["--threads", "x"]):  # absent, auto, bad: untouched

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from conftest import write_idx
 
-from lenet5 import data, download, idx
-from lenet5.idx import DataError
+from lenet5.data import download, idx, splits
+from lenet5.data.idx import DataError
 
 
 def test_parse_idx_round_trip(tmp_path):
@@ -96,33 +96,33 @@ def test_data_dir_setting(monkeypatch, tmp_path):
 
 def test_normalize_layouts():
     images = np.full((2, 28, 28), 255, np.uint8)
-    first, last = data.normalize(images), data.normalize(images, channels_last=True)
+    first, last = splits.normalize(images), splits.normalize(images, channels_last=True)
     assert first.shape == (2, 1, 28, 28) and last.shape == (2, 28, 28, 1)
     assert first.dtype == np.float32
-    np.testing.assert_allclose(first[0, 0, 0, 0], (1 - data.MEAN) / data.STD, rtol=1e-6)
+    np.testing.assert_allclose(first[0, 0, 0, 0], (1 - splits.MEAN) / splits.STD, rtol=1e-6)
 
 
 def test_batches_cover_every_image_once_in_a_seeded_order():
-    split = data.Split(np.arange(10, dtype=np.float32)[:, None], np.arange(10))
-    epoch = [y for _, y in data.batches(split, 4, seed=(0, 1))]
+    split = splits.Split(np.arange(10, dtype=np.float32)[:, None], np.arange(10))
+    epoch = [y for _, y in splits.batches(split, 4, seed=(0, 1))]
     assert [len(y) for y in epoch] == [4, 4, 2]
     assert sorted(np.concatenate(epoch)) == list(range(10))
-    again = np.concatenate([y for _, y in data.batches(split, 4, seed=(0, 1))])
-    other = np.concatenate([y for _, y in data.batches(split, 4, seed=(0, 2))])
+    again = np.concatenate([y for _, y in splits.batches(split, 4, seed=(0, 1))])
+    other = np.concatenate([y for _, y in splits.batches(split, 4, seed=(0, 2))])
     np.testing.assert_array_equal(np.concatenate(epoch), again)
     assert not np.array_equal(again, other)
-    assert np.concatenate([y for _, y in data.batches(split, 4)]).tolist() == list(range(10))
+    assert np.concatenate([y for _, y in splits.batches(split, 4)]).tolist() == list(range(10))
 
 
 def test_real_mnist_splits(mnist_dir):
-    splits = data.load_splits(val_size=5000, data_dir=mnist_dir, progress=False)
-    assert (len(splits.train), len(splits.val), len(splits.test)) == (55000, 5000, 10000)
-    assert np.bincount(splits.test.y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    loaded = splits.load_splits(val_size=5000, data_dir=mnist_dir, progress=False)
+    assert (len(loaded.train), len(loaded.val), len(loaded.test)) == (55000, 5000, 10000)
+    assert np.bincount(loaded.test.y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     # The validation images are the same whatever else changes, and not in the training split.
-    small = data.load_splits(val_size=5000, limit_train=100, data_dir=mnist_dir, progress=False)
-    np.testing.assert_array_equal(small.val.x, splits.val.x)
-    train_images = {hash(image.tobytes()) for image in splits.train.x}
-    assert sum(hash(image.tobytes()) in train_images for image in splits.val.x) <= 5
+    small = splits.load_splits(val_size=5000, limit_train=100, data_dir=mnist_dir, progress=False)
+    np.testing.assert_array_equal(small.val.x, loaded.val.x)
+    train_images = {hash(image.tobytes()) for image in loaded.train.x}
+    assert sum(hash(image.tobytes()) in train_images for image in loaded.val.x) <= 5
     assert len(small.train) == 100
-    none = data.load_splits(val_size=0, limit_test=50, data_dir=mnist_dir, progress=False)
+    none = splits.load_splits(val_size=0, limit_test=50, data_dir=mnist_dir, progress=False)
     assert none.val is None and len(none.train) == 60000 and len(none.test) == 50

@@ -11,9 +11,10 @@ import pytest
 from conftest import write_idx
 from PIL import Image, ImageDraw
 
-from lenet5 import cli, data, download, images
 from lenet5.config import Config
-from lenet5.idx import DataError
+from lenet5.data import download, images, splits
+from lenet5.data.idx import DataError
+from lenet5.training import cli
 
 SHAPES = {  # class name -> how to draw it: three classes LeNet-5 could tell apart
     "bar": lambda d, s: d.rectangle((s // 2 - 3, 4, s // 2 + 3, s - 5), fill=0),
@@ -65,15 +66,15 @@ def fashion_mirror(tmp_path, monkeypatch):
 def test_fashion_mnist_downloads_from_its_own_mirrors_checked_by_md5(fashion_mirror, tmp_path):
     mirror, gz = fashion_mirror
     cache = tmp_path / "cache"
-    splits = data.load_splits(val_size=2, data_dir=cache, progress=False, dataset="fashion-mnist")
-    assert splits.classes == list(download.FASHION_CLASSES) and splits.classes[9] == "Ankle boot"
-    assert (len(splits.train), len(splits.val), len(splits.test)) == (10, 2, 4)
+    loaded = splits.load_splits(val_size=2, data_dir=cache, progress=False, dataset="fashion-mnist")
+    assert loaded.classes == list(download.FASHION_CLASSES) and loaded.classes[9] == "Ankle boot"
+    assert (len(loaded.train), len(loaded.val), len(loaded.test)) == (10, 2, 4)
     for name, content in gz.items():  # kept as the published .gz, beside (not over) MNIST's files
         assert (cache / "fashion-mnist" / f"{name}.gz").read_bytes() == content
     assert not (cache / "train-images-idx3-ubyte").exists()
     for path in mirror.iterdir():  # the cache is now enough
         path.unlink()
-    assert data.load_dataset("fashion-mnist", cache, progress=False)["test_images"].shape == (4, 28, 28)
+    assert splits.load_dataset("fashion-mnist", cache, progress=False)["test_images"].shape == (4, 28, 28)
 
 
 def test_fashion_mnist_wrong_files_fail_the_md5_and_name_its_variable(fashion_mirror, tmp_path, monkeypatch):
@@ -81,7 +82,7 @@ def test_fashion_mnist_wrong_files_fail_the_md5_and_name_its_variable(fashion_mi
     idx_files(wrong, n_train=13)  # well-formed, but not the expected files
     monkeypatch.setenv("LENET5_FASHION_MNIST_MIRRORS", wrong.as_uri())
     with pytest.raises(DataError) as error:
-        data.load_dataset("fashion-mnist", tmp_path / "cache", progress=False)
+        splits.load_dataset("fashion-mnist", tmp_path / "cache", progress=False)
     assert "wrong content (MD5 of the .gz file differs)" in str(error.value)
     assert "LENET5_FASHION_MNIST_MIRRORS" in str(error.value) and "Fashion-MNIST .gz files" in str(error.value)
 
@@ -96,7 +97,7 @@ def test_fashion_mnist_public_mirrors(monkeypatch):
 @pytest.mark.parametrize("gz", [True, False])
 def test_a_folder_of_idx_files(tmp_path, gz):
     idx_files(tmp_path / "idx", gz=gz, num_classes=4)
-    loaded = data.load_dataset(str(tmp_path / "idx"), tmp_path / "cache", progress=False)
+    loaded = splits.load_dataset(str(tmp_path / "idx"), tmp_path / "cache", progress=False)
     assert loaded["train_images"].shape == (12, 28, 28) and len(loaded["test_labels"]) == 4
     assert loaded["classes"] == [
         str(c) for c in range(max(loaded["train_labels"].max(), loaded["test_labels"].max()) + 1)
@@ -122,16 +123,16 @@ def test_bad_idx_folders_say_what_is_wrong(tmp_path, make, message):
     folder = tmp_path / "idx"
     make(folder)
     with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        data.load_dataset(str(folder), tmp_path / "cache", progress=False)
+        splits.load_dataset(str(folder), tmp_path / "cache", progress=False)
 
 
 def test_a_folder_of_class_folders_is_converted_split_and_cached(tmp_path, monkeypatch):
     folder = image_folder(tmp_path / "shapes", per_class=7)
     (folder / "ring" / "notes.txt").write_text("not an image: ignored")
-    splits = data.load_splits(val_size=3, data_dir=tmp_path / "cache", progress=False, dataset=str(folder))
-    assert splits.classes == ["bar", "cross", "ring"]  # the subfolders' names, sorted
-    assert (len(splits.train), len(splits.val), len(splits.test)) == (18 - 3, 3, 3)  # 21 // 7 to test
-    assert splits.train.x.shape[1:] == (1, 28, 28)
+    loaded = splits.load_splits(val_size=3, data_dir=tmp_path / "cache", progress=False, dataset=str(folder))
+    assert loaded.classes == ["bar", "cross", "ring"]  # the subfolders' names, sorted
+    assert (len(loaded.train), len(loaded.val), len(loaded.test)) == (18 - 3, 3, 3)  # 21 // 7 to test
+    assert loaded.train.x.shape[1:] == (1, 28, 28)
     (cached,) = (tmp_path / "cache" / "image-folders").iterdir()
     assert cached.name.startswith("shapes-") and cached.suffix == ".npz"
 
@@ -139,20 +140,20 @@ def test_a_folder_of_class_folders_is_converted_split_and_cached(tmp_path, monke
         raise AssertionError("converted again despite the cache")
 
     monkeypatch.setattr(images, "to_mnist", no_conversion)
-    again = data.load_splits(val_size=3, data_dir=tmp_path / "cache", progress=False, dataset=str(folder))
-    np.testing.assert_array_equal(again.test.x, splits.test.x)
-    assert again.classes == splits.classes
+    again = splits.load_splits(val_size=3, data_dir=tmp_path / "cache", progress=False, dataset=str(folder))
+    np.testing.assert_array_equal(again.test.x, loaded.test.x)
+    assert again.classes == loaded.classes
     monkeypatch.undo()
     image_folder(tmp_path / "more", per_class=1, classes=["bar"])
     (tmp_path / "more" / "bar" / "0.png").rename(folder / "bar" / "extra.png")  # the folder changed
-    grown = data.load_dataset(str(folder), tmp_path / "cache", progress=False)
+    grown = splits.load_dataset(str(folder), tmp_path / "cache", progress=False)
     assert len(grown["train_labels"]) + len(grown["test_labels"]) == 22
 
 
 def test_train_and_test_folders_are_the_given_split(tmp_path):
     image_folder(tmp_path / "given" / "train", per_class=4)
     image_folder(tmp_path / "given" / "test", per_class=2, classes=["bar", "ring"])
-    loaded = data.load_dataset(str(tmp_path / "given"), tmp_path / "cache", progress=False)
+    loaded = splits.load_dataset(str(tmp_path / "given"), tmp_path / "cache", progress=False)
     assert loaded["classes"] == ["bar", "cross", "ring"]
     assert len(loaded["train_labels"]) == 12 and sorted(loaded["test_labels"]) == [0, 0, 2, 2]
 
@@ -160,7 +161,7 @@ def test_train_and_test_folders_are_the_given_split(tmp_path):
 def test_unreadable_images_are_skipped_with_one_line(tmp_path, capsys):
     folder = image_folder(tmp_path / "shapes", per_class=7)
     (folder / "bar" / "broken.png").write_bytes(b"not a png")
-    loaded = data.load_dataset(str(folder), tmp_path / "cache", progress=False)
+    loaded = splits.load_dataset(str(folder), tmp_path / "cache", progress=False)
     assert len(loaded["train_labels"]) + len(loaded["test_labels"]) == 21
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "skipped 1 unreadable image(s)" in err and "broken.png" in err
@@ -190,7 +191,7 @@ def test_bad_image_folders_say_what_is_wrong(tmp_path, make, message):
     folder = tmp_path / "mine"
     make(folder)
     with pytest.raises(DataError, match=re.escape(message)):
-        data.load_dataset(str(folder), tmp_path / "cache", progress=False)
+        splits.load_dataset(str(folder), tmp_path / "cache", progress=False)
 
 
 def test_dataset_option(tmp_path, monkeypatch, capsys):
@@ -211,7 +212,7 @@ def test_val_size_is_checked_against_the_datasets_own_size(tmp_path):
     with pytest.raises(
         DataError, match=r"--val-size must be between 0 and 17 \(the .*shapes training images\), got 5000"
     ):
-        data.load_splits(data_dir=tmp_path / "cache", progress=False, dataset=str(folder))
+        splits.load_splits(data_dir=tmp_path / "cache", progress=False, dataset=str(folder))
 
 
 def test_a_resumed_run_keeps_its_dataset(tmp_path, capsys):
@@ -227,8 +228,8 @@ def test_a_resumed_run_keeps_its_dataset(tmp_path, capsys):
 def test_gzip_of_cached_fashion_file_is_verified_on_load(fashion_mirror, tmp_path):
     _, gz = fashion_mirror
     cache = tmp_path / "cache"
-    data.load_dataset("fashion-mnist", cache, progress=False)
+    splits.load_dataset("fashion-mnist", cache, progress=False)
     name = "train-images-idx3-ubyte"
     (cache / "fashion-mnist" / f"{name}.gz").write_bytes(gzip.compress(b"damaged"))
-    data.load_dataset("fashion-mnist", cache, progress=False)  # fetched again
+    splits.load_dataset("fashion-mnist", cache, progress=False)  # fetched again
     assert (cache / "fashion-mnist" / f"{name}.gz").read_bytes() == gz[name]

@@ -2,6 +2,8 @@
 README's size, and every relative link in README.md and docs/*.md. Hand-written tables drift
 from the code they describe; these tests make the drift a failure instead."""
 
+import ast
+import importlib.util
 import os
 import re
 import subprocess
@@ -86,7 +88,7 @@ def train_parser(monkeypatch, tmp_path):
     for name in ("LENET5_DATA_DIR", "XDG_CACHE_HOME", "LOCALAPPDATA"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    from lenet5.cli import build_parser
+    from lenet5.training.cli import build_parser
 
     return build_parser("pytorch")
 
@@ -227,14 +229,48 @@ def test_no_test_counts_outside_dated_sections(path):
 
 def test_the_layout_lists_every_folder_and_every_module_of_lenet5():
     """docs/development.md's layout block against the tree: each folder git tracks at the top, and
-    each module of lenet5/ (indented under it), has its line, and each line names something there."""
+    each module and folder of lenet5/ (indented under it, a folder's modules under the folder's
+    line), has its line, and each line names something there."""
     block = (DOCS / "development.md").read_text().split("## Layout", 1)[1].split("```")[1]
     lines = block.strip("\n").splitlines()
     top = {line.split()[0] for line in lines if not line[0].isspace()}
-    modules = {line.split()[0] for line in lines if re.match(r"  \S+\.py\s", line)}
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     folders = {f"{path.split('/')[0]}/" for path in tracked.splitlines() if "/" in path and not path.startswith(".")}
     assert sorted(folders - top) == [], "folders without a line in the layout"
     assert sorted(name for name in top if not (ROOT / name).exists()) == [], "lines for what is not there"
-    lenet5 = {path.name for path in (ROOT / "lenet5").glob("*.py") if path.name != "__init__.py"}
-    assert sorted(lenet5 - modules) == [] and sorted(modules - lenet5) == []
+    listed, folder = set(), ""
+    for line in lines:
+        if re.match(r"  \S", line):
+            folder = line.split()[0] if line.split()[0].endswith("/") else ""
+            listed.add(line.split()[0])
+        elif re.match(r"    \S+\.py\s", line):
+            listed.add(folder + line.split()[0])
+    package = ROOT / "lenet5"
+    there = {path.relative_to(package).as_posix() for path in package.rglob("*.py") if path.name != "__init__.py"}
+    there |= {f"{path.parent.relative_to(package).as_posix()}/" for path in package.glob("*/__init__.py")}
+    assert sorted(there - listed) == [] and sorted(listed - there - {"serve_static/"}) == []
+
+
+# lenet5's layers from the bottom up (docs/development.md): a module imports from its own and lower ones.
+LAYERS = [{"config", "files", "arguments", "envs"}, {"data"}, {"network"}, {"training"}, {"sweeps"}]
+
+
+def layer_of(module):
+    """The layer of lenet5.<module...>: its folder's, a base module's, else the commands' (the top)."""
+    first = module.split(".")[1] if "." in module else ""
+    return next((i for i, names in enumerate(LAYERS) if first in names), len(LAYERS))
+
+
+def test_each_layer_of_lenet5_imports_only_from_its_own_and_lower_ones():
+    found = []
+    for path in (ROOT / "lenet5").rglob("*.py"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                target = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+                if target.split(".")[0] != "lenet5":
+                    continue
+                targets = [f"lenet5.{alias.name}" for alias in node.names] if target == "lenet5" else [target]
+                found += [(module, t) for t in targets if layer_of(t) > layer_of(module)]
+    assert found == [], "imports from a higher layer"

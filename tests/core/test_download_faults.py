@@ -10,8 +10,8 @@ from collections import Counter
 import pytest
 from conftest import ROOT
 
-from lenet5 import download
-from lenet5.idx import DataError
+from lenet5.data import download
+from lenet5.data.idx import DataError
 
 
 class Mirror(http.server.ThreadingHTTPServer):
@@ -137,7 +137,8 @@ def test_eight_processes_on_an_empty_cache_download_each_file_once(mnist_dir, se
     )
     cache = tmp_path / "cache"
     code = (
-        f"from lenet5 import download; print(len(download.load_mnist({str(cache)!r}, progress=False)['train_labels']))"
+        "from lenet5.data import download; "
+        f"print(len(download.load_mnist({str(cache)!r}, progress=False)['train_labels']))"
     )
     env = {"LENET5_MNIST_MIRRORS": server.url, "PATH": "/usr/bin:/bin"}
     procs = [

@@ -1,4 +1,4 @@
-"""The MNIST-like preprocessing of pictures (lenet5/images.py), on small pictures drawn here."""
+"""The MNIST-like preprocessing of pictures (lenet5/data/images.py), on small pictures drawn here."""
 
 import io
 import tempfile
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from lenet5 import images
-from lenet5.images import CENTRE, ImageError, load_image, steps, to_grey, to_mnist
+from lenet5.data import images
+from lenet5.data.images import CENTRE, ImageError, load_image, steps, to_grey, to_mnist
 
 
 def drawing(size=(120, 90), box=(40, 20, 60, 80), ink=0, paper=255):
@@ -177,7 +177,7 @@ def test_a_decompression_bomb_is_refused_before_decoding_and_a_large_photo_is_sc
     Image.new("1", (12_000, 12_000)).save(bomb)
     memory, output = peak_memory(
         "-c",
-        f"from lenet5 import images\ntry:\n    images.load_image({str(bomb)!r})\n"
+        f"from lenet5.data import images\ntry:\n    images.load_image({str(bomb)!r})\n"
         "except images.ImageError as error:\n    print(error)",
     )
     assert output.startswith("too large: more than 64 million pixels"), output
@@ -189,7 +189,7 @@ def test_a_decompression_bomb_is_refused_before_decoding_and_a_large_photo_is_sc
     del image
     memory, output = peak_memory(
         "-c",
-        f"from lenet5 import images\ngrey = images.load_image({str(photo)!r})\n"
+        f"from lenet5.data import images\ngrey = images.load_image({str(photo)!r})\n"
         "print(grey.shape, images.to_mnist(grey).max())",
     )
     assert output.strip() == "(2048, 2048) 255", output

@@ -1,11 +1,12 @@
-"""The 1998 paper's LeNet-5 (lenet5/lecun98.py) and its optimizer (lenet5/sdlm.py), checked against
+"""The 1998 paper's LeNet-5 (lenet5/network/lecun98.py) and its optimizer (lenet5/network/sdlm.py), checked against
 the paper's own numbers and against independent computations, in numpy."""
 
 import numpy as np
 import pytest
 
-from lenet5 import config, lecun98, reference, sdlm, weights
-from lenet5.data import normalize
+from lenet5 import config
+from lenet5.data.splits import normalize
+from lenet5.network import lecun98, reference, sdlm, shapes, weights
 
 # The paper's Table I as printed: a row per S2 map, a column per C3 map, X where connected.
 TABLE_I = """
@@ -22,7 +23,7 @@ PAPER_PARAMS = {"c1": 156, "s2": 12, "c3": 1516, "s4": 32, "c5": 48_120, "f6": 1
 
 def test_each_layer_has_the_papers_parameter_count():
     assert lecun98.layer_params() == PAPER_PARAMS
-    assert config.expected_num_params(arch="lecun98") == 60_000 == sum(PAPER_PARAMS.values())
+    assert shapes.expected_num_params(arch="lecun98") == 60_000 == sum(PAPER_PARAMS.values())
 
 
 def test_the_connection_table_is_table_i():

@@ -1,5 +1,5 @@
 """What a run writes for plots (test predictions, TensorBoard events) and python -m lenet5.plot,
-on tiny run folders made with lenet5.run itself."""
+on tiny run folders made with lenet5.training.run itself."""
 
 import json
 
@@ -10,8 +10,8 @@ from PIL import Image
 
 from lenet5 import plot
 from lenet5.config import Config
-from lenet5.run import Run
-from lenet5.runfolder import PREDICTIONS, RunError, RunFolder
+from lenet5.training.run import Run
+from lenet5.training.runfolder import PREDICTIONS, RunError, RunFolder
 
 EPOCHS = [
     dict(epoch=1, train_loss=0.9, train_acc=0.7, val_loss=0.5, val_acc=0.8, lr=0.004, seconds=2.0),

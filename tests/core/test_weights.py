@@ -1,4 +1,4 @@
-"""The neutral weight file (lenet5/weights.py), the ONNX export (lenet5/onnx_export.py) and the
+"""The neutral weight file (lenet5/network/weights.py), the ONNX export (lenet5/onnx_export.py) and the
 converter's command line on .npz files: numpy, onnx and onnxruntime only, so in every environment.
 The frameworks' side is in tests/<framework>/test_<framework>_weights.py."""
 
@@ -11,8 +11,9 @@ import onnx
 import pytest
 from conftest import ROOT, random_params
 
-from lenet5 import onnx_export, reference, weights
+from lenet5 import onnx_export
 from lenet5.config import ACTIVATIONS, POOLINGS
+from lenet5.network import reference, weights
 
 
 @pytest.fixture

@@ -28,8 +28,8 @@ from distributed_contract import (
     wait_for_checkpoint,
 )
 
-from lenet5.distributed import free_port
-from lenet5.runfolder import RunFolder
+from lenet5.training.distributed import free_port, launch
+from lenet5.training.runfolder import RunFolder
 from model_mxnet.convert import native_model
 
 FRAMEWORK = "mxnet"
@@ -41,10 +41,8 @@ PIPES = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 def launched(mnist_dir, out, name, *args, workers=2, **popen):
     """launch.py -n `workers` --launcher local, in a session of its own: all its processes are
     killed on the way out (scheduler and servers too)."""
-    cmd = [sys.executable, LAUNCH, "-n", str(workers), "--launcher", "local", sys.executable]
-    proc = subprocess.Popen(
-        [*cmd, *command(FRAMEWORK, mnist_dir, out, name), *args], text=True, start_new_session=True, **popen
-    )
+    [(cmd, _)] = launch(FRAMEWORK, sys.executable, workers, [*command(FRAMEWORK, mnist_dir, out, name), *args])
+    proc = subprocess.Popen(list(map(str, cmd)), text=True, start_new_session=True, **popen)
     try:
         yield proc
     finally:
@@ -127,7 +125,7 @@ def test_two_workers_train_to_the_metrics_of_one_process_and_rank_0_alone_writes
 # train.py with every "GPU" a CPU device of MXNet's (cpu(0), cpu(1)): the code of several GPUs in one
 # process, which this machine has not, on the device kvstore (dist_sync_device under launch.py)
 TWO_DEVICES = (
-    "import sys; from lenet5.cli import threads_before_import; threads_before_import(sys.argv[1:]); "
+    "import sys; from lenet5.training.cli import threads_before_import; threads_before_import(sys.argv[1:]); "
     "import mxnet as mx; from train_mxnet import train; train.devices_of = lambda device: [mx.cpu(0), mx.cpu(1)]; "
     "sys.exit(train.main(sys.argv[1:]))"
 )

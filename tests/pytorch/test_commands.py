@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from lenet5 import convert, onnx_export, plot, predict
-from lenet5.download import load_mnist
+from lenet5.data.download import load_mnist
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

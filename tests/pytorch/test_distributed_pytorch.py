@@ -25,7 +25,7 @@ from distributed_contract import (
     wait_for_checkpoint,
 )
 
-from lenet5.distributed import free_port
+from lenet5.training.distributed import free_port, launch
 from model_pytorch import build
 
 FRAMEWORK = "pytorch"
@@ -33,8 +33,8 @@ TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 
 
 def torchrun(mnist_dir, out, name, *args, nproc=2, **popen):
-    cmd = [TORCHRUN, "--nproc-per-node", str(nproc), "--master-port", str(free_port())]
-    return subprocess.Popen([*cmd, *command(FRAMEWORK, mnist_dir, out, name), *args], text=True, **popen)
+    [(cmd, _)] = launch(FRAMEWORK, sys.executable, nproc, [*command(FRAMEWORK, mnist_dir, out, name), *args])
+    return subprocess.Popen(list(map(str, cmd)), text=True, **popen)
 
 
 def by_hand(mnist_dir, out, name, *args, ranks=(0, 1), size=2, port=None):

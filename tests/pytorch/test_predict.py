@@ -16,7 +16,7 @@ from digit_pictures import write_pictures, write_video
 from PIL import Image
 
 from lenet5 import predict
-from lenet5.download import load_mnist
+from lenet5.data.download import load_mnist
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -131,7 +131,7 @@ def test_run_level_mistakes_get_one_line(trained, tmp_path, capsys):
     picture = tmp_path / "x.png"
     Image.new("L", (30, 30), 255).save(picture)
     code, _, err = run_predict(capsys, tmp_path / "mistyped-run", picture)  # a folder of pictures would be inputs
-    assert code == 1 and "not a run folder (no config.json there)" in err and err.count("\n") == 1
+    assert code == 1 and "mistyped-run: no such run folder or file" in err and err.count("\n") == 1
     unfinished = tmp_path / "unfinished"
     shutil.copytree(trained, unfinished)
     (unfinished / "model.pt").unlink()
@@ -231,7 +231,8 @@ def test_a_folder_of_mnist_pngs_trains_to_95_percent_and_predict_uses_its_class_
 
 @pytest.mark.slow
 def test_a_three_class_folder_gives_a_three_class_model_in_every_file(mnist, tmp_path, capsys):
-    from lenet5 import onnx_export, weights
+    from lenet5 import onnx_export
+    from lenet5.network import weights
 
     folder = tmp_path / "three"
     for name in NAMES[:3]:
@@ -282,8 +283,9 @@ def test_a_three_class_folder_gives_a_three_class_model_in_every_file(mnist, tmp
 
 @pytest.mark.slow
 def test_a_lecun98_run_predicts_from_its_smallest_rbf_output_and_plots(mnist_dir, mnist, tmp_path, capsys):
-    from lenet5 import plot, reference, weights
-    from lenet5.data import normalize
+    from lenet5 import plot
+    from lenet5.data.splits import normalize
+    from lenet5.network import reference, weights
 
     out = tmp_path / "runs"
     subprocess.run(

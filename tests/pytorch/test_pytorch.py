@@ -7,9 +7,10 @@ import torch
 from conftest import read_json
 from train_contract import *  # noqa: F401,F403 - the tests every framework passes
 
-from lenet5 import lecun98, reference, sdlm
-from lenet5.config import ACTIVATIONS, POOLINGS, Config, expected_num_params
-from lenet5.data import load_splits
+from lenet5.config import ACTIVATIONS, POOLINGS, Config
+from lenet5.data.splits import load_splits
+from lenet5.network import lecun98, reference, sdlm
+from lenet5.network.shapes import expected_num_params
 from model_pytorch import LeCun98, LeNet5, num_params
 from model_pytorch.convert import to_neutral
 from train_pytorch.sdlm import SDLM, estimate_hessian

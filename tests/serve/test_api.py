@@ -16,10 +16,12 @@ from digit_pictures import as_picture
 from PIL import Image
 from serving import DRAWINGS, drawn_png, png_bytes, running, trained_run, url  # noqa: F401 - fixtures
 
-from lenet5 import convert, envs, images, onnx_export, predict, reference, serve, weights
-from lenet5.data import normalize
-from lenet5.download import load_mnist
-from lenet5.runfolder import RunFolder
+from lenet5 import convert, envs, models, onnx_export, serve
+from lenet5.data import images
+from lenet5.data.download import load_mnist
+from lenet5.data.splits import normalize
+from lenet5.network import reference, weights
+from lenet5.training.runfolder import RunFolder
 
 LAYERS = {"c1": [6, 28, 28], "s2": [6, 14, 14], "c3": [16, 10, 10], "s4": [16, 5, 5], "c5": [120], "f6": [84]}
 
@@ -71,9 +73,9 @@ def test_twenty_requests_at_once_are_all_answered_as_predict_answers_them(url, t
         responses = list(pool.map(ask, paths))
     assert [r.status_code for r in responses] == [200] * n
     served = np.array([r.json()["probabilities"] for r in responses])
-    # predict, with the run's own PyTorch model, gives the same probabilities to the same pictures.
+    # predict's loader, with the run's own PyTorch model, gives the same probabilities to the same pictures.
     digits = np.stack([images.to_mnist(images.load_image(p)) for p in paths])
-    own = reference.softmax(np.asarray(predict.logits_of(str(trained_run), digits, 256), np.float64))
+    own = reference.softmax(np.asarray(models.open_model(trained_run).logits(normalize(digits), 256), np.float64))
     np.testing.assert_allclose(served, own, atol=1e-4)
     assert np.mean(served.argmax(1) == mnist["test_labels"][:n]) >= 0.9
 

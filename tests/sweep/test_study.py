@@ -20,8 +20,8 @@ import pytest
 from conftest import ROOT, need
 from optuna.trial import TrialState
 
-from lenet5 import study as studies
-from lenet5.distributed import free_port
+from lenet5.sweeps import study as studies
+from lenet5.training.distributed import free_port
 
 USER, PASSWORD = "lenet5", "sweep-secret"
 
@@ -285,7 +285,7 @@ def test_tpe_with_the_median_pruner_stops_a_hopeless_learning_rate_early(databas
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
-    from lenet5 import weights
+    from lenet5.network import weights
 
     params, meta = weights.load(fetched)
     assert meta["framework"] == "pytorch" and set(params) == set(weights.shapes())

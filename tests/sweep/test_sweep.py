@@ -203,7 +203,7 @@ def test_an_interrupted_sweep_or_run_continues_where_it_stopped(tmp_path, mnist_
 
 
 def test_a_journal_file_holds_the_study_and_its_weights(tmp_path, mnist_dir):
-    from lenet5 import weights
+    from lenet5.network import weights
 
     journal = ["--storage", str(tmp_path / "shared" / "sweep.log"), "--study", "j"]
     tiny = [

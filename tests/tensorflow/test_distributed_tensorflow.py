@@ -25,7 +25,7 @@ from distributed_contract import (
     wait_for_checkpoint,
 )
 
-from lenet5.distributed import free_port, tf_config
+from lenet5.training.distributed import free_port, tf_config
 
 FRAMEWORK = "tensorflow"
 

@@ -12,14 +12,14 @@ those steps leaves (files no checkpoint.json names, staging folders) goes when t
 import re
 import shutil
 
-from .files import is_leftover, staging, write_json
+from ..files import is_leftover, staging, write_json
 from .runfolder import CHECKPOINT, RunError
 
 STEM = re.compile(r"checkpoint-epoch\d{4}(-step\d{7})?\W")  # the files commit() names, and no other
 
 
 class Checkpoints:
-    """The checkpoints of one run folder (a lenet5.runfolder.RunFolder) of `framework`."""
+    """The checkpoints of one run folder (a lenet5.training.runfolder.RunFolder) of `framework`."""
 
     def __init__(self, folder, framework):
         self.folder, self.framework = folder, framework

@@ -3,8 +3,8 @@
 What every framework's lecun98 model, the numpy reference and the ONNX exporter share, in numpy:
 the input scaling, the squashing function, C3's connection table (the paper's Table I), the RBF
 output's bitmaps (after the paper's Fig. 3), the initialisation and the MAP loss's constant; its
-learning-rate schedule is lenet5.config's, its optimizer lenet5/sdlm.py. The arrays are in the
-neutral layout (lenet5/weights.py).
+learning-rate schedule is lenet5.config's, its optimizer lenet5/network/sdlm.py. The arrays are in the
+neutral layout (lenet5/network/weights.py).
 
 Two choices the paper leaves open, made here:
 - C3 is a full 16x6 convolution whose weights outside Table I are held at zero (a fixed mask in
@@ -17,12 +17,12 @@ Two choices the paper leaves open, made here:
 
 import numpy as np
 
-from .data import MEAN, STD
+from ..data.splits import MEAN, STD
 
 # Input: background -0.1, ink 1.175 (a mean near 0, a variance near 1), in a 32x32 field.
 BACKGROUND, INK = -0.1, 1.175
 PAD = 2  # 28x28 digits centred in 32x32: C1's 5x5 kernels then leave 28x28 maps
-# The project's images arrive normalised as lenet5.data.normalize does: x = (p - MEAN) / STD for
+# The project's images arrive normalised as lenet5.data.splits.normalize does: x = (p - MEAN) / STD for
 # pixels p in [0, 1]. The paper's value BACKGROUND + (INK - BACKGROUND) p is then SCALE x + OFFSET.
 SCALE = (INK - BACKGROUND) * STD
 OFFSET = (INK - BACKGROUND) * MEAN + BACKGROUND

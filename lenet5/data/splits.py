@@ -100,6 +100,20 @@ def load_splits(
     )
 
 
+def splits_of(cfg, channels_last=False):
+    """The splits a run's options (a lenet5.config.Config) ask for, with the framework's layout."""
+    return load_splits(
+        cfg.val_size,
+        cfg.limit_train,
+        cfg.limit_test,
+        channels_last=channels_last,
+        data_dir=cfg.data_dir,
+        progress=not cfg.no_progress,
+        dataset=cfg.dataset,
+        validate_on_test=cfg.validate_on_test,
+    )
+
+
 def num_batches(n, batch_size):
     return -(-n // batch_size)
 

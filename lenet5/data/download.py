@@ -16,7 +16,7 @@ from pathlib import Path
 from filelock import FileLock
 from tqdm import tqdm
 
-from .files import atomic_path
+from ..files import atomic_path
 from .idx import DataError, by_array, parse_idx
 
 # SHA-256 of each file *after* decompression: mirrors gzip the same bytes differently.

@@ -1,14 +1,23 @@
 """The command line of every framework's train.py: one definition, so flags and defaults match."""
 
 import argparse
-import functools
-import math
 import os
 import sys
 from pathlib import Path
 
-from . import augment
-from .config import (
+from ..arguments import (
+    HelpFormatter,
+    Parser,
+    folder,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    printable,
+    run_name,
+)
+from ..config import (
     ACTIVATIONS,
     ARCHS,
     DEVICES,
@@ -21,11 +30,12 @@ from .config import (
     Config,
     recipe_options,
 )
-from .download import DOWNLOADABLE, TRAIN_SIZE, default_data_dir
-from .files import describe
-from .idx import DataError
-from .run import Interrupted, Stopped, signals_raise
+from ..data import augment
+from ..data.download import DOWNLOADABLE, TRAIN_SIZE, default_data_dir
+from ..data.idx import DataError
+from ..files import describe
 from .runfolder import RunError, RunFolder
+from .stopping import Interrupted, Stopped, signals_raise
 
 DEFAULT_OUTPUT_DIR = ROOT / "runs"
 # What a resumed run may change; every other option comes from the run's config.json.
@@ -41,65 +51,12 @@ RESUME_OVERRIDES = (
 )
 
 
-def printable(text):
-    """`text` with what a terminal would not show, or would break the line at, escaped: a file
-    name may hold anything but "/" and NUL, and a message stays one line."""
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode() for char in text)
-
-
-def prog(module):
-    """How the command `module` names itself in its usage and errors: as the lenet5 command's mode
-    that ran it (lenet5/command.py sets LENET5_PROG to "module:lenet5 mode"), else as `python -m` runs it."""
-    ran, _, name = os.environ.get("LENET5_PROG", "").partition(":")
-    return name if ran == module and name else f"python -m {module}"
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        """One line, not argparse's usage block: the user sees at once what to fix."""
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-    def exit(self, status=0, message=None):
-        super().exit(status, message and printable(message.rstrip("\n")) + "\n")
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    def _get_help_string(self, action):
-        """State every default, except empty ones ("(default: )" helps nobody)."""
-        if action.default is None or action.default is False or action.default == "":
-            return action.help
-        return super()._get_help_string(action)
-
-
-def _number(kind, low, low_ok):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
-            ) from None
-        if not math.isfinite(value) or value < low or (value == low and not low_ok):
-            raise argparse.ArgumentTypeError(f"must be {'>=' if low_ok else '>'} {low}, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
-
-
-positive_int, non_negative_int = _number(int, 0, False), _number(int, 0, True)
-positive_float, non_negative_float = _number(float, 0.0, False), _number(float, 0.0, True)
-
-
-def fraction(text):
-    """An argparse type: a number from 0 up to, not including, 1 (a rate, a share)."""
-    value = non_negative_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"must be < 1, got {text}")
-    return value
-
-
-fraction.__name__ = "float"
+def recipe_help():
+    """What each recipe sets, for --help."""
+    return "; ".join(
+        f"{name}: " + (" ".join(f"{flag(k)} {v}" for k, v in options.items()) or "the defaults shown here")
+        for name, options in RECIPES.items()
+    )
 
 
 def augmentation(text):
@@ -113,14 +70,6 @@ def augmentation(text):
 augmentation.__name__ = "augmentation"
 
 
-def recipe_help():
-    """What each recipe sets, for --help."""
-    return "; ".join(
-        f"{name}: " + (" ".join(f"{flag(k)} {v}" for k, v in options.items()) or "the defaults shown here")
-        for name, options in RECIPES.items()
-    )
-
-
 def dataset(text):
     """A downloadable dataset's name, or a folder, made absolute so that a resumed run finds it
     from anywhere."""
@@ -130,53 +79,6 @@ def dataset(text):
     if not folder.is_dir():
         raise argparse.ArgumentTypeError(f"no such folder: {text} (and not one of {', '.join(DOWNLOADABLE)})")
     return str(folder)
-
-
-def folder_problem(path, writable=True):
-    """Why `path` cannot be a folder to write in (None if it can): a file is there, or the
-    nearest folder that exists on the way is a file or not writable. Nothing is made."""
-    path = Path(path).expanduser().absolute()
-    if path.exists() and not path.is_dir():
-        return "not a folder"
-    nearest = next(folder for folder in (path, *path.parents) if folder.exists())
-    if not nearest.is_dir():
-        return f"{nearest} is a file, not a folder"
-    if writable and not os.access(nearest, os.W_OK | os.X_OK):
-        return f"{nearest} is not writable"
-    return None
-
-
-def folder(writable=True):
-    """An argparse type: a folder that exists or can be made (and, if `writable`, written in)."""
-
-    def parse(text):
-        problem = "an empty name" if not text else folder_problem(text, writable)
-        if problem:
-            raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
-        return text
-
-    parse.__name__ = "folder"
-    return parse
-
-
-def new_file(text):
-    """An argparse type: a file to make, never overwritten; its folder is made if need be."""
-    if not text:
-        raise argparse.ArgumentTypeError("an empty name")
-    path = Path(text).expanduser()
-    if path.exists() or path.is_symlink():
-        raise argparse.ArgumentTypeError(f"{text} already exists; choose another name")
-    problem = folder_problem(path.parent)
-    if problem:
-        raise argparse.ArgumentTypeError(f"{text}: its folder {path.parent}: {problem}")
-    return path
-
-
-def run_name(text):
-    """An argparse type: one folder's name, inside --output-dir whatever it holds ("": the default)."""
-    if "/" in text or "\\" in text or ".." in text or text == ".":
-        raise argparse.ArgumentTypeError(f"{text!r}: a run name is one folder's name, without '/', '\\' or '..'")
-    return text
 
 
 def build_parser(framework, description=None, with_defaults=True, recipe="default"):
@@ -357,30 +259,11 @@ def flag(name):
     return "--" + name.replace("_", "-")
 
 
-def stops_cleanly(prog):
-    """Decorate a command's main(argv): Ctrl-C and SIGTERM stop it with one line and the status
-    128 + the signal, after the files it was writing are removed (lenet5.files)."""
-
-    def decorate(main):
-        @functools.wraps(main)
-        def guarded(argv=None):
-            with signals_raise():
-                try:
-                    return main(argv)
-                except Interrupted as stop:
-                    print(f"\n{prog}: stopped by {stop}; nothing half-written is left", file=sys.stderr)
-                    return 128 + stop.signum
-
-        return guarded
-
-    return decorate
-
-
 def run_command(framework, train, argv=None, description=None):
     """A train.py's main(): parse its command line, call `train(cfg)`, and end a run that cannot go
     on with one line and an exit status (128 + the signal after Ctrl-C or SIGTERM, as a shell
     reports it: 130, 143; 1 after an error)."""
-    with signals_raise():  # until training starts (lenet5.run.Run.stopping), a signal stops at once
+    with signals_raise():  # until training starts (lenet5.training.run.Run.stopping), a signal stops at once
         cfg = parse_args(framework, argv, description)
         try:
             train(cfg)

@@ -1,7 +1,7 @@
 """The neutral weight file, model.npz: one LeNet-5's weights that every framework (and ONNX) reads.
 
-Layout: PyTorch's, which MXNet shares and lenet5/reference.py uses; convolutions (out, in, 5, 5),
-dense layers (out, in), float32; images normalised as lenet5.data.normalize does, (N, 1, 28, 28).
+Layout: PyTorch's, which MXNet shares and lenet5/network/reference.py uses; convolutions (out, in, 5, 5),
+dense layers (out, in), float32; images normalised as lenet5.data.splits.normalize does, (N, 1, 28, 28).
 Keras keeps kernels as (5, 5, in, out) and dense weights as (in, out): model_tensorflow/convert.py
 transposes, nowhere else. Beside the weights, a `meta` entry (a JSON string) holds what the
 weights alone cannot say (pooling, activation, num_classes, the framework that trained them), so
@@ -16,9 +16,10 @@ import zipfile
 
 import numpy as np
 
+from ..config import ACTIVATIONS, ARCH_NAMES, ARCHS, POOLINGS
+from ..files import write_npz
 from . import lecun98
-from .config import ACTIVATIONS, ARCH_NAMES, ARCHS, POOLINGS, param_shapes
-from .files import write_npz
+from .shapes import param_shapes
 
 MODEL_STEM = "model"  # a finished run's model files: model.npz, and its framework's own below
 FILENAME = MODEL_STEM + ".npz"
@@ -44,7 +45,7 @@ def flat_features():
 
 
 def shapes(num_classes=10, arch="lenet5"):
-    """{name: shape} of every array in the neutral layout: the paper's (lenet5.config.param_shapes),
+    """{name: shape} of every array in the neutral layout: the paper's (lenet5.network.shapes.param_shapes),
     F6's input size checked against the one derived here."""
     expected = param_shapes(num_classes, arch)
     assert expected["f6.weight"][1] == flat_features()

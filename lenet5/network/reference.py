@@ -6,8 +6,8 @@ Weights use PyTorch's layout, which MXNet shares: convolutions (out, in, 5, 5), 
 
 import numpy as np
 
+from ..config import LEAKY_SLOPE
 from . import lecun98
-from .config import LEAKY_SLOPE
 
 ACTIVATION = {
     "relu": lambda x: np.maximum(x, 0),
@@ -50,7 +50,7 @@ def trace(params, x, pooling="max", activation="relu", arch="lenet5"):
 
 
 def trace_lecun98(p, x):
-    """The 1998 paper's network (lenet5/lecun98.py), one layer at a time, in float64."""
+    """The 1998 paper's network (lenet5/network/lecun98.py), one layer at a time, in float64."""
     f = lecun98.squash
 
     def subsample(x, name):  # the sum of each 2x2 block, times the map's coefficient, plus its bias

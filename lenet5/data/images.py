@@ -5,7 +5,7 @@ their aspect ratio, and pasted into 28x28 so that their centre of mass sits at t
 A photo or a scan is none of that, and LeNet-5 sees only what it was trained on; so predict
 and the image-folder datasets both send every picture through `to_mnist` first.
 
-    from lenet5.images import load_image, to_mnist
+    from lenet5.data.images import load_image, to_mnist
     digit = to_mnist(load_image("photo.jpg"))   # (28, 28) uint8
 """
 
@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .files import first_line
+from ..files import first_line
 
 SIZE, BOX = 28, 20  # MNIST's canvas and the box the digit is scaled into
 CENTRE = 14.0  # where MNIST's centres of mass lie, in pixel indices (mean 14.0, std 0.3)

@@ -1,5 +1,5 @@
 """Datasets of one's own pictures: a folder with one subfolder of images per class (or train/ and
-test/ folders each laid out so), every image converted to 28x28 as MNIST was made (lenet5/images.py),
+test/ folders each laid out so), every image converted to 28x28 as MNIST was made (lenet5/data/images.py),
 and the converted arrays cached so that the conversion runs again only when the folder changes.
 """
 
@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..files import write_npz
 from . import images
-from .files import write_npz
 from .idx import DataError
 
 # Fixed, so every --seed and every framework validates (data.load_splits) and tests (a folder without
 # train/ and test/) on the same images. Here, not in data.py: data.py imports this module.
 SPLIT_SEED = 20_260_101
-IMAGE_FOLDER_VERSION = 1  # of the conversion: a change to lenet5/images.py bumps it, renewing the caches
+IMAGE_FOLDER_VERSION = 1  # of the conversion: a change to lenet5/data/images.py bumps it, renewing the caches
 
 
 def _class_folders(folder):

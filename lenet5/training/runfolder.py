@@ -5,8 +5,8 @@ class names in label order (classes.json), one metrics row per epoch (metrics.cs
 checkpoint (checkpoint.json names its files), the trained model in its framework's own files
 (model.pt, model.keras or model.params) and in the neutral layout (model.npz), the test-set
 predictions (test_predictions.npz), the final result (result.json) and, with --tensorboard, the
-same metrics for TensorBoard (tensorboard/). lenet5.run.Run writes it, through
-lenet5.checkpoint for the checkpoints; everything else reads it through RunFolder.
+same metrics for TensorBoard (tensorboard/). lenet5.training.run.Run writes it, through
+lenet5.training.checkpoint for the checkpoints; everything else reads it through RunFolder.
 """
 
 import csv
@@ -16,14 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import files, weights
-from .config import Config
+from .. import files
+from ..config import Config
+from ..network import weights
 
 CONFIG = "config.json"
 CLASSES = "classes.json"
 METRICS = "metrics.csv"
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "eval_seconds")
-CHECKPOINT = "checkpoint.json"  # names the last complete checkpoint's files (lenet5.checkpoint)
+CHECKPOINT = "checkpoint.json"  # names the last complete checkpoint's files (lenet5.training.checkpoint)
 CHECKPOINT_KEYS = {"framework", "epoch", "step", "partial", "files"}
 RESULT = "result.json"
 PREDICTIONS = "test_predictions.npz"  # label, prediction, probability, logits: one row per test image, in order

@@ -27,7 +27,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.exceptions import StorageInternalError
 from optuna.trial import TrialState
 
-from .config import recipe_options
+from ..config import recipe_options
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # Heartbeats and retries are marked experimental, and recorded here outside Study.optimize (each

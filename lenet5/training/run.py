@@ -1,15 +1,13 @@
-"""The writer of a run folder (lenet5.runfolder says what it holds), the per-epoch line and the
-progress bars; Ctrl-C, SIGTERM, a full disk and a diverging loss. In a data-parallel run
-(lenet5.distributed), rank 0 alone writes and prints, and the processes agree, at the steps where
-the loss is checked, on the sums of their shares and on a signal that any of them received.
+"""The writer of a run folder (lenet5.training.runfolder says what it holds), the per-epoch line and
+the progress bars, and the one line that says what is kept when Ctrl-C, SIGTERM, a full disk or a
+diverging loss (lenet5.training.stopping) stops a run. In a data-parallel run
+(lenet5.training.distributed), rank 0 alone writes and prints.
 """
 
 import csv
-import math
 import platform
 import signal
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,54 +15,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import lecun98, weights
+from ..config import model_name
+from ..data.download import DIGITS
+from ..files import atomic_path, describe, write_json, write_npz
+from ..network import lecun98, weights
+from ..network.reference import softmax
 from .checkpoint import Checkpoints
-from .config import model_name
 from .distributed import World
-from .download import DIGITS
-from .files import atomic_path, describe, write_json, write_npz
-from .reference import softmax
 from .runfolder import CLASSES, CONFIG, METRIC_COLUMNS, METRICS, PREDICTIONS, RESULT, TENSORBOARD, RunError, RunFolder
-
-# Ctrl-C, and what batch schedulers (SLURM, Kubernetes, systemd) send before they kill a job.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM (`signum`), raised where the process stood, as Python raises KeyboardInterrupt."""
-
-    def __init__(self, signum):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def raise_interrupted(signum, frame):
-    """A signal handler: SIGTERM, too, unwinds the stack (files being written are removed)."""
-    raise Interrupted(signum)
-
-
-@contextmanager
-def signals_raise():
-    """Within the block, SIGINT and SIGTERM raise Interrupted (only in the main thread, where
-    Python runs signal handlers)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = [signal.signal(signum, raise_interrupted) for signum in STOP_SIGNALS]
-    try:
-        yield
-    finally:
-        for signum, handler in zip(STOP_SIGNALS, previous):
-            signal.signal(signum, handler)
-
-
-class Stopped(Exception):
-    """Ctrl-C or SIGTERM (`signum`) stopped the run at the end of a step, after a checkpoint; the
-    message says what is kept."""
-
-    def __init__(self, message, signum):
-        super().__init__(message)
-        self.signum = signum
+from .stopping import Agreement, Interrupted, Stopped
 
 
 def _new_run_dir(cfg):
@@ -99,8 +58,9 @@ class Run:
     a list of numbers over its processes (needed when there are several)."""
 
     def __init__(self, cfg, world=None, all_sum=None):
-        self.cfg, self.world, self._all_sum = cfg, world or World(), all_sum
+        self.cfg, self.world = cfg, world or World()
         world = self.world
+        self.agreement = Agreement(world, all_sum)  # the stop signal and loss check of every process
         self.writes = world.writes  # rank 0 alone writes the run folder and prints
         folder = cfg.resume or (_new_run_dir(cfg) if self.writes else None)  # the others read it to resume
         self.folder = RunFolder(folder) if folder else None
@@ -108,10 +68,7 @@ class Run:
         self.checkpoints = Checkpoints(self.folder, cfg.framework) if folder else None
         self.history = []  # one dict per finished epoch, as in metrics.csv
         self.partial = None  # where a checkpoint inside an epoch stopped: epoch, sums, seconds
-        self._checked = 0  # the last step whose loss check_finite found finite
-        self._signal = 0  # Ctrl-C or SIGTERM seen by this process
-        self._agreed_signal = 0  # ... by any process, at the last agreement of a data-parallel run
-        self._epoch_started = self._epoch_trained = 0.0
+        self.epoch_started = self.epoch_trained = 0.0  # perf_counter() times (lenet5.training.loop)
         self._tensorboard = None  # a tensorboardX SummaryWriter with --tensorboard
         self.classes = list(DIGITS)
 
@@ -144,20 +101,13 @@ class Run:
     @contextmanager
     def stopping(self):
         """Around the training loop and the final files: Ctrl-C or SIGTERM checkpoints at the end
-        of the current step and raises Stopped (the same signal again stops at once: a launcher
-        that forwards SIGTERM after the terminal's Ctrl-C does not); it, a write that fails (a full
-        disk) or a diverging loss then says in its one line what is kept. A signal after the last
-        epoch's checkpoint lets the final files be written (seconds). In a data-parallel run every
-        process stops at the same step, the first agreement after any of them was signalled."""
-
-        def on_signal(signum, frame):
-            if self._signal == signum:
-                raise Interrupted(signum)
-            self._signal = self._signal or signum
-
-        previous = [signal.signal(signum, on_signal) for signum in STOP_SIGNALS]
+        of the current step and raises Stopped (lenet5.training.stopping); it, a write that fails
+        (a full disk) or a diverging loss then says in its one line what is kept. A signal after
+        the last epoch's checkpoint lets the final files be written (seconds). In a data-parallel
+        run every process stops at the same step, the first agreement after any was signalled."""
         try:
-            yield
+            with self.agreement.noting_signals():
+                yield
         except KeyboardInterrupt as stop:  # Interrupted, or Python's own for SIGINT
             self._close_tensorboard()
             signum = getattr(stop, "signum", signal.SIGINT)
@@ -169,9 +119,6 @@ class Run:
         except RunError as error:
             self._close_tensorboard()
             raise RunError(f"{self._who()}{error}; {self._kept()}") from None
-        finally:
-            for signum, handler in zip(STOP_SIGNALS, previous):
-                signal.signal(signum, handler)
 
     def _who(self):
         """Which process a line is from, in a data-parallel run: each may print its last."""
@@ -179,63 +126,6 @@ class Run:
 
     def _kept(self):
         return self.checkpoints.kept() if self.writes else "rank 0 says what is kept"
-
-    def _stop(self):
-        """The signal to stop on: this process's own, or in a data-parallel run the one agreed on."""
-        return self._signal if self.world.size == 1 else self._agreed_signal
-
-    def _agree(self, *values):
-        """`values` summed over the processes of a data-parallel run, which agree on the way on
-        whether any of them was signalled; as they are, in a run of one process."""
-        if self.world.size == 1:
-            return values
-        signals = [self._signal == signal.SIGINT, self._signal == signal.SIGTERM]
-        *totals, sigint, sigterm = self._all_sum([*values, *signals])
-        self._agreed_signal = signal.SIGINT if sigint else signal.SIGTERM if sigterm else 0
-        return totals
-
-    def begin_epoch(self, epoch):
-        """Where this epoch starts: (batches already done, their loss sum, correct, images seen)
-        from a checkpoint inside it, else from nothing. The checkpoint's sums are those of all
-        the processes: in a data-parallel run, rank 0 carries them on, the others add their shares."""
-        partial = self.partial if self.partial and self.partial["epoch"] == epoch else None
-        self._epoch_started = time.perf_counter() - (partial["seconds"] if partial else 0.0)
-        if not partial:
-            return 0, 0.0, 0, 0
-        done = -(-partial["seen"] // self.cfg.batch_size)
-        return (done, partial["loss_sum"], partial["correct"], partial["seen"]) if self.writes else (done, 0.0, 0, 0)
-
-    def end_epoch(self, loss_sum, correct, seen, epoch, step):
-        """The epoch's (loss sum, correct, images seen), summed over the processes of a
-        data-parallel run; stops the run if the loss is not finite."""
-        loss_sum, correct, seen = self._agree(float(loss_sum), int(correct), seen)
-        self._check_finite(loss_sum, epoch, step)
-        return loss_sum, int(correct), int(seen)
-
-    def epoch_seconds(self):
-        """Seconds of training in this epoch; called when it ends, so that log_epoch can time the
-        evaluation that follows."""
-        self._epoch_trained = time.perf_counter()
-        return self._epoch_trained - self._epoch_started
-
-    def checkpoint_due(self, step):
-        """Whether to checkpoint inside the epoch after this step: every --checkpoint-every
-        steps, and after Ctrl-C or SIGTERM."""
-        every = self.cfg.checkpoint_every
-        return bool(self._stop()) or bool(every and step % every == 0)
-
-    def check_finite(self, loss_sum, epoch, step):
-        """Stop if the epoch's running loss sum has turned NaN or infinite: some step since the
-        last check (train.py checks where it reads the sums anyway, every 20 steps) diverged. In a
-        data-parallel run, every process checks the sum of all of them, and they agree on a stop."""
-        (value,) = self._agree(float(loss_sum))
-        self._check_finite(value, epoch, step)
-
-    def _check_finite(self, value, epoch, step):
-        if not math.isfinite(value):
-            steps = f"step {step}" if step - self._checked == 1 else f"steps {self._checked + 1}-{step}"
-            raise RunError(f"the training loss became {value} in epoch {epoch}, {steps} (try a smaller --lr)")
-        self._checked = step
 
     def path(self, name):
         return self.dir / name
@@ -251,19 +141,13 @@ class Run:
             sys.stdout.flush()
 
     def save_checkpoint(self, epoch, step, save, partial=None):
-        """Commit a checkpoint (lenet5.checkpoint) after `epoch` finished epochs and `step` steps,
-        plus, inside an epoch, `partial`: {epoch, loss_sum, correct, seen} of the epoch so far
-        (this process's share: the checkpoint keeps the sums over all). After Ctrl-C or SIGTERM,
-        the run stops here."""
-        if partial:
-            loss_sum, correct, seen = self._agree(partial["loss_sum"], partial["correct"], partial["seen"])
-            self._check_finite(loss_sum, partial["epoch"], step)  # never keep diverged weights
-            sums = dict(loss_sum=loss_sum, correct=int(correct), seen=int(seen))
-            partial = dict(partial, **sums, seconds=self.epoch_seconds())
+        """Commit a checkpoint (lenet5.training.checkpoint) after `epoch` finished epochs and `step`
+        steps, plus, inside an epoch, `partial`: {epoch, loss_sum, correct, seen, seconds} of the
+        epoch so far, summed over the processes. After Ctrl-C or SIGTERM, the run stops here."""
         if self.writes:
             self.checkpoints.commit(epoch, step, save, partial)
-        if self._stop():
-            raise Interrupted(self._stop())
+        if self.agreement.stop_signal():
+            raise Interrupted(self.agreement.stop_signal())
 
     def resume(self):
         """(finished epochs, checkpoint file paths) of the last committed checkpoint, or (0, [])
@@ -283,7 +167,7 @@ class Run:
             val_acc=float(val_acc),
             lr=float(lr),
             seconds=float(seconds),
-            eval_seconds=time.perf_counter() - self._epoch_trained,
+            eval_seconds=time.perf_counter() - self.epoch_trained,
         )
         self.history.append(row)
         if not self.writes:

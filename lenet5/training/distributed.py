@@ -5,7 +5,7 @@ Each framework's own launcher starts the processes and tells each which one it i
 dist_sync kvstore); each framework's own collectives average the gradients. What is the same in
 all three is here: the global batch is --batch-size, and each batch of the one-process order is
 cut into one contiguous share per process, in rank order, so that the processes together train
-on the samples of one process, in its order. Rank 0 alone writes the run folder (lenet5.run).
+on the samples of one process, in its order. Rank 0 alone writes the run folder (lenet5.training.run).
 """
 
 import json
@@ -13,9 +13,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from ..config import ROOT
 from .runfolder import RunError
 
 
@@ -64,6 +67,19 @@ def tf_config(hosts, index):
     return json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
 
 
+def launch(framework, python, n, train):
+    """(command, extra environment) of each process that the framework's own launcher needs to run
+    the train.py command line `train` with `python` in `n` data-parallel processes on this machine:
+    torchrun, MXNet's launch.py (one command each), or, TensorFlow having no launcher, one worker
+    per process with its TF_CONFIG."""
+    if framework == "pytorch":
+        return [([python.with_name("torchrun"), "--nproc-per-node", n, "--master-port", free_port(), *train], {})]
+    if framework == "mxnet":
+        return [([python, ROOT / "train_mxnet" / "launch.py", "-n", n, "--launcher", "local", python, *train], {})]
+    hosts = [f"127.0.0.1:{free_port()}" for _ in range(n)]  # TensorFlow: each worker told by TF_CONFIG
+    return [([python, *train], {"TF_CONFIG": tf_config(hosts, i)}) for i in range(n)]
+
+
 # Waits on its stdin: closed in time, it ends; else it says why and kills the process that waits.
 _WATCHDOG = """
 import os, select, signal, sys
@@ -76,7 +92,7 @@ if not select.select([sys.stdin], [], [], float(sys.argv[2]))[0]:
 @contextmanager
 def deadline(seconds, message):
     """Within the block, a framework call that waits for the other processes longer than `seconds`
-    ends this process, `message` printed as lenet5.cli prints an error. For the waits that have no
+    ends this process, `message` printed as lenet5.training.cli prints an error. For the waits that have no
     timeout of their own (TensorFlow's for every worker of TF_CONFIG to start): they hold Python's
     lock in C++, so no thread of this process could end it, and the watchdog is a process."""
     watchdog = subprocess.Popen(
@@ -88,3 +104,35 @@ def deadline(seconds, message):
     finally:
         watchdog.stdin.close()
         watchdog.wait()
+
+
+class PeerWatch:
+    """ps-lite waits for ever for a worker that died or hangs, and for one that never comes: this
+    watch ends the process with one line when the workers have not agreed (all_sum) for
+    --peer-timeout seconds, where Python cannot raise (the main thread waits inside MXNet)."""
+
+    def __init__(self, timeout, what):
+        self.timeout, self.what, self.kept = timeout, what, None
+        self.deadline = time.monotonic() + timeout
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def lost(self, what, kept=None):
+        self.what, self.kept = what, kept
+        self.alive()
+
+    def alive(self):
+        self.deadline = time.monotonic() + self.timeout
+
+    def close(self):
+        """At the end of a run: the kvstore's barrier at exit is not watched (nor the run kept alive)."""
+        self.kept, self.deadline = None, None
+
+    def _watch(self):
+        while self.deadline and time.monotonic() < self.deadline:
+            time.sleep(min(1.0, self.timeout / 10))
+        if self.deadline is None:
+            return
+        kept = f"; {self.kept()}" if self.kept else ""
+        print(f"train.py: error: {self.what}no answer within --peer-timeout {self.timeout} s{kept}", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(1)  # what waits for the lost workers would wait for ever, in exit too
