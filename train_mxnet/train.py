@@ -13,6 +13,7 @@ import functools
 import gc
 import os
 import sys
+from pathlib import Path
 
 if __name__ == "__main__":  # before MXNet is imported, which sizes its thread pool then
     from lenet5.training.cli import threads_before_import
@@ -34,7 +35,7 @@ from mxnet import autograd, gluon
 
 from lenet5.config import ADAM_BETAS, ADAM_EPS
 from lenet5.data.splits import batches, splits_of
-from lenet5.files import first_line, staging
+from lenet5.files import first_line
 from lenet5.network import lecun98
 from lenet5.training.cli import run_command
 from lenet5.training.distributed import PeerWatch, World
@@ -88,12 +89,12 @@ def join_world(cfg, devices):
 
 
 # The kvstore key of all_sum, apart from the Trainer's parameters' 0, 1, ..., and its length:
-# lenet5.training.run sums at most 5 numbers at a time.
+# lenet5.training.stopping sums at most 5 numbers at a time.
 ALL_SUM, ALL_SUM_SIZE = 1 << 20, 8
 
 
 def all_sum(values, kv, watch):
-    """`values` summed over the workers (lenet5.training.run agrees on sums and stop signals with it): the
+    """`values` summed over the workers (lenet5.training.stopping agrees on sums and stop signals with it): the
     dist_sync kvstore's servers add what each worker pushes to a key of its own."""
     watch.alive()
     total = mx.nd.zeros(ALL_SUM_SIZE, dtype="float64")
@@ -217,17 +218,17 @@ def save_checkpoint(stem, model, optimizer):
     return [params.name, states.name]
 
 
-def load_checkpoint(run, model, optimizer, devices):
-    """Restore model and optimizer from the run's last checkpoint; return its epoch."""
-    epoch, paths = run.resume()
-    if not paths:  # stopped before its first checkpoint: start again
-        return 0
-    try:
-        model.load_parameters(str(paths[0]), ctx=devices)
-        optimizer.load_states(str(paths[1]))
-    except Exception as error:  # truncated file, another architecture, not a checkpoint at all
-        raise RunError(f"--resume: cannot load {paths[0]}: {str(error).splitlines()[0]}") from None
-    return epoch
+def load_checkpoint(paths, model, optimizer, devices):
+    """Restore model and optimizer from a checkpoint's files (Run.load_checkpoint)."""
+    model.load_parameters(str(paths[0]), ctx=devices)
+    optimizer.load_states(str(paths[1]))
+
+
+def save_model(folder, name, model, device):
+    """The trained model, for build(...).load_parameters(...), and exported, for gluon.SymbolBlock.imports(...)."""
+    model.save_parameters(str(folder / name))
+    model(mx.nd.zeros((1, 1, 28, 28), ctx=device))  # export needs a forward pass: a run resumed after its
+    model.export(str(folder / Path(name).stem))  # last epoch made none
 
 
 def train(cfg):
@@ -246,30 +247,24 @@ def train(cfg):
     run = Run(cfg, world, watch and functools.partial(all_sum, kv=kv, watch=watch))
     if watch:  # its line says, as the run's own would, what is kept
         watch.lost(watch.what, lambda: run.checkpoints.kept() if run.writes else "rank 0 says what is kept")
-    start = load_checkpoint(run, model, optimizer, devices) if cfg.resume else 0
+    load = functools.partial(load_checkpoint, model=model, optimizer=optimizer, devices=devices)
+    start = run.load_checkpoint(load) if cfg.resume else 0
     if watch:
         broadcast_weights(optimizer)
     run.start(data.classes)
 
-    run.say(
-        f"MXNet {mx.__version__} on {', '.join(map(str, devices))} ({threads} threads{world.describe()}), "
-        f"{num_params(model):,} parameters; "
-        f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
-        f"{run.dir}"
+    run.say_start(
+        f"MXNet {mx.__version__} on {', '.join(map(str, devices))} ({threads} threads{world.describe()})",
+        num_params(model),
+        data,
     )
     steps = make_steps(model, optimizer, data.train, cfg, device)
     # Ctrl-C, SIGTERM, a full disk, a diverging loss: one line, the last checkpoint kept (a lost
     # process: PeerWatch's line)
     with run.stopping():
         test_loss, test_acc, test_logits = fit(run, data, steps, start)
-        if run.writes:  # rank 0 alone, in a data-parallel run
-            final = run.folder.final_model(FRAMEWORK)
-            with staging(run.dir) as tmp:  # whole files or none
-                model.save_parameters(str(tmp / final.name))  # for build(...).load_parameters(...)
-                model(mx.nd.zeros((1, 1, 28, 28), ctx=device))  # export needs a forward pass: a run resumed after
-                model.export(str(tmp / final.stem))  # its last epoch made none; for gluon.SymbolBlock.imports(...)
-            run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
-            run.save_predictions(data.test.y, test_logits)
+        save = functools.partial(save_model, model=model, device=device)
+        run.save_final(save, to_neutral(model), data.test.y, test_logits)  # model.npz: lenet5.convert, ONNX
         result = run.finish(test_loss, test_acc, num_params(model), mx.__version__, str(device))
         if watch:  # every worker here (watched) before the kvstore's own barrier at exit, which is not
             all_sum([0.0], kv, watch)

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lenet5.config import ADAM_BETAS, ADAM_EPS, resolve_threads
 from lenet5.data.splits import batches, splits_of
-from lenet5.files import atomic_path, first_line
+from lenet5.files import first_line
 from lenet5.network import lecun98
 from lenet5.training.cli import run_command
 from lenet5.training.distributed import World
@@ -74,7 +74,7 @@ def join_world(cfg, device):
 
 
 def all_sum(values, device):
-    """`values` summed over the processes (lenet5.training.run agrees on sums and stop signals with it)."""
+    """`values` summed over the processes (lenet5.training.stopping agrees on sums and stop signals with it)."""
     total = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(total)
     return total.tolist()
@@ -162,19 +162,17 @@ def save_checkpoint(stem, model, optimizer):
     return [path.name]
 
 
-def load_checkpoint(run, model, optimizer):
-    """Restore model, optimizer and RNG from the run's last checkpoint; return its epoch."""
-    epoch, paths = run.resume()
-    if not paths:  # stopped before its first checkpoint: start again
-        return 0
-    try:
-        state = torch.load(paths[0], map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-    except Exception as error:  # truncated file, another architecture, not a checkpoint at all
-        raise RunError(f"--resume: cannot load {paths[0]}: {str(error).splitlines()[0]}") from None
+def load_checkpoint(paths, model, optimizer):
+    """Restore model, optimizer and RNG from a checkpoint's files (Run.load_checkpoint)."""
+    state = torch.load(paths[0], map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
-    return epoch
+
+
+def save_model(folder, name, model):
+    """The trained model, for build(...).load_state_dict(torch.load(...))."""
+    torch.save(model.state_dict(), folder / name)
 
 
 def train(cfg):
@@ -189,26 +187,21 @@ def train(cfg):
     model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout).to(device)
     optimizer = make_optimizer(cfg, model)
     run = Run(cfg, world, functools.partial(all_sum, device=device))
-    start = load_checkpoint(run, model, optimizer) if cfg.resume else 0
+    load = functools.partial(load_checkpoint, model=model, optimizer=optimizer)
+    start = run.load_checkpoint(load) if cfg.resume else 0
     run.start(data.classes)
     # DDP all-reduces the gradients in backward; evaluation and the files use the model itself
     net = DistributedDataParallel(model, gradient_as_bucket_view=True) if world.size > 1 else model
 
-    run.say(
-        f"PyTorch {torch.__version__} on {device} ({threads} threads{world.describe()}), "
-        f"{num_params(model):,} parameters; "
-        f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
-        f"{run.dir}"
+    run.say_start(
+        f"PyTorch {torch.__version__} on {device} ({threads} threads{world.describe()})", num_params(model), data
     )
     steps = make_steps(model, net, optimizer, data.train, cfg, device, world)
     # Ctrl-C, SIGTERM, a full disk, a diverging loss, a lost process: one line, the last checkpoint kept
     with run.stopping(), peers_lost():
         test_loss, test_acc, test_logits = fit(run, data, steps, start)
-        if run.writes:  # rank 0 alone, in a data-parallel run
-            with atomic_path(run.folder.final_model(FRAMEWORK)) as tmp:  # for build(...).load_state_dict(...)
-                torch.save(model.state_dict(), tmp)
-            run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
-            run.save_predictions(data.test.y, test_logits)
+        save = functools.partial(save_model, model=model)
+        run.save_final(save, to_neutral(model), data.test.y, test_logits)  # model.npz: lenet5.convert, ONNX
         return run.finish(test_loss, test_acc, num_params(model), torch.__version__, str(device))
 
 

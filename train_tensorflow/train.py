@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from lenet5.config import ADAM_BETAS, ADAM_EPS, resolve_threads
 from lenet5.data.splits import batches, splits_of
-from lenet5.files import atomic_path, first_line
+from lenet5.files import first_line
 from lenet5.network import lecun98
 from lenet5.training.cli import run_command
 from lenet5.training.distributed import World, deadline
@@ -90,7 +90,7 @@ def join_world(cfg, device):
 
 
 def all_sum(values, strategy, world):
-    """`values` summed over the processes (lenet5.training.run agrees on sums and stop signals with it)."""
+    """`values` summed over the processes (lenet5.training.stopping agrees on sums and stop signals with it)."""
     local = strategy.num_replicas_in_sync // world.size  # each process's replicas share its values
     return _all_sum(strategy, tf.constant(values, tf.float64) / local).numpy().tolist()
 
@@ -215,19 +215,17 @@ def save_checkpoint(stem, model):
     return [path.name]
 
 
-def load_checkpoint(run, model, optimizer):
-    """Restore model and optimizer from the run's last checkpoint; return its epoch."""
-    epoch, paths = run.resume()
-    if not paths:  # stopped before its first checkpoint: start again
-        return 0
-    try:
-        saved = keras.saving.load_model(paths[0])
-        model.set_weights(saved.get_weights())  # the optimizer is built (train())
-        for mine, theirs in zip(optimizer.variables, saved.optimizer.variables, strict=True):
-            mine.assign(theirs)
-    except Exception as error:  # truncated file, another architecture, not a checkpoint at all
-        raise RunError(f"--resume: cannot load {paths[0]}: {str(error).splitlines()[0]}") from None
-    return epoch
+def load_checkpoint(paths, model, optimizer):
+    """Restore model and optimizer from a checkpoint's files (Run.load_checkpoint)."""
+    saved = keras.saving.load_model(paths[0])
+    model.set_weights(saved.get_weights())  # the optimizer is built (train())
+    for mine, theirs in zip(optimizer.variables, saved.optimizer.variables, strict=True):
+        mine.assign(theirs)
+
+
+def save_model(folder, name, model):
+    """The trained model, for keras.saving.load_model(...)."""
+    model.save(folder / name)
 
 
 def train(cfg):
@@ -245,24 +243,21 @@ def train(cfg):
         model.compile(optimizer=optimizer)  # so that model.save() keeps the optimizer's state
         optimizer.build(model.trainable_variables)  # here, not inside the replicas' step
     run = Run(cfg, world, functools.partial(all_sum, strategy=strategy, world=world))
-    start = load_checkpoint(run, model, optimizer) if cfg.resume else 0
+    load = functools.partial(load_checkpoint, model=model, optimizer=optimizer)
+    start = run.load_checkpoint(load) if cfg.resume else 0
     run.start(data.classes)
 
-    run.say(
-        f"TensorFlow {tf.__version__} (Keras {keras.__version__}) on {device} ({threads} threads{world.describe()}), "
-        f"{num_params(model):,} parameters; "
-        f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; "
-        f"{run.dir}"
+    run.say_start(
+        f"TensorFlow {tf.__version__} (Keras {keras.__version__}) on {device} ({threads} threads{world.describe()})",
+        num_params(model),
+        data,
     )
     steps = make_steps(model, optimizer, data.train, cfg, strategy, world)
     # Ctrl-C, SIGTERM, a full disk, a diverging loss, a lost process: one line, the last checkpoint kept
     with run.stopping(), peers_lost():
         test_loss, test_acc, test_logits = fit(run, data, steps, start)
-        if run.writes:  # rank 0 alone, in a data-parallel run
-            with atomic_path(run.folder.final_model(FRAMEWORK)) as tmp:  # for keras.saving.load_model(...)
-                model.save(tmp)
-            run.save_weights(to_neutral(model))  # model.npz, the neutral copy: lenet5.convert, ONNX
-            run.save_predictions(data.test.y, test_logits)
+        save = functools.partial(save_model, model=model)
+        run.save_final(save, to_neutral(model), data.test.y, test_logits)  # model.npz: lenet5.convert, ONNX
         return run.finish(test_loss, test_acc, num_params(model), tf.__version__, device)
 
 

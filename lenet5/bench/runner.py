@@ -131,9 +131,8 @@ def bench_processes(framework, args, work, n):
     procs = []
     with open(work / f"{name}.log", "w") as log:
         for cmd, env in launch(framework, envs.env_python(framework), n, train):
-            log.write(f"$ {' '.join(f'{k}={v}' for k, v in env.items())} {' '.join(map(str, cmd))}\n")
+            log.write(f"$ {' '.join(f'{k}={v}' for k, v in env.items())} {' '.join(cmd)}\n")
             log.flush()
-            cmd = list(map(str, cmd))
             env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
             procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env))
         codes = [proc.wait() for proc in procs]

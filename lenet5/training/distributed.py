@@ -17,6 +17,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..config import ROOT
 from .runfolder import RunError
@@ -72,12 +73,15 @@ def launch(framework, python, n, train):
     the train.py command line `train` with `python` in `n` data-parallel processes on this machine:
     torchrun, MXNet's launch.py (one command each), or, TensorFlow having no launcher, one worker
     per process with its TF_CONFIG."""
+    python = Path(python)
     if framework == "pytorch":
-        return [([python.with_name("torchrun"), "--nproc-per-node", n, "--master-port", free_port(), *train], {})]
-    if framework == "mxnet":
-        return [([python, ROOT / "train_mxnet" / "launch.py", "-n", n, "--launcher", "local", python, *train], {})]
-    hosts = [f"127.0.0.1:{free_port()}" for _ in range(n)]  # TensorFlow: each worker told by TF_CONFIG
-    return [([python, *train], {"TF_CONFIG": tf_config(hosts, i)}) for i in range(n)]
+        commands = [([python.with_name("torchrun"), "--nproc-per-node", n, "--master-port", free_port(), *train], {})]
+    elif framework == "mxnet":
+        commands = [([python, ROOT / "train_mxnet" / "launch.py", "-n", n, "--launcher", "local", python, *train], {})]
+    else:
+        hosts = [f"127.0.0.1:{free_port()}" for _ in range(n)]  # TensorFlow: each worker told by TF_CONFIG
+        commands = [([python, *train], {"TF_CONFIG": tf_config(hosts, i)}) for i in range(n)]
+    return [([str(part) for part in cmd], env) for cmd, env in commands]
 
 
 # Waits on its stdin: closed in time, it ends; else it says why and kills the process that waits.

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..config import model_name
 from ..data.download import DIGITS
-from ..files import atomic_path, describe, write_json, write_npz
+from ..files import atomic_path, describe, first_line, staging, write_json, write_npz
 from ..network import lecun98, weights
 from ..network.reference import softmax
 from .checkpoint import Checkpoints
@@ -149,6 +149,27 @@ class Run:
         if self.agreement.stop_signal():
             raise Interrupted(self.agreement.stop_signal())
 
+    def say_start(self, framework, num_params, data):
+        """The run's first line: `framework` (its version, where it runs, its threads and processes),
+        the model's size, the splits and the run folder."""
+        self.say(
+            f"{framework}, {num_params:,} parameters; "
+            f"{len(data.train):,} train / {len(data.val or ()):,} val / {len(data.test):,} test images; {self.dir}"
+        )
+
+    def load_checkpoint(self, load):
+        """Continue from the last committed checkpoint: `load(paths)` restores the framework's
+        state from its files. Returns its epoch: 0 when the run stopped before its first, and starts
+        again. A file that cannot be loaded (truncated, of another architecture) gets one line."""
+        epoch, paths = self.resume()
+        if not paths:
+            return 0
+        try:
+            load(paths)
+        except Exception as error:
+            raise RunError(f"--resume: cannot load {paths[0]}: {first_line(error)}") from None
+        return epoch
+
     def resume(self):
         """(finished epochs, checkpoint file paths) of the last committed checkpoint, or (0, [])
         if there is none; the history keeps the metrics rows up to that epoch (later ones are
@@ -208,6 +229,17 @@ class Run:
         if self._tensorboard:
             self._tensorboard.close()
             self._tensorboard = None
+
+    def save_final(self, write, params, labels, logits):
+        """Rank 0's files of the trained model: the framework's own, written by `write(folder, name)`
+        into a staging folder (whole files or none), model.npz from the neutral `params` (from the
+        framework's model_<framework>/convert.py), and the test predictions."""
+        if not self.writes:
+            return
+        with staging(self.dir) as tmp:
+            write(tmp, self.folder.final_model(self.cfg.framework).name)
+        self.save_weights(params)
+        self.save_predictions(labels, logits)
 
     def save_weights(self, params):
         """Write model.npz: the trained weights in the neutral layout (from the framework's

@@ -1,9 +1,13 @@
 """python -m lenet5.architecture: the layer table it draws, and the PNG it writes."""
 
+import subprocess
+
+import numpy as np
 import pytest
+from conftest import ROOT
 from PIL import Image
 
-from lenet5 import architecture
+from lenet5 import architecture, envs
 from lenet5.network.shapes import expected_num_params
 
 
@@ -53,6 +57,13 @@ def test_writes_a_png_and_replaces_only_its_own(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("arch", ["lenet5", "lecun98"])
-def test_the_committed_figure_is_this_scripts(arch):
-    with Image.open(architecture.DEFAULT_OUTPUT[arch]) as image:
-        assert image.text["Software"] == architecture.MAKER
+def test_the_committed_figure_is_what_this_script_draws_today(arch, tmp_path):
+    """The figure in the project, drawn again as `lenet5 figure` draws it, in the PyTorch
+    environment (another matplotlib antialiases other pixels): the same pixels. Redraw it with
+    python -m lenet5.architecture [--arch lecun98] when the network or the drawing changes."""
+    now = tmp_path / "now.png"
+    cmd = [str(envs.env_python("pytorch")), "-m", "lenet5.architecture", "--arch", arch, "-o", str(now)]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    with Image.open(architecture.DEFAULT_OUTPUT[arch]) as committed, Image.open(now) as drawn:
+        assert committed.text["Software"] == architecture.MAKER
+        assert committed.size == drawn.size and np.array_equal(np.asarray(committed), np.asarray(drawn))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import need
 
-from lenet5 import config, envs
+from lenet5 import config, envs, files
 from lenet5.config import Config
 from lenet5.data.idx import DataError
 from lenet5.data.splits import load_splits
@@ -272,3 +272,23 @@ def test_an_empty_run_folder_left_by_a_run_stopped_as_it_began_resumes_as_that_r
     (folder / "notes.txt").write_text("not a run")
     code, err = parse_error(["--resume", str(folder)], capsys)
     assert code == 2 and err.endswith(f"{folder}: not a run folder (no config.json there) (see --help)\n"), err
+
+
+def test_first_line_keeps_what_each_librarys_error_says():
+    """files.first_line on the shapes of message the libraries here raise."""
+    gloo = RuntimeError(
+        "[../third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:29500. "
+        "Check the other ranks. 🙁 See the docs."
+    )
+    assert files.first_line(gloo, sentences=2) == "Connection closed by peer [127.0.0.1]:29500. Check the other ranks"
+    mxnet = RuntimeError(
+        'Traceback (most recent call last):\n  File "../src/ndarray/ndarray.cc", line 250\n'
+        "MXNetError: Check failed: shape_.Size() >= shape.Size() (6 vs. 20)"
+    )
+    assert files.first_line(mxnet) == "shape_.Size() >= shape.Size() (6 vs. 20)"
+    tensorflow = RuntimeError(
+        "Graph execution error:\n\nDetected at node x\n  File a.py\nCollective ops is aborted by: x"
+    )
+    assert files.first_line(tensorflow) == "Collective ops is aborted by: x"
+    assert files.first_line(OSError(28, "No space left on device", "/x")) == "[Errno 28] No space left on device: '/x'"
+    assert files.first_line(ValueError("  \n")) == "ValueError"

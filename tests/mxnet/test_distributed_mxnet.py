@@ -42,7 +42,7 @@ def launched(mnist_dir, out, name, *args, workers=2, **popen):
     """launch.py -n `workers` --launcher local, in a session of its own: all its processes are
     killed on the way out (scheduler and servers too)."""
     [(cmd, _)] = launch(FRAMEWORK, sys.executable, workers, [*command(FRAMEWORK, mnist_dir, out, name), *args])
-    proc = subprocess.Popen(list(map(str, cmd)), text=True, start_new_session=True, **popen)
+    proc = subprocess.Popen(cmd, text=True, start_new_session=True, **popen)
     try:
         yield proc
     finally:

@@ -34,7 +34,7 @@ TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 
 def torchrun(mnist_dir, out, name, *args, nproc=2, **popen):
     [(cmd, _)] = launch(FRAMEWORK, sys.executable, nproc, [*command(FRAMEWORK, mnist_dir, out, name), *args])
-    return subprocess.Popen(list(map(str, cmd)), text=True, **popen)
+    return subprocess.Popen(cmd, text=True, **popen)
 
 
 def by_hand(mnist_dir, out, name, *args, ranks=(0, 1), size=2, port=None):

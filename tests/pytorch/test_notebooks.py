@@ -2,6 +2,7 @@
 in a kernel of this very interpreter, started in notebooks/ as Jupyter starts it."""
 
 import json
+import re
 import sys
 
 import nbformat
@@ -9,7 +10,7 @@ import pytest
 from conftest import ROOT
 from nbclient import NotebookClient
 
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+from lenet5.training.runfolder import RunFolder
 
 
 @pytest.fixture
@@ -31,9 +32,8 @@ def kernel(tmp_path, monkeypatch):
     return "lenet5-test"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs(path, kernel, mnist_dir, tmp_path, monkeypatch):
-    out = tmp_path / "runs"
+def run_notebook(path, kernel, mnist_dir, out, monkeypatch):
+    """Run the notebook in `kernel`, its runs and files into `out`; returns the text it printed."""
     # The kernel inherits this environment (LENET5_MNIST_MIRRORS included): tiny settings, runs
     # into a temporary folder, MNIST from this session's download.
     monkeypatch.setenv("LENET5_NOTEBOOK_QUICK", "1")
@@ -46,4 +46,26 @@ def test_notebook_runs(path, kernel, mnist_dir, tmp_path, monkeypatch):
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the plots are shown
-    assert list(out.iterdir()), "the notebook wrote nothing into LENET5_NOTEBOOK_OUTPUT_DIR"
+    return "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+
+
+def test_the_training_notebook_trains_a_run_and_plots_it(kernel, mnist_dir, tmp_path, monkeypatch):
+    text = run_notebook(ROOT / "notebooks" / "train.ipynb", kernel, mnist_dir, tmp_path, monkeypatch)
+    assert "total: 61,706 parameters" in text  # the layer table
+    (run,) = [path.parent for path in tmp_path.glob("*/result.json")]
+    result = RunFolder(run).result()
+    assert result["epochs"] == 1 and result["test_accuracy"] > 0.8  # 2,048 images, one epoch
+    assert f"test accuracy {result['test_accuracy']:.2%}" in text  # train.py's own line, in the notebook
+    assert (tmp_path / "LeNet_architecture.png").is_file() and list(run.glob("plots/*.png"))
+
+
+def test_the_inference_notebook_reads_most_pictures_right_and_agrees_with_predict(
+    kernel, mnist_dir, tmp_path, monkeypatch
+):
+    text = run_notebook(ROOT / "notebooks" / "inference.ipynb", kernel, mnist_dir, tmp_path, monkeypatch)
+    # Its own lines ("0-7.png 7 99.1%  ..."), then predict's table of the same pictures.
+    ours = re.findall(r"^(\d+)-(\d)\.png (\S+) ", text, re.M)
+    assert len(ours) == 6
+    assert sum(label == top for _, label, top in ours) >= 5  # four handwritten digits and two typed
+    for index, label, top in ours:
+        assert re.search(rf"{index}-{label}\.png\s+{top}\b", text.split("pictures in", 1)[1].split(ours[-1][0])[-1])
