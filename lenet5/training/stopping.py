@@ -37,12 +37,19 @@ def signals_raise():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = [signal.signal(signum, raise_interrupted) for signum in STOP_SIGNALS]
+    with handled_by(raise_interrupted):
+        yield
+
+
+@contextmanager
+def handled_by(handler):
+    """Within the block, SIGINT and SIGTERM go to `handler`; then to the handlers of before."""
+    previous = [signal.signal(signum, handler) for signum in STOP_SIGNALS]
     try:
         yield
     finally:
-        for signum, handler in zip(STOP_SIGNALS, previous):
-            signal.signal(signum, handler)
+        for signum, handler_before in zip(STOP_SIGNALS, previous):
+            signal.signal(signum, handler_before)
 
 
 class Stopped(Exception):
@@ -95,12 +102,8 @@ class Agreement:
                 raise Interrupted(signum)
             self._signal = self._signal or signum
 
-        previous = [signal.signal(signum, on_signal) for signum in STOP_SIGNALS]
-        try:
+        with handled_by(on_signal):
             yield
-        finally:
-            for signum, handler in zip(STOP_SIGNALS, previous):
-                signal.signal(signum, handler)
 
     def stop_signal(self):
         """The signal to stop on: this process's own, or in a data-parallel run the one agreed on."""

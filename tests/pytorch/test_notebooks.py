@@ -4,6 +4,7 @@ in a kernel of this very interpreter, started in notebooks/ as Jupyter starts it
 import json
 import re
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -54,7 +55,7 @@ def test_the_training_notebook_trains_a_run_and_plots_it(kernel, mnist_dir, tmp_
     assert "total: 61,706 parameters" in text  # the layer table
     (run,) = [path.parent for path in tmp_path.glob("*/result.json")]
     result = RunFolder(run).result()
-    assert result["epochs"] == 1 and result["test_accuracy"] > 0.8  # 2,048 images, one epoch
+    assert result["epochs"] == 1 and result["test_accuracy"] > 0.3  # 8 steps: past chance (10%), far from done
     assert f"test accuracy {result['test_accuracy']:.2%}" in text  # train.py's own line, in the notebook
     assert (tmp_path / "LeNet_architecture.png").is_file() and list(run.glob("plots/*.png"))
 
@@ -64,8 +65,10 @@ def test_the_inference_notebook_reads_most_pictures_right_and_agrees_with_predic
 ):
     text = run_notebook(ROOT / "notebooks" / "inference.ipynb", kernel, mnist_dir, tmp_path, monkeypatch)
     # Its own lines ("0-7.png 7 99.1%  ..."), then predict's table of the same pictures.
-    ours = re.findall(r"^(\d+)-(\d)\.png (\S+) ", text, re.M)
-    assert len(ours) == 6
-    assert sum(label == top for _, label, top in ours) >= 5  # four handwritten digits and two typed
-    for index, label, top in ours:
-        assert re.search(rf"{index}-{label}\.png\s+{top}\b", text.split("pictures in", 1)[1].split(ours[-1][0])[-1])
+    # Its own lines ("0-7.png 7 100.0%  3 0.0%  9 0.0%"), then predict's table of the same pictures.
+    ours = re.findall(r"^(\d+-(\d)\.png) (.+)$", text, re.M)
+    assert len(ours) == 6  # four handwritten digits and two typed ones
+    assert sum(label == top.split()[0] for _, label, top in ours) >= 5
+    rows = [line.split() for line in text.splitlines() if line.startswith("/") and ".png " in line]
+    table = {Path(row[0]).name: row[1:] for row in rows}
+    assert {name: top.split() for name, _, top in ours} == table  # the same top 3, the same probabilities
