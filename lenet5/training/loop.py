@@ -44,9 +44,8 @@ def fit(run, data, steps, start=0):
     steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
     step = start * steps_per_epoch
     for epoch in range(start + 1, cfg.epochs + 1):
-        train_loss, train_acc, step, lr = _train_epoch(
-            run, data.train, steps, epoch, step, cfg.epochs * steps_per_epoch
-        )
+        total_steps = cfg.epochs * steps_per_epoch
+        train_loss, train_acc, step, lr = _train_epoch(run, data.train, steps, epoch, step, total_steps)
         run.epoch_trained = time.perf_counter()  # log_epoch times the evaluation from here
         seconds = run.epoch_trained - run.epoch_started
         val_loss, val_acc, _ = steps.evaluate(data.val) if data.val else (float("nan"),) * 3
@@ -83,12 +82,11 @@ def _train_epoch(run, split, steps, epoch, step, total_steps):
             bar.set_postfix(loss=f"{steps.value(loss_sum) / seen:.4f}", acc=f"{steps.value(correct) / seen:.2%}")
         if agreement.stop_signal() or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
             # a checkpoint inside the epoch, with the sums of every process so far
-            total, hits_, seen_ = agreement.sums(steps.value(loss_sum), int(steps.value(correct)), seen)
-            agreement.check_finite(total, epoch, step)  # never keep diverged weights
-            partial = dict(epoch=epoch, loss_sum=total, correct=int(hits_), seen=int(seen_))
-            run.save_checkpoint(
-                epoch - 1, step, steps.save, dict(partial, seconds=time.perf_counter() - run.epoch_started)
-            )
+            sums = agreement.sums(steps.value(loss_sum), int(steps.value(correct)), seen)
+            agreement.check_finite(sums[0], epoch, step)  # never keep diverged weights
+            seconds = time.perf_counter() - run.epoch_started
+            partial = dict(epoch=epoch, loss_sum=sums[0], correct=int(sums[1]), seen=int(sums[2]), seconds=seconds)
+            run.save_checkpoint(epoch - 1, step, steps.save, partial)
     loss_sum, correct, seen = agreement.sums(steps.value(loss_sum), int(steps.value(correct)), seen)
     agreement.check_finite(loss_sum, epoch, step)
     return loss_sum / seen, int(correct) / seen, step, lr
