@@ -1,11 +1,13 @@
 """The shared command line, options, LR schedule, run folders and environments."""
 
+import importlib
 import math
 import os
+import re
 from pathlib import Path
 
 import pytest
-from conftest import need
+from conftest import ROOT, need
 
 from lenet5 import config, envs, files
 from lenet5.config import Config
@@ -292,3 +294,15 @@ def test_first_line_keeps_what_each_librarys_error_says():
     assert files.first_line(tensorflow) == "Collective ops is aborted by: x"
     assert files.first_line(OSError(28, "No space left on device", "/x")) == "[Errno 28] No space left on device: '/x'"
     assert files.first_line(ValueError("  \n")) == "ValueError"
+
+
+def test_every_function_the_code_calls_in_another_environment_is_there():
+    """The "module:function" strings the project hands to envs.call name functions that import: a
+    module moved or renamed would otherwise fail only in the other environment, at run time."""
+    named = set()
+    for folder in ("lenet5", "train_pytorch", "train_tensorflow", "train_mxnet", "bench"):
+        for path in (ROOT / folder).rglob("*.py"):
+            named |= set(re.findall(r"[\"'](lenet5(?:\.\w+)+):(\w+)[\"']", path.read_text()))
+    assert ("lenet5.convert", "read_step") in named  # the scan finds them
+    for module, function in sorted(named):
+        assert callable(getattr(importlib.import_module(module), function)), f"{module}:{function}"
