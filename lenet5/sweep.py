@@ -31,7 +31,7 @@ from .data.download import default_data_dir
 from .data.idx import DataError
 from .data.splits import load_dataset
 from .sweeps import study, tables
-from .sweeps.worker import Sweep, Worker, requeue_failed, run_name
+from .sweeps.worker import RUNS_PER_GPU, Sweep, Worker, default_jobs, requeue_failed, run_name, visible_gpus
 from .training import cli
 from .training.stopping import STOP_SIGNALS, Interrupted, stops_cleanly
 
@@ -81,9 +81,10 @@ def build_parser():
     sweep.add_argument(
         "--jobs",
         type=arguments.positive_int,
-        default=1,
         metavar="N",
-        help="runs at once on this machine; the CPU threads are divided between them",
+        help="runs at once on this machine; the CPU threads are divided between them, and the GPUs "
+        f"(CUDA_VISIBLE_DEVICES, else nvidia-smi's) taken in turn (default: 1; with GPUs and --device not cpu, "
+        f"{RUNS_PER_GPU} per GPU, at most one per CPU core)",
     )
     sweep.add_argument(
         "--output-dir",
@@ -242,20 +243,23 @@ def main(argv=None):
     except (DataError, envs.EnvError, OSError) as error:
         sys.exit(f"lenet5.sweep: error: {error}")
 
+    gpus = visible_gpus() if args.device != "cpu" else []
+    args.jobs = args.jobs or default_jobs(gpus)
     sweep = Sweep(sweep_dir, storage, sweep_study, artifacts, space, args)
     if space.sampler == "grid":
         requeue_failed(sweep_study)
     counts = study.counts(sweep_study)
     total = len(space.grid()) if space.sampler == "grid" else args.trials
     done = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+    where = f" on GPUs {', '.join(gpus)}" if gpus else ""
     print(
         f"{total} runs in study {sweep_study.study_name!r}: {done} already finished, {total - done} to go, "
-        f"{args.jobs} at a time here; runs in {sweep_dir / 'runs'}",
+        f"{args.jobs} at a time here{where}; runs in {sweep_dir / 'runs'}",
         flush=True,
     )
     stop = threading.Event()
     with tqdm(total=total, initial=min(done, total), unit="run", dynamic_ncols=True) as bar:
-        workers = [Worker(sweep, args, stop, bar) for _ in range(args.jobs)]
+        workers = [Worker(sweep, args, stop, bar, gpus[i % len(gpus)] if gpus else None) for i in range(args.jobs)]
         with ThreadPoolExecutor(args.jobs) as pool:
             futures = [pool.submit(worker.loop) for worker in workers]
             try:

@@ -4,6 +4,7 @@ validation accuracy to the study (a pruner may stop it) and beating its heartbea
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from ..training.runfolder import RunFolder
 from ..training.stopping import STOP_SIGNALS
 from . import study, tables
 
+RUNS_PER_GPU = 8  # --jobs by default on a machine with GPUs: runs sharing each GPU
 POLL = 0.25  # seconds between looks at a running trial's metrics.csv: a pruned run stops soon after its epoch
 # A run dies with its worker (a killed worker must not leave a run going that another worker will
 # take over): util-linux's setpriv asks the kernel for that, where there is one.
@@ -58,6 +60,27 @@ def command(point, name, sweep_dir, args):
     return cmd
 
 
+def visible_gpus():
+    """The GPUs the runs may use, as CUDA_VISIBLE_DEVICES names them: its own list where it is set,
+    else each GPU that NVIDIA's nvidia-smi lists (none without NVIDIA's driver)."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        names = [name.strip() for name in os.environ["CUDA_VISIBLE_DEVICES"].split(",")]
+        return list(itertools.takewhile(lambda name: name and name != "-1", names))  # CUDA stops at one invalid
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        query = ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"]
+        return subprocess.run(query, capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    except (OSError, subprocess.SubprocessError):  # a driver that does not answer: no GPU to share
+        return []
+
+
+def default_jobs(gpus):
+    """--jobs when not given: one run at a time on the CPU; on GPUs, RUNS_PER_GPU runs on each (a
+    LeNet-5 run leaves most of a GPU idle), at most one per CPU core (each run's Python feeds its GPU)."""
+    return min(RUNS_PER_GPU * len(gpus), os.cpu_count() or 1) if gpus else 1
+
+
 def thread_env(jobs):
     """Environment for one of `jobs` parallel runs: the CPU threads divided between them (one
     run at a time keeps each framework's own default)."""
@@ -76,10 +99,10 @@ def thread_env(jobs):
 
 class Worker:
     """Takes trials from the study and runs them, one at a time, until none is left (in a thread:
-    `--jobs N` starts N)."""
+    `--jobs N` starts N), on `gpu` (CUDA_VISIBLE_DEVICES's name for it) if given."""
 
-    def __init__(self, sweep, args, stop, bar):
-        self.sweep, self.args, self.stop, self.bar = sweep, args, stop, bar
+    def __init__(self, sweep, args, stop, bar, gpu=None):
+        self.sweep, self.args, self.stop, self.bar, self.gpu = sweep, args, stop, bar, gpu
 
     def loop(self):
         sweep = self.sweep
@@ -146,15 +169,18 @@ class Worker:
         (exit status, None or "pruned" or "interrupted")."""
         sweep = self.sweep
         cmd = command(point, name, sweep.dir, self.args)
+        env, on_gpu = thread_env(self.args.jobs), {}
+        if self.gpu is not None:  # the run sees this one GPU, as its device 0
+            on_gpu = {"CUDA_VISIBLE_DEVICES": self.gpu}
         with open(sweep.log(name), "a") as log:
-            log.write(f"$ {' '.join(cmd)}\n")
+            log.write(f"$ {''.join(f'{k}={v} ' for k, v in on_gpu.items())}{' '.join(cmd)}\n")
             log.flush()
             proc = subprocess.Popen(
                 cmd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=thread_env(self.args.jobs),
+                env={**env, **on_gpu},
                 start_new_session=True,
             )
             reported, stopped = 0, None

@@ -14,6 +14,7 @@ import pytest
 from conftest import ROOT
 
 from lenet5 import report
+from lenet5.sweeps import worker
 
 GRID = [
     "--frameworks",
@@ -311,3 +312,25 @@ def test_any_sweep_command_line_ends_in_results_or_one_line(tmp_path_factory, mn
             assert len(err.strip().splitlines()) == 1, err
 
     check()
+
+
+def test_runs_take_the_visible_gpus_in_turn_and_fill_them_by_default(mnist_dir, tmp_path, monkeypatch):
+    """CUDA_VISIBLE_DEVICES names two GPUs (this machine has none: the runs train on the CPU):
+    without --jobs the sweep runs 8 per GPU, at most one per core, each worker's runs on its GPU."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert worker.visible_gpus() == ["3", "5"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-8f6c,-1,2")  # CUDA stops at the first invalid one
+    assert worker.visible_gpus() == ["GPU-8f6c"]
+    assert worker.default_jobs([]) == 1 and worker.default_jobs(["0"]) == min(8, os.cpu_count())
+    grid = GRID[GRID.index("--pooling") : GRID.index("--jobs")]  # PyTorch alone, four runs, no --jobs
+    cmd = [sys.executable, "-m", "lenet5.sweep", *grid, "--output-dir", str(tmp_path)]
+    cmd += ["--data-dir", str(mnist_dir)]
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": "3,5"}
+    )
+    assert proc.returncode == 0, proc.stderr
+    jobs = min(16, os.cpu_count())
+    assert f"{jobs} at a time here on GPUs 3, 5;" in proc.stdout
+    firsts = [log.read_text().splitlines()[0] for log in (tmp_path / "logs").iterdir()]
+    assert len(firsts) == 4 and all(line.startswith("$ CUDA_VISIBLE_DEVICES=") for line in firsts)
+    assert {line.split()[1] for line in firsts} == {f"CUDA_VISIBLE_DEVICES={gpu}" for gpu in ["3", "5"][:jobs]}
