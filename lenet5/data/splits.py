@@ -132,6 +132,12 @@ def augmenter(text):
     return augment.Augmenter(kinds, low, high) if kinds else None
 
 
+def epoch_order(n, seed):
+    """The order of `n` training images in one epoch, from `seed` ((run seed, epoch)): batches
+    takes them in it, and a framework that keeps the split on its device indexes it so."""
+    return np.random.default_rng(seed).permutation(n)
+
+
 def batches(split, batch_size, seed=None, skip=0, augment=None):
     """Yield (x, y) numpy batches; shuffled by `seed` (e.g. (run seed, epoch)) unless it is None;
     the first `skip` batches left out (an epoch resumed where it stopped); each distorted by
@@ -142,7 +148,7 @@ def batches(split, batch_size, seed=None, skip=0, augment=None):
     resumed run see exactly the batches an uninterrupted one would.
     """
     n = len(split)
-    order = np.random.default_rng(seed).permutation(n) if seed is not None else None
+    order = epoch_order(n, seed) if seed is not None else None
     starts = range(skip * batch_size, n, batch_size)
 
     def batch(start):

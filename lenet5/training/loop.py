@@ -22,13 +22,16 @@ class Steps:
     adds them up without reading them. `evaluate(split)` returns (mean loss, accuracy, logits).
     `save(stem)` writes a checkpoint and returns its file names. `begin_pass(epoch, seed)` runs before
     each pass that starts from its first batch: dropout reseeded with `seed`, SDLM's Hessian estimated.
-    `value(total)` reads one of the sums of what `train` returned as a Python number."""
+    `value(total)` reads one of the sums of what `train` returned as a Python number. `batches(
+    batch_size, seed, skip)`, if given, yields the training split's batches in the framework's own
+    values (on its device), in the order of lenet5.data.splits.batches; else the loop makes them."""
 
     train: Callable
     evaluate: Callable
     save: Callable
     begin_pass: Callable
     value: Callable = float
+    batches: Callable = None
 
 
 def divisor(cfg, n):
@@ -63,11 +66,11 @@ def _train_epoch(run, split, steps, epoch, step, total_steps):
         steps.begin_pass(epoch, epoch_seed(cfg.seed, epoch))
     step += done
     lr = lr_at(cfg, step - 1, total_steps)
-    bar = run.progress(
-        batches(split, cfg.batch_size, seed=(cfg.seed, epoch), skip=done, augment=augmenter(cfg.augment)),
-        num_batches(len(split), cfg.batch_size) - done,
-        f"epoch {epoch}",
-    )
+    if steps.batches:
+        epoch_batches = steps.batches(cfg.batch_size, (cfg.seed, epoch), done)
+    else:
+        epoch_batches = batches(split, cfg.batch_size, (cfg.seed, epoch), done, augmenter(cfg.augment))
+    bar = run.progress(epoch_batches, num_batches(len(split), cfg.batch_size) - done, f"epoch {epoch}")
     for x, y in bar:
         lr = lr_at(cfg, step, total_steps)
         n = len(y)  # the global batch; this process trains on its share

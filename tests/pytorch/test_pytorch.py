@@ -8,13 +8,13 @@ from conftest import read_json
 from train_contract import *  # noqa: F401,F403 - the tests every framework passes
 
 from lenet5.config import ACTIVATIONS, POOLINGS, Config
-from lenet5.data.splits import load_splits
+from lenet5.data.splits import batches, load_splits
 from lenet5.network import lecun98, reference, sdlm
 from lenet5.network.shapes import expected_num_params
 from model_pytorch import LeCun98, LeNet5, num_params
 from model_pytorch.convert import to_neutral
 from train_pytorch.sdlm import SDLM, estimate_hessian
-from train_pytorch.train import loss_of
+from train_pytorch.train import loss_of, on_device
 
 FRAMEWORK = "pytorch"
 
@@ -102,3 +102,17 @@ def test_sdlm_hessian_is_the_square_of_the_curvature_vectors_backpropagated(mnis
     v = sdlm.curvature_vectors(f6, 0, 1)
     slope = lecun98.SQUASH_A * lecun98.SQUASH_S * (1 - (f6 / lecun98.SQUASH_A) ** 2)
     np.testing.assert_allclose(h["f6.bias"], (slope**2 * v**2).mean(axis=0), rtol=1e-4)
+
+
+def test_the_split_kept_on_the_device_gives_the_host_paths_batches(mnist_dir):
+    """train.py uploads the training split once and indexes it there: the same batches, in the same
+    (seed, epoch) order, as lenet5.data.splits.batches, from any batch of an epoch (a resume), the
+    last, smaller one included (1,000 images in batches of 96)."""
+    split = load_splits(0, limit_train=1000, limit_test=1, data_dir=mnist_dir, progress=False).train
+    kept = on_device(split, torch.device("cpu"))
+    for skip in (0, 7):
+        host = list(batches(split, 96, seed=(3, 2), skip=skip))
+        there = list(kept(96, (3, 2), skip))
+        assert len(there) == len(host) == 11 - skip and len(there[-1][1]) == 1000 - 10 * 96
+        for (x, y), (x_there, y_there) in zip(host, there):
+            assert np.array_equal(x, x_there.numpy()) and np.array_equal(y, y_there.numpy())
