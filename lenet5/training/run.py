@@ -4,6 +4,7 @@ diverging loss (lenet5.training.stopping) stops a run. In a data-parallel run
 (lenet5.training.distributed), rank 0 alone writes and prints.
 """
 
+import contextlib
 import csv
 import platform
 import signal
@@ -146,8 +147,15 @@ class Run:
         epoch so far, summed over the processes. After Ctrl-C or SIGTERM, the run stops here."""
         if self.writes:
             self.checkpoints.commit(epoch, step, save, partial)
-        if self.agreement.stop_signal():
-            raise Interrupted(self.agreement.stop_signal())
+        stop = self.agreement.stop_signal()
+        if stop:
+            # Every process waits here for rank 0's checkpoint: one that left while TensorFlow's
+            # rank 0 saved under MultiWorkerMirroredStrategy made that save fail ("Socket closed").
+            # The wait's own end may fail in the process that leaves last, its peer gone: the
+            # checkpoint is committed, and the run stops all the same.
+            with contextlib.suppress(Exception):
+                self.agreement.sums()
+            raise Interrupted(stop)
 
     def say_start(self, framework, num_params, data):
         """The run's first line: `framework` (its version, where it runs, its threads and processes),

@@ -84,7 +84,7 @@ def test_a_signal_stops_every_worker_at_one_checkpoint_and_the_run_resumes_to_th
         for proc in procs:
             os.killpg(proc.pid, signal.SIGINT)
     (code0, _, stderr0), (code1, _, stderr1) = all_finished(procs, timeout=120)
-    assert code0 == code1 == 128 + signal_ and not (run_dir / "result.json").exists()
+    assert code0 == code1 == 128 + signal_ and not (run_dir / "result.json").exists(), stderr0 + stderr1
     what = "stopped by SIGTERM" if signal_ == signal.SIGTERM else "interrupted"
     assert f"rank 1 of 2: {what}; rank 0 says what is kept" in stderr1
     assert f"rank 0 of 2: {what}; the checkpoint at epoch" in stderr0
