@@ -46,8 +46,8 @@ def fit(run, data, steps, start=0):
     cfg = run.cfg
     steps_per_epoch = num_batches(len(data.train), cfg.batch_size)
     step = start * steps_per_epoch
+    total_steps = cfg.epochs * steps_per_epoch
     for epoch in range(start + 1, cfg.epochs + 1):
-        total_steps = cfg.epochs * steps_per_epoch
         train_loss, train_acc, step, lr = _train_epoch(run, data.train, steps, epoch, step, total_steps)
         run.epoch_trained = time.perf_counter()  # log_epoch times the evaluation from here
         seconds = run.epoch_trained - run.epoch_started
@@ -80,18 +80,18 @@ def _train_epoch(run, split, steps, epoch, step, total_steps):
         step += 1
         seen += len(y)
         if step % CHECK_EVERY == 0:
-            (total,) = agreement.sums(steps.value(loss_sum))
-            agreement.check_finite(total, epoch, step)
-            bar.set_postfix(loss=f"{steps.value(loss_sum) / seen:.4f}", acc=f"{steps.value(correct) / seen:.2%}")
+            here = steps.value(loss_sum)  # one read: it waits for the device
+            agreement.checked_sums(epoch, step, here)
+            bar.set_postfix(loss=f"{here / seen:.4f}", acc=f"{steps.value(correct) / seen:.2%}")
         if agreement.stop_signal() or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
-            # a checkpoint inside the epoch, with the sums of every process so far
-            sums = agreement.sums(steps.value(loss_sum), int(steps.value(correct)), seen)
-            agreement.check_finite(sums[0], epoch, step)  # never keep diverged weights
+            # a checkpoint inside the epoch, with the sums of every process so far (never diverged ones)
+            sums = agreement.checked_sums(epoch, step, steps.value(loss_sum), int(steps.value(correct)), seen)
             seconds = time.perf_counter() - run.epoch_started
             partial = dict(epoch=epoch, loss_sum=sums[0], correct=int(sums[1]), seen=int(sums[2]), seconds=seconds)
             run.save_checkpoint(epoch - 1, step, steps.save, partial)
-    loss_sum, correct, seen = agreement.sums(steps.value(loss_sum), int(steps.value(correct)), seen)
-    agreement.check_finite(loss_sum, epoch, step)
+    loss_sum, correct, seen = agreement.checked_sums(
+        epoch, step, steps.value(loss_sum), int(steps.value(correct)), seen
+    )
     return loss_sum / seen, int(correct) / seen, step, lr
 
 

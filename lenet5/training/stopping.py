@@ -126,3 +126,9 @@ class Agreement:
             steps = f"step {step}" if step - self._checked == 1 else f"steps {self._checked + 1}-{step}"
             raise RunError(f"the training loss became {loss_sum} in epoch {epoch}, {steps} (try a smaller --lr)")
         self._checked = step
+
+    def checked_sums(self, epoch, step, loss_sum, *values):
+        """(loss_sum, *values) summed over the processes (sums), the loss checked (check_finite)."""
+        totals = self.sums(loss_sum, *values)
+        self.check_finite(totals[0], epoch, step)
+        return totals
