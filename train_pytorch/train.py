@@ -16,14 +16,13 @@ import warnings
 from contextlib import contextmanager
 from datetime import timedelta
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from lenet5.config import ADAM_BETAS, ADAM_EPS, resolve_threads
-from lenet5.data.splits import augmenter, batches, epoch_order, splits_of
+from lenet5.data.splits import augmenter, epoch_order, splits_of
 from lenet5.files import first_line
 from lenet5.network import lecun98
 from lenet5.training.cli import run_command
@@ -33,6 +32,8 @@ from lenet5.training.run import Run
 from lenet5.training.runfolder import RunError
 from model_pytorch import build, num_params
 from model_pytorch.convert import to_neutral
+from train_pytorch.augment import DeviceAugmenter
+from train_pytorch.graph import CapturedStep, eager_reason
 from train_pytorch.sdlm import SDLM, estimate_hessian
 
 FRAMEWORK = "pytorch"
@@ -108,9 +109,10 @@ def loss_of(logits, y, arch, label_smoothing=0.0, reduction="mean"):
     return F.cross_entropy(logits, y, label_smoothing=label_smoothing, reduction=reduction)
 
 
-def make_steps(model, net, optimizer, split, cfg, device, world):
+def make_steps(model, net, optimizer, split, cfg, device, world, captured):
     """The framework's part of the training loop (lenet5.training.loop.Steps). In a data-parallel
-    run, `net` is the DistributedDataParallel wrapper of `model`, and this process trains on its share."""
+    run, `net` is the DistributedDataParallel wrapper of `model`, and this process trains on its share.
+    `captured`: replay the step from a CUDA graph (train_pytorch/graph.py)."""
 
     def train(x, y, lr, divisor):
         net.train()
@@ -131,45 +133,67 @@ def make_steps(model, net, optimizer, split, cfg, device, world):
         if cfg.optimizer == "sdlm":
             estimate_hessian(model, optimizer, split, cfg, epoch, device)
 
+    # Distortions: on a GPU, computed there; on the CPU, numpy's, made in a thread beside the step.
+    augment = augmenter(cfg.augment)
+    on_gpu = device.type == "cuda"
     return Steps(
-        train=train,
+        train=CapturedStep(train, model, optimizer) if captured else train,
         evaluate=functools.partial(evaluate, model, batch_size=cfg.batch_size, arch=cfg.arch, device=device),
         save=functools.partial(save_checkpoint, model=model, optimizer=optimizer),
         begin_pass=begin_pass,
-        batches=on_device(split, device) if augmenter(cfg.augment) is None else None,  # distortions: numpy's
+        batches=on_device(split, device, augment and DeviceAugmenter(augment, device))
+        if on_gpu or not augment
+        else None,
     )
 
 
-def on_device(split, device):
+def on_device(split, device, augment=None):
     """The split uploaded to the device once; its batches (lenet5.training.loop.Steps) indexed there,
-    in each epoch's order (lenet5.data.splits.epoch_order), sent as one index tensor."""
+    in each epoch's order (lenet5.data.splits.epoch_order), sent as one index tensor, and distorted
+    there by `augment` (a DeviceAugmenter), if given."""
     x, y = torch.from_numpy(split.x).to(device), torch.from_numpy(split.y).to(device)
 
     def batches(batch_size, seed, skip):
         order = torch.from_numpy(epoch_order(len(y), seed)).to(device)
         for start in range(skip * batch_size, len(y), batch_size):
             idx = order[start : start + batch_size]
-            # Viewed with channels-last strides (one grey channel: the same memory), as numpy's batches
-            # are: the convolutions then run channels-last, 20% faster a step here, and the bits are
-            # those of the batches made on the host.
             batch = x[idx]
-            yield batch.as_strided(batch.shape, (batch[0].numel(), 1, batch.shape[3], 1)), y[idx]
+            if augment:
+                yield augment(batch, (*seed, start // batch_size)), y[idx]
+            else:
+                # Viewed with channels-last strides (one grey channel: the same memory), as numpy's
+                # batches are: the convolutions then run channels-last, 20% faster a step here, and
+                # the bits are those of the batches made on the host.
+                yield batch.as_strided(batch.shape, (batch[0].numel(), 1, batch.shape[3], 1)), y[idx]
 
     return batches
 
 
+# Evaluation batches on a GPU: a split of MNIST's size at once, in a few launches. (On the CPU, a
+# larger batch is no faster, and would change the logits' last bits.)
+GPU_EVAL_BATCH = 10_000
+
+
 @torch.no_grad()
 def evaluate(model, split, batch_size, arch, device):
-    """(mean loss, accuracy, logits) over a split, in order, without training behaviour."""
+    """(mean loss, accuracy, logits) over a split, in order, without training behaviour: uploaded in
+    one copy, its sums read once."""
     model.eval()
-    loss_sum, correct, outputs = 0.0, 0, []
-    for x, y in batches(split, batch_size):
-        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    xs, ys = torch.from_numpy(split.x).to(device), torch.from_numpy(split.y).to(device)
+    step = max(batch_size, GPU_EVAL_BATCH) if device.type == "cuda" else batch_size
+    losses, correct, outputs = [], 0, []
+    for start in range(0, len(ys), step):
+        x, y = xs[start : start + step], ys[start : start + step]
         logits = model(x)
-        loss_sum += loss_of(logits, y, arch, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        outputs.append(logits.cpu().numpy())
-    return loss_sum / len(split), correct / len(split), np.concatenate(outputs)
+        losses.append(loss_of(logits, y, arch, reduction="sum"))
+        correct += (logits.argmax(1) == y).sum()
+        outputs.append(logits)
+    loss_sum = sum(torch.stack(losses).tolist())  # summed as Python floats, batch by batch
+    return loss_sum / len(split), int(correct) / len(split), torch.cat(outputs).cpu().numpy()
+
+
+# The optimizer's settings that say how it steps, not where it is: a checkpoint's are replaced by this run's.
+STEPPING = ("capturable", "fused", "foreach")
 
 
 def save_checkpoint(stem, model, optimizer):
@@ -185,7 +209,10 @@ def load_checkpoint(paths, model, optimizer):
     """Restore model, optimizer and RNG from a checkpoint's files (Run.load_checkpoint)."""
     state = torch.load(paths[0], map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
+    stepping = [{key: group[key] for key in STEPPING if key in group} for group in optimizer.param_groups]
     optimizer.load_state_dict(state["optimizer"])
+    for group, how in zip(optimizer.param_groups, stepping):
+        group.update(how)  # the checkpoint's state, stepped as this run steps (eager or captured, on its device)
     torch.set_rng_state(state["torch_rng"])
 
 
@@ -215,7 +242,12 @@ def train(cfg):
     run.say_start(
         f"PyTorch {torch.__version__} on {device} ({threads} threads{world.describe()})", num_params(model), data
     )
-    steps = make_steps(model, net, optimizer, data.train, cfg, device, world)
+    eager = eager_reason(cfg, device, world)
+    if eager:
+        run.say(eager)
+    steps = make_steps(
+        model, net, optimizer, data.train, cfg, device, world, captured=device.type == "cuda" and not eager
+    )
     # Ctrl-C, SIGTERM, a full disk, a diverging loss, a lost process: one line, the last checkpoint kept
     with run.stopping(), peers_lost():
         test_loss, test_acc, test_logits = fit(run, data, steps, start)

@@ -93,12 +93,19 @@ class Augmenter:
         shape = x.shape
         size = shape[-2] if shape[-1] == 1 else shape[-1]
         images = x.reshape(-1, size, size)
-        n = len(images)
+        affine, noise = self.draw(len(images), size, key)
+        return self._sample(images, *self._coordinates(affine, noise)).reshape(shape)
+
+    def draw(self, n, size, key):
+        """The random part of the distortions of a batch of `n` images of `size` pixels, from `key`:
+        each image's inverse affine map (a, b, c, d, dy, dx), an (n, 6) float32 array mapping output
+        pixels (from the centre, in 1/GRID pixel) to input ones (from the padded image's corner), and
+        the elastic noise, (2n, size, size) uint8 levels; either None when not asked for.
+        train_pytorch/augment.py computes the rest on PyTorch's device from these."""
         if size != self.size:
             self._prepare(size)
         rng = np.random.default_rng([*key, STREAM])
-        # Where each output pixel reads from, in 1/GRID pixel from the padded image's corner.
-        ys, xs = self.ys + self.centre, self.xs + self.centre
+        affine = noise = None
         if "affine" in self.kinds:
             u = rng.random((n, 5)) * 2 - 1  # uniform(-1, 1): shift y, shift x, rotation, scale, shear
             cos = np.array([math.cos(ROTATE * a) for a in u[:, 2]])  # libm: the same in every numpy
@@ -106,16 +113,28 @@ class Augmenter:
             scale = 1 / (1 + SCALE * u[:, 3])  # the inverse map: output pixel -> input pixel
             shear = SHEAR * u[:, 4]
             rows = (scale * cos, -scale * sin, scale * (sin + shear * cos), scale * (cos - shear * sin))
-            a, b, c, d = (row.astype(np.float32)[:, None, None] for row in rows)
-            dy, dx = ((self.centre + GRID * SHIFT * v).astype(np.float32)[:, None, None] for v in u[:, :2].T)
-            ys, xs = a * self.ys + b * self.xs + dy, c * self.ys + d * self.xs + dx
+            shifts = (self.centre + GRID * SHIFT * v for v in u[:, :2].T)
+            affine = np.stack([row.astype(np.float32) for row in (*rows, *shifts)], axis=1)
         if "elastic" in self.kinds:
             # uniform(-1, 1) x alpha, on 256 levels (the Gaussian averages ~200): half the cost of floats
-            noise = np.frombuffer(rng.bytes(2 * n * size * size), np.uint8).astype(np.float32)
-            field = ((noise - np.float32(127.5)) * np.float32(GRID * ELASTIC_ALPHA / 127.5)).reshape(-1, size)
+            noise = np.frombuffer(rng.bytes(2 * n * size * size), np.uint8).reshape(2 * n, size, size)
+        return affine, noise
+
+    def _coordinates(self, affine, noise):
+        """Where each output pixel reads from, in 1/GRID pixel from the padded image's corner: the
+        (ys, xs) of the maps that draw() returned, (n, size, size) float32 each."""
+        ys, xs = self.ys + self.centre, self.xs + self.centre
+        if affine is not None:
+            a, b, c, d, dy, dx = (column[:, None, None] for column in affine.T)
+            ys, xs = a * self.ys + b * self.xs + dy, c * self.ys + d * self.xs + dx
+        if noise is not None:
+            n, size = len(noise) // 2, self.size
+            field = ((noise.astype(np.float32) - np.float32(127.5)) * np.float32(GRID * ELASTIC_ALPHA / 127.5)).reshape(
+                -1, size
+            )
             field = self.smooth @ (field @ self.smooth.T).reshape(2 * n, size, size)  # along x, then y
             ys, xs = ys + field[:n], xs + field[n:]
-        return self._sample(images, ys, xs).reshape(shape)
+        return ys, xs
 
     def _sample(self, images, ys, xs):
         """Bilinear interpolation of `images` at (ys, xs) (in 1/GRID pixel, in the padded image);
