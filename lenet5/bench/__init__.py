@@ -3,6 +3,7 @@
     python -m lenet5.bench                      # all three frameworks, the default recipe (~10 min)
     python -m lenet5.bench --quick              # a tiny run that only shows it works (CI)
     python -m lenet5.bench --processes 2        # and data-parallel train.py in 2 processes
+    python -m lenet5.bench --device gpu         # PyTorch on a GPU, into results/bench-gpu (gpu.py)
 
 For each framework, in its own environment, one after the other on this machine:
   * train.py with the default recipe and --validate-on-test, so that metrics.csv holds the test
@@ -17,6 +18,6 @@ this machine's single-precision matrix-multiply rate (numpy), so that each frame
 the peak shows.
 It prints a table and writes bench.json and bench.md into --output-dir.
 
-runner.py measures, tables.py writes the tables, baseline.py is what the baselines import, and
-__main__.py is the command.
+runner.py measures, tables.py writes the tables, baseline.py is what the baselines import, gpu.py
+is --device gpu, and __main__.py is the command.
 """

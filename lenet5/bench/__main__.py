@@ -10,14 +10,17 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import arguments, envs
-from ..config import FRAMEWORKS, Config
+from ..config import FRAMEWORKS, ROOT, Config
 from ..data.download import default_data_dir, load_mnist
 from ..data.idx import DataError
 from ..files import write_json, write_text
 from ..training import cli
 from . import __doc__ as DOC
+from . import gpu
 from .runner import QUICK, bench_baseline, bench_onnx, bench_processes, bench_train_py, flops_per_image, matmul_gflops
 from .tables import processes_table, ratios, scaling_table, table
+
+GPU_OUTPUT_DIR = ROOT / "results" / "bench-gpu"  # kept with the results: its numbers are quoted in docs/speed.md
 
 
 def main(argv=None):
@@ -33,6 +36,14 @@ def main(argv=None):
         default=list(FRAMEWORKS),
         metavar="FW",
         help=f"frameworks to measure ({', '.join(FRAMEWORKS)})",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="cpu: every framework against its baseline; gpu: PyTorch on the GPU, its captured step against "
+        "its eager one, the DataLoader baseline and a hand-captured loop, and 1, 4, 8 runs sharing it "
+        "(default output dir results/bench-gpu)",
     )
     parser.add_argument(
         "--epochs",
@@ -70,13 +81,18 @@ def main(argv=None):
     )
     parser.add_argument(
         "--output-dir",
-        default=str(cli.DEFAULT_OUTPUT_DIR / "bench"),
+        default=None,
         metavar="DIR",
         help="where bench.json and bench.md (replaced by each run) and runs/ (the runs and their "
-        "logs, a new folder each time) go",
+        f"logs, a new folder each time) go (default: {cli.DEFAULT_OUTPUT_DIR / 'bench'}; with --device gpu, "
+        f"{GPU_OUTPUT_DIR})",
     )
     parser.add_argument("--data-dir", default=str(default_data_dir()), metavar="DIR", help="MNIST cache folder")
     args = parser.parse_args(argv)
+    if args.device == "gpu":
+        args.frameworks = ["pytorch"]
+    default_dir = GPU_OUTPUT_DIR if args.device == "gpu" else cli.DEFAULT_OUTPUT_DIR / "bench"
+    args.output_dir = args.output_dir or str(default_dir)
     args.train_args = QUICK if args.quick else ["--epochs", str(args.epochs)]
     args.scaling_args = QUICK if args.quick else ["--epochs", "3"]
     cores = len(os.sched_getaffinity(0))
@@ -88,14 +104,18 @@ def main(argv=None):
         load_mnist(args.data_dir)
         for framework in args.frameworks:
             envs.ensure(framework)
-    except (DataError, envs.EnvError, OSError) as error:
+        gpu_name = gpu.gpu_name() if args.device == "gpu" else None
+    except (DataError, envs.EnvError, OSError, RuntimeError) as error:
         sys.exit(f"lenet5.bench: error: {error}")
 
+    (out / "runs").mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=out / "runs"))  # never reused
+    command = ["python -m lenet5.bench", *(argv if argv is not None else sys.argv[1:])]
+    if args.device == "gpu":
+        return gpu.main(args, command, out, work, gpu_name)
     gflops = matmul_gflops(seconds=0.5 if args.quick else 3.0)
     forward_flops, train_flops = flops_per_image()
     results = {}
-    (out / "runs").mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=out / "runs"))  # never reused
     jobs = [(fw, kind, None) for fw in args.frameworks for kind in ("train.py", "baseline")]
     jobs += [(fw, f"threads{n}", n) for fw in args.frameworks for n in args.scaling]  # short train.py runs
     jobs += [(fw, f"processes{n}", n) for fw in args.frameworks for n in args.processes]
@@ -115,7 +135,7 @@ def main(argv=None):
     onnx = bench_onnx(done[0], args, work) if done else None
     text = table(results, gflops, train_flops, onnx)
     summary = {
-        "command": ["python -m lenet5.bench", *(argv if argv is not None else sys.argv[1:])],
+        "command": command,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": {
             "platform": platform.platform(),

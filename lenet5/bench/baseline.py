@@ -9,8 +9,9 @@ from ..data.download import default_data_dir
 from ..files import write_json
 
 
-def baseline_args(framework, argv=None):
-    """The options of bench/baseline_<framework>.py: the train.py options the recipe needs."""
+def baseline_args(framework, argv=None, devices=False, compiles=False):
+    """The options of bench/baseline_<framework>.py: the train.py options the recipe needs, and
+    --device and --compile if the script takes them (`devices`, `compiles`)."""
     parser = arguments.Parser(
         prog=f"bench/baseline_{framework}.py",
         formatter_class=arguments.HelpFormatter,
@@ -34,6 +35,10 @@ def baseline_args(framework, argv=None):
     parser.add_argument("--data-dir", default=str(default_data_dir()), help="MNIST cache folder")
     parser.add_argument("--threads", type=arguments.non_negative_int, default=0, help="CPU threads (0: auto)")
     parser.add_argument("--output", required=True, help="JSON file for the measurements")
+    if devices:
+        parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="where to train")
+    if compiles:
+        parser.add_argument("--compile", action="store_true", help="torch.compile the step instead of capturing it")
     args = parser.parse_args(argv)
     args.threads = resolve_threads(args.threads)
     return args

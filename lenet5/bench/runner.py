@@ -94,8 +94,9 @@ def thread_env(threads):
     return {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
 
 
-def bench_train_py(framework, args, work, threads=None, train_args=None, name="train.py"):
-    """train.py as users run it, its per-epoch test accuracy from --validate-on-test."""
+def bench_train_py(framework, args, work, threads=None, train_args=None, name="train.py", env=None):
+    """train.py as users run it, its per-epoch test accuracy from --validate-on-test; `env`: more
+    environment variables."""
     name = f"{framework}-{name}"
     threads = threads or args.threads
     cmd = [
@@ -113,7 +114,8 @@ def bench_train_py(framework, args, work, threads=None, train_args=None, name="t
         *thread_args(threads),
         *(train_args or args.train_args),
     ]
-    code, rss = run_measured(cmd, work / f"{name}.log", thread_env(threads))
+    env = {**(thread_env(threads) or os.environ), **(env or {})}
+    code, rss = run_measured(cmd, work / f"{name}.log", env)
     if code:
         return None
     run = RunFolder(work / name)
@@ -147,19 +149,21 @@ def train_size(cfg):
     return min(cfg.limit_train or TRAIN_SIZE, TRAIN_SIZE - cfg.val_size)
 
 
-def bench_baseline(framework, args, work):
-    out = work / f"{framework}-baseline.json"
+def bench_baseline(framework, args, work, options=(), script="baseline", name="baseline"):
+    """bench/<script>_<framework>.py, with more `options`, measured as train.py is."""
+    out = work / f"{framework}-{name}.json"
     cmd = [
         envs.env_python(framework),
-        ROOT / "bench" / f"baseline_{framework}.py",
+        ROOT / "bench" / f"{script}_{framework}.py",
         "--output",
         out,
         "--data-dir",
         args.data_dir,
         *thread_args(args.threads),
         *args.train_args,
+        *options,
     ]
-    code, rss = run_measured(cmd, work / f"{framework}-baseline.log", thread_env(args.threads))
+    code, rss = run_measured(cmd, work / f"{framework}-{name}.log", thread_env(args.threads))
     if code:
         return None
     result = json.loads(out.read_text())

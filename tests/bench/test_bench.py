@@ -1,6 +1,7 @@
 """The benchmark in its tiny mode, in all three environments: that it runs and reports, not how
 fast anything is (timings are never tested). And its FLOP count against PyTorch's own."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -95,3 +96,30 @@ def test_flops_per_image_agree_with_pytorchs_flop_counter():
         model(x).sum().backward()
     assert counter.get_total_flops() == 4 * training
     assert logits.shape == (4, 10)
+
+
+def test_the_gpu_benchmark_measures_its_loops_here_on_the_cpu(tmp_path, mnist_dir, monkeypatch, capsys):
+    """python -m lenet5.bench --device gpu, run on the CPU (CI has no GPU) in its tiny mode: train.py
+    captured (eager on a CPU), eager and fast, the DataLoader baseline, the hand-captured loop, and
+    runs sharing the device each train and are reported. (torch.compile's row is left to the GPU:
+    compiling takes minutes on two cores.)"""
+    from lenet5.bench import gpu
+
+    measurements = gpu.measurements
+    monkeypatch.setattr(gpu, "measurements", lambda *a: [m for m in measurements(*a) if "compile" not in m[0]])
+    monkeypatch.setattr(gpu, "SHARING", (1, 2))
+    args = argparse.Namespace(train_args=runner.QUICK, quick=True, data_dir=str(mnist_dir), threads=0)
+    work = tmp_path / "runs"
+    work.mkdir()
+    assert gpu.main(args, ["python -m lenet5.bench", "--device", "gpu"], tmp_path, work, "no GPU", "cpu") == 0
+    summary = json.loads((tmp_path / "bench.json").read_text())
+    assert summary["gpu"] == "no GPU"
+    loops = ["train.py", "train.py, eager steps", "train.py --recipe fast", "DataLoader baseline", "hand-captured loop"]
+    assert list(summary["results"]) == loops
+    for name, r in summary["results"].items():
+        assert r["epochs"] == 2 and 0.5 < r["test_accuracy"] <= 1 and r["epoch_seconds"] > 0, (name, r)
+    assert list(summary["sharing"]) == ["1", "2"]
+    assert all(r["runs"] == int(n) and r["model_epochs_per_s"] > 0 for n, r in summary["sharing"].items())
+    table = (tmp_path / "bench.md").read_text()
+    assert table.count(" | 1.0x |") >= 1 and "| hand-captured loop | " in table and "\n| 2 | " in table
+    assert table in capsys.readouterr().out

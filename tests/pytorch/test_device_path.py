@@ -8,7 +8,7 @@ import torch
 from conftest import read_json
 
 from lenet5.config import Config
-from lenet5.data.augment import GRID, Augmenter
+from lenet5.data.augment import GRID
 from lenet5.data.splits import augmenter, batches, load_splits
 from lenet5.training.distributed import World
 from model_pytorch import build
