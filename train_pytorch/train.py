@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from lenet5.config import ADAM_BETAS, ADAM_EPS, resolve_threads
-from lenet5.data.splits import augmenter, epoch_order, splits_of
+from lenet5.data.splits import augmenter, splits_of
 from lenet5.files import first_line
 from lenet5.network import lecun98
 from lenet5.training.cli import run_command
@@ -32,7 +32,7 @@ from lenet5.training.run import Run
 from lenet5.training.runfolder import RunError
 from model_pytorch import build, num_params
 from model_pytorch.convert import to_neutral
-from train_pytorch.augment import DeviceAugmenter
+from train_pytorch.data import DeviceAugmenter, on_device
 from train_pytorch.graph import CapturedStep, eager_reason
 from train_pytorch.sdlm import SDLM, estimate_hessian
 
@@ -133,40 +133,20 @@ def make_steps(model, net, optimizer, split, cfg, device, world, captured):
         if cfg.optimizer == "sdlm":
             estimate_hessian(model, optimizer, split, cfg, epoch, device)
 
-    # Distortions: on a GPU, computed there; on the CPU, numpy's, made in a thread beside the step.
+    # Distortions: on a GPU, computed there; on the CPU, numpy's, made in a thread beside the step
+    # (the loop makes those batches).
     augment = augmenter(cfg.augment)
-    on_gpu = device.type == "cuda"
+    if augment and device.type == "cuda":
+        batches = on_device(split, device, DeviceAugmenter(augment, device))
+    else:
+        batches = None if augment else on_device(split, device)
     return Steps(
         train=CapturedStep(train, model, optimizer) if captured else train,
         evaluate=functools.partial(evaluate, model, batch_size=cfg.batch_size, arch=cfg.arch, device=device),
         save=functools.partial(save_checkpoint, model=model, optimizer=optimizer),
         begin_pass=begin_pass,
-        batches=on_device(split, device, augment and DeviceAugmenter(augment, device))
-        if on_gpu or not augment
-        else None,
+        batches=batches,
     )
-
-
-def on_device(split, device, augment=None):
-    """The split uploaded to the device once; its batches (lenet5.training.loop.Steps) indexed there,
-    in each epoch's order (lenet5.data.splits.epoch_order), sent as one index tensor, and distorted
-    there by `augment` (a DeviceAugmenter), if given."""
-    x, y = torch.from_numpy(split.x).to(device), torch.from_numpy(split.y).to(device)
-
-    def batches(batch_size, seed, skip):
-        order = torch.from_numpy(epoch_order(len(y), seed)).to(device)
-        for start in range(skip * batch_size, len(y), batch_size):
-            idx = order[start : start + batch_size]
-            batch = x[idx]
-            if augment:
-                yield augment(batch, (*seed, start // batch_size)), y[idx]
-            else:
-                # Viewed with channels-last strides (one grey channel: the same memory), as numpy's
-                # batches are: the convolutions then run channels-last, 20% faster a step here, and
-                # the bits are those of the batches made on the host.
-                yield batch.as_strided(batch.shape, (batch[0].numel(), 1, batch.shape[3], 1)), y[idx]
-
-    return batches
 
 
 # Evaluation batches on a GPU: a split of MNIST's size at once, in a few launches. (On the CPU, a

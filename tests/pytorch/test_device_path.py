@@ -12,8 +12,8 @@ from lenet5.data.augment import GRID
 from lenet5.data.splits import augmenter, batches, load_splits
 from lenet5.training.distributed import World
 from model_pytorch import build
-from train_pytorch.augment import DeviceAugmenter
-from train_pytorch.train import load_checkpoint, make_optimizer, make_steps, on_device, save_checkpoint
+from train_pytorch.data import DeviceAugmenter, on_device
+from train_pytorch.train import load_checkpoint, make_optimizer, make_steps, save_checkpoint
 
 CPU = torch.device("cpu")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -13,8 +13,9 @@ from lenet5.network import lecun98, reference, sdlm
 from lenet5.network.shapes import expected_num_params
 from model_pytorch import LeCun98, LeNet5, num_params
 from model_pytorch.convert import to_neutral
+from train_pytorch.data import on_device
 from train_pytorch.sdlm import SDLM, estimate_hessian
-from train_pytorch.train import loss_of, on_device
+from train_pytorch.train import loss_of
 
 FRAMEWORK = "pytorch"
 
