@@ -36,10 +36,10 @@ RECIPE_ARGS := --frameworks pytorch --epochs 1 10 15 20 --lr 0.001 0.002 0.003 0
 # How the best and fast recipes were chosen, on the validation split (docs/results.md).
 RECIPE_BEST_ARGS := --frameworks pytorch --augment affine affine,elastic --dropout 0 0.25 \
 	--label-smoothing 0 0.1 --epochs 20 --seeds 0 --jobs 2 --output-dir results/recipe-best
-RECIPE_FAST_ARGS := --frameworks pytorch --epochs 2 3 --batch-size 128 256 --lr 0.005 0.01 --seeds 0 \
-	--jobs 1 --output-dir results/recipe-fast
-RECIPE_FAST_SEEDS_ARGS := --frameworks pytorch --epochs 2 3 --batch-size 128 --lr 0.005 --seeds 0 1 2 \
-	--jobs 1 --output-dir results/recipe-fast-seeds
+RECIPE_FAST_ARGS := --frameworks pytorch --epochs 2 --seeds 0 1 2 --jobs 1
+RECIPE_FAST_SWEEPS := "--batch-size 96 128 192 256 --lr 0.003 0.005 0.008 --output-dir results/recipe-fast-batches" \
+	"--batch-size 48 64 96 --lr 0.002 0.003 0.005 --label-smoothing 0 0.1 --output-dir results/recipe-fast-small" \
+	"--batch-size 96 128 --lr 0.004 0.006 --label-smoothing 0.1 0.2 --output-dir results/recipe-fast-smoothing"
 
 # The 1998 paper's network (docs/lecun98.md): its own training, and today's Adam with and without distortions.
 LECUN98_PAPER_ARGS := --frameworks pytorch tensorflow --recipe paper --seeds 0 1 2 --jobs 2 --output-dir results/lecun98-paper
@@ -105,8 +105,7 @@ recipe-best:
 	$(ENVS) run pytorch -m lenet5.sweep $(RECIPE_BEST_ARGS) $(ARGS)
 
 recipe-fast:
-	$(ENVS) run pytorch -m lenet5.sweep $(RECIPE_FAST_ARGS) $(ARGS)
-	$(ENVS) run pytorch -m lenet5.sweep $(RECIPE_FAST_SEEDS_ARGS) $(ARGS)
+	for sweep in $(RECIPE_FAST_SWEEPS); do $(ENVS) run pytorch -m lenet5.sweep $(RECIPE_FAST_ARGS) $$sweep $(ARGS) || exit; done
 
 lecun98-paper:
 	$(ENVS) run pytorch -m lenet5.sweep $(LECUN98_PAPER_ARGS) $(ARGS)
