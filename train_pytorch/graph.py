@@ -34,18 +34,19 @@ def eager_reason(cfg, device, world):
 
 class CapturedStep:
     """A training step, `step(x, y, lr, divisor)` (sets the optimizer's learning rate to `lr`, returns
-    (summed loss, correct) as device tensors), replayed from a CUDA graph for batches of one shape."""
+    (summed loss, correct) as device tensors), replayed from a CUDA graph for whole batches of
+    `batch_size` images, captured at the first."""
 
-    def __init__(self, step, model, optimizer):
-        self.step, self.model, self.optimizer = step, model, optimizer
+    def __init__(self, step, model, optimizer, batch_size):
+        self.step, self.model, self.optimizer, self.batch_size = step, model, optimizer, batch_size
         self.graph = None
 
     def __call__(self, x, y, lr, divisor):
-        if self.graph is None:
+        if self.graph is None and len(y) == self.batch_size:
             self._capture(x, y, divisor)
+        if self.graph is None or x.shape != self.x.shape or divisor != self.divisor:
+            return self.step(x, y, self.lr.fill_(lr) if self.graph else lr, divisor)  # the last, smaller batch
         self.lr.fill_(lr)
-        if x.shape != self.x.shape or divisor != self.divisor:
-            return self.step(x, y, self.lr, divisor)  # the last, smaller batch
         self.x.copy_(x)
         self.y.copy_(y)
         self.graph.replay()
@@ -56,6 +57,7 @@ class CapturedStep:
         kernel); a warm-up on a side stream, which leaves no trace (parameters, optimizer state and RNG
         are put back); then one step captured on static inputs."""
         self.lr = torch.zeros((), device=x.device)
+        self.optimizer._warned_capturable_if_run_uncaptured = True  # the eager steps (warm-up, last batch) are meant
         for group in self.optimizer.param_groups:
             group.update(capturable=True, fused=True, foreach=None)
         for state in self.optimizer.state.values():  # from a checkpoint: the step count onto the device

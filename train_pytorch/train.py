@@ -141,7 +141,7 @@ def make_steps(model, net, optimizer, split, cfg, device, world, captured):
     else:
         batches = None if augment else on_device(split, device)
     return Steps(
-        train=CapturedStep(train, model, optimizer) if captured else train,
+        train=CapturedStep(train, model, optimizer, cfg.batch_size) if captured else train,
         evaluate=functools.partial(evaluate, model, batch_size=cfg.batch_size, arch=cfg.arch, device=device),
         save=functools.partial(save_checkpoint, model=model, optimizer=optimizer),
         begin_pass=begin_pass,
@@ -179,9 +179,11 @@ STEPPING = ("capturable", "fused", "foreach")
 def save_checkpoint(stem, model, optimizer):
     """Write what --resume needs; returns the file names (the run commits them)."""
     path = stem.with_suffix(".pt")
-    torch.save(
-        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, path
-    )
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+    device = next(model.parameters()).device
+    if device.type == "cuda":  # dropout's generator there, inside an epoch
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    torch.save(state, path)
     return [path.name]
 
 
@@ -194,6 +196,9 @@ def load_checkpoint(paths, model, optimizer):
     for group, how in zip(optimizer.param_groups, stepping):
         group.update(how)  # the checkpoint's state, stepped as this run steps (eager or captured, on its device)
     torch.set_rng_state(state["torch_rng"])
+    device = next(model.parameters()).device
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
 
 
 def save_model(folder, name, model):

@@ -129,7 +129,7 @@ def test_a_rank_that_dies_ends_the_other_with_one_line(mnist_dir, tmp_path):
 def test_a_rank_that_hangs_ends_the_other_after_the_peer_timeout(mnist_dir, tmp_path):
     rank0, rank1 = by_hand(mnist_dir, tmp_path, "run", *SMALL, "--checkpoint-every", "2", "--peer-timeout", "5")
     code, _, stderr = lose_a_peer(rank0, rank1, tmp_path / "run", "hangs")
-    assert code == 1
+    assert code == 1, stderr
     line = one_line(stderr)
     assert "rank 0 of 2: lost the other processes: Timed out" in line, line
 
