@@ -272,14 +272,15 @@ def train(cfg):
         return result
 
 
+def is_worker():
+    """Whether this process is a worker of a data-parallel run (MXNet's launcher sets DMLC_ROLE)."""
+    return os.environ.get("DMLC_ROLE") == "worker"
+
+
 def main(argv=None):
-    code = run_command(FRAMEWORK, train, argv, __doc__.split("\n\n")[0])
-    if not code and os.environ.get("DMLC_ROLE") == "worker":
+    code = run_command(FRAMEWORK, train, argv, __doc__.split("\n\n")[0], is_worker)
+    if not code and is_worker():
         gc.collect()  # the kvstore, in the Trainer's cycles: its end stops the servers and scheduler
-    if code and os.environ.get("DMLC_ROLE") == "worker":  # the kvstore's barrier at exit would wait for
-        sys.stdout.flush()  # workers that failed otherwise, or were lost: not at all
-        sys.stderr.flush()
-        os._exit(code)
     return code
 
 

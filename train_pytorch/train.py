@@ -242,12 +242,7 @@ def train(cfg):
 
 
 def main(argv=None):
-    code = run_command(FRAMEWORK, train, argv, __doc__.split("\n\n")[0])
-    if code and dist.is_initialized():  # a process that failed or lost the others ends as TensorFlow's and
-        sys.stdout.flush()  # MXNet's do, without the interpreter's teardown: gloo's, with a peer that hangs,
-        sys.stderr.flush()  # aborted the process (SIGABRT) after its one line, in 2 of about 15 runs
-        os._exit(code)
-    return code
+    return run_command(FRAMEWORK, train, argv, __doc__.split("\n\n")[0], dist.is_initialized)
 
 
 if __name__ == "__main__":

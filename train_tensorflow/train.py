@@ -261,13 +261,13 @@ def train(cfg):
         return run.finish(test_loss, test_acc, num_params(model), tf.__version__, device)
 
 
+def is_worker():
+    """Whether this process is a worker of a data-parallel run (TF_CONFIG names its cluster)."""
+    return bool(os.environ.get("TF_CONFIG"))
+
+
 def main(argv=None):
-    code = run_command(FRAMEWORK, train, argv, __doc__.split("\n\n")[0])
-    if code and os.environ.get("TF_CONFIG"):  # a worker that failed or lost the others ends as MXNet's do,
-        sys.stdout.flush()  # without the interpreter's teardown: once, with a peer that hangs, the
-        sys.stderr.flush()  # worker ended by SIGSEGV instead of its exit status
-        os._exit(code)
-    return code
+    return run_command(FRAMEWORK, train, argv, __doc__.split("\n\n")[0], is_worker)
 
 
 if __name__ == "__main__":

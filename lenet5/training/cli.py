@@ -259,10 +259,23 @@ def flag(name):
     return "--" + name.replace("_", "-")
 
 
-def run_command(framework, train, argv=None, description=None):
+def run_command(framework, train, argv=None, description=None, grouped=None):
     """A train.py's main(): parse its command line, call `train(cfg)`, and end a run that cannot go
     on with one line and an exit status (128 + the signal after Ctrl-C or SIGTERM, as a shell
-    reports it: 130, 143; 1 after an error)."""
+    reports it: 130, 143; 1 after an error). `grouped()`: whether this process is one of a
+    data-parallel run's; one that failed, or lost the others, then leaves at once with its status,
+    without the interpreter's teardown, where each framework's group misbehaves with a peer gone:
+    MXNet's kvstore barrier waits for ever, TensorFlow's worker once ended by SIGSEGV, and gloo
+    aborted PyTorch's rank 0 (SIGABRT) after its one line in 2 of about 15 runs."""
+    code = _run_command(framework, train, argv, description)
+    if code and grouped and grouped():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _run_command(framework, train, argv, description):
     with signals_raise():  # until training starts (lenet5.training.run.Run.stopping), a signal stops at once
         cfg = parse_args(framework, argv, description)
         try:
