@@ -14,7 +14,7 @@ to 1/GRID of a pixel, about one pixel in 300,000 then reads from a neighbouring 
 import torch
 import torch.nn.functional as F
 
-from lenet5.data.augment import ELASTIC_ALPHA, GRID, PAD, SHIFT_BITS
+from lenet5.data.augment import GRID, NOISE_MID, NOISE_SCALE, PAD, SHIFT_BITS
 from lenet5.data.splits import epoch_order
 
 
@@ -66,7 +66,7 @@ class DeviceAugmenter:
             ys, xs = a * self.ys + b * self.xs + dy, c * self.ys + d * self.xs + dx
         if noise is not None:
             levels = torch.tensor(noise).to(self.device, non_blocking=True).float()
-            field = ((levels - 127.5) * (GRID * ELASTIC_ALPHA / 127.5)).reshape(-1, size)
+            field = ((levels - NOISE_MID) * NOISE_SCALE).reshape(-1, size)
             field = self.smooth @ (field @ self.smooth.T).reshape(2 * n, size, size)  # along x, then y
             ys, xs = ys + field[:n], xs + field[n:]
         return self._sample(x.reshape(n, size, size), ys, xs).reshape(x.shape)

@@ -76,11 +76,12 @@ class CapturedStep:
             for _ in range(WARMUP_STEPS):
                 self.step(self.x, self.y, self.lr, divisor)
         torch.cuda.current_stream(x.device).wait_stream(side)
+        before = {id(tensor) for tensor in kept}
         with torch.no_grad():
             for tensor, value in zip(kept, saved):
                 tensor.copy_(value)
             for tensor in self._state():
-                if id(tensor) not in {id(other) for other in kept}:
+                if id(tensor) not in before:
                     tensor.zero_()  # Adam's state, made by the warm-up: as before a first step
         torch.cuda.set_rng_state(rng, x.device)
         self.optimizer.zero_grad(set_to_none=True)  # the graph's backward allocates its own gradients

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from .. import envs
 from ..files import write_json, write_text
 from ..training.runfolder import RunFolder
-from .runner import QUICK, bench_baseline, bench_train_py, summarize, train_size
+from .runner import QUICK, bench_baseline, bench_train_py
 
 SHARING = (1, 4, 8)  # train.py processes at once on the GPU
 SHARING_EPOCHS = 30  # long enough that the processes' start-ups (a few seconds) overlap little of it
@@ -55,25 +55,28 @@ def bench_sharing(args, work, n, device):
     """`n` train.py processes at once on the GPU, each its own run: their model-epochs per second
     summed (each over its epochs after the first), and the wall-clock seconds of them all."""
     epochs = args.train_args if args.quick else ["--epochs", str(SHARING_EPOCHS)]
-    procs, names = [], [f"sharing{n}-{i}" for i in range(n)]
+    names = [f"sharing{n}-{i}" for i in range(n)]
     start = time.perf_counter()
-    for name in names:
-        cmd = [envs.env_python("pytorch"), "-m", "train_pytorch.train", "--no-progress", "--device", device]
-        cmd += ["--output-dir", work, "--run-name", name, "--data-dir", args.data_dir, "--threads", "1", *epochs]
-        log = open(work / f"pytorch-{name}.log", "w")  # noqa: SIM115 - closed when the process is done
-        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), log))
-    codes = []
-    for proc, log in procs:
-        codes.append(proc.wait())
-        log.close()
+    with open(work / f"pytorch-sharing{n}.log", "w") as log:
+        procs = [
+            subprocess.Popen(
+                [envs.env_python("pytorch"), "-m", "train_pytorch.train", "--no-progress", "--device", device]
+                + ["--output-dir", work, "--run-name", name, "--data-dir", args.data_dir, "--threads", "1", *epochs],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+            for name in names
+        ]
+        codes = [proc.wait() for proc in procs]
     wall = time.perf_counter() - start
     if any(codes):
         return None
     rates = []
     for name in names:
-        run = RunFolder(work / name)
-        rows = [dict(row, test_acc=row["val_acc"]) for row in run.metrics()]
-        rates.append(summarize(rows, train_size(run.config()), 1, 0)["train_images_per_s"] / train_size(run.config()))
+        rows = RunFolder(work / name).metrics()
+        warm = rows[1:] or rows  # the first epoch pays for start-up, as summarize() leaves it out
+        rates.append(len(warm) / sum(float(row["seconds"]) for row in warm))
     return {"runs": n, "model_epochs_per_s": sum(rates), "wall_seconds": wall}
 
 

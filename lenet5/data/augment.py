@@ -33,6 +33,9 @@ SHEAR = 0.2  # a horizontal shear of up to 0.2 pixel per pixel, either way
 # Elastic: a field of uniform(-1, 1) displacements, smoothed by a Gaussian of ELASTIC_SIGMA
 # pixels and scaled by ELASTIC_ALPHA pixels, Simard's values for MNIST.
 ELASTIC_ALPHA, ELASTIC_SIGMA = 34.0, 4.0
+# The noise is drawn as bytes: level (0..255) - NOISE_MID, times NOISE_SCALE, is uniform(-1, 1) x
+# alpha, in 1/GRID pixel.
+NOISE_MID, NOISE_SCALE = 127.5, GRID * ELASTIC_ALPHA / 127.5
 
 
 def parse(text):
@@ -129,9 +132,7 @@ class Augmenter:
             ys, xs = a * self.ys + b * self.xs + dy, c * self.ys + d * self.xs + dx
         if noise is not None:
             n, size = len(noise) // 2, self.size
-            field = ((noise.astype(np.float32) - np.float32(127.5)) * np.float32(GRID * ELASTIC_ALPHA / 127.5)).reshape(
-                -1, size
-            )
+            field = ((noise.astype(np.float32) - np.float32(NOISE_MID)) * np.float32(NOISE_SCALE)).reshape(-1, size)
             field = self.smooth @ (field @ self.smooth.T).reshape(2 * n, size, size)  # along x, then y
             ys, xs = ys + field[:n], xs + field[n:]
         return ys, xs
