@@ -16,6 +16,9 @@ FRAMEWORK_NAMES = {"pytorch": "PyTorch", "tensorflow": "TensorFlow", "mxnet": "M
 ARCHS = ("lenet5", "lecun98")  # today's LeNet-5; the network of the 1998 paper (lenet5/network/lecun98.py)
 ARCH_NAMES = {"lenet5": "LeNet-5", "lecun98": "LeNet-5 of 1998"}
 POOLINGS = ("max", "avg")
+# lecun98's initial weights: the paper's U(+-2.4 / F_i), or sqrt(F_i) for its weights of random signs
+# (lenet5/network/lecun98.py)
+INITS = ("fan-in", "sqrt-fan-in")
 ACTIVATIONS = ("relu", "leakyrelu", "tanh", "sigmoid")
 OPTIMIZERS = ("adam", "adamw", "sgd", "sdlm")
 SCHEDULERS = ("none", "cosine", "paper")
@@ -40,6 +43,7 @@ class Config:
     pooling: str = "max"
     activation: str = "relu"
     dropout: float = 0.0
+    init: str = "fan-in"
     # training
     epochs: int = 15
     batch_size: int = 256
@@ -81,16 +85,17 @@ RECIPES = {
     "default": {},
     "best": {"augment": "affine", "label_smoothing": 0.1, "epochs": 20},
     "fast": {"epochs": 2, "batch_size": 96, "label_smoothing": 0.1},
-    # The 1998 paper's own training, on all 60,000 training images, but for --lr: its 5e-4, and
-    # 1e-4 to 2e-5, diverge here in the first pass; 1e-5 was the largest that trained, on the
-    # validation split (docs/lecun98.md).
+    # The 1998 paper's own training: SDLM at its rates, one image a step, 20 passes over all 60,000
+    # training images; but for the initialisation, whose weighted sums vanish as Appendix A writes
+    # it, and then diverge at these rates (docs/lecun98.md).
     "paper": {
         "arch": "lecun98",
+        "init": "sqrt-fan-in",
         "optimizer": "sdlm",
         "scheduler": "paper",
-        "lr": 1e-5,
+        "lr": 5e-4,
         "epochs": 20,
-        "batch_size": 16,
+        "batch_size": 1,
         "val_size": 0,
     },
 }

@@ -55,18 +55,20 @@ class LeNet5(HybridBlock):
 
 @mx.init.register
 class PaperUniform(mx.init.Initializer):
-    """The paper's U(+-2.4 / fan-in) for the neutral array `key` (c1.weight ...)."""
+    """The paper's U(+-2.4 / fan-in), or `init`'s, for the neutral array `key` (c1.weight ...)."""
 
-    def __init__(self, key):
-        super().__init__(key=key)
-        self.key = key
+    def __init__(self, key, init="fan-in"):
+        super().__init__(key=key, init=init)
+        self.key, self.init = key, init
 
     def _init_weight(self, _, arr):
-        arr[:] = mx.nd.random.uniform(-1, 1, arr.shape) * mx.nd.array(lecun98.init_bound(self.key))
+        arr[:] = mx.nd.random.uniform(-1, 1, arr.shape) * mx.nd.array(lecun98.init_bound(self.key, self.init))
 
 
-def paper_init(name):
-    return dict(weight_initializer=PaperUniform(f"{name}.weight"), bias_initializer=PaperUniform(f"{name}.bias"))
+def paper_init(name, init):
+    return dict(
+        weight_initializer=PaperUniform(f"{name}.weight", init), bias_initializer=PaperUniform(f"{name}.bias", init)
+    )
 
 
 class Squash(HybridBlock):
@@ -79,10 +81,10 @@ class Squash(HybridBlock):
 class Subsampling(HybridBlock):
     """S2 and S4: the sum of each 2x2 block, times one trainable coefficient per map, plus a bias."""
 
-    def __init__(self, name, maps, **kwargs):
+    def __init__(self, name, maps, init, **kwargs):
         super().__init__(**kwargs)
-        self.weight = self.params.get("weight", shape=(maps,), init=PaperUniform(f"{name}.weight"))
-        self.bias = self.params.get("bias", shape=(maps,), init=PaperUniform(f"{name}.bias"))
+        self.weight = self.params.get("weight", shape=(maps,), init=PaperUniform(f"{name}.weight", init))
+        self.bias = self.params.get("bias", shape=(maps,), init=PaperUniform(f"{name}.bias", init))
 
     def hybrid_forward(self, F, x, weight, bias):
         summed = 4 * F.Pooling(x, kernel=(2, 2), stride=(2, 2), pool_type="avg")
@@ -116,24 +118,28 @@ class LeCun98(HybridBlock):
     """LeNet-5 as the paper built it (lenet5/network/lecun98.py): takes the same normalised images. Its
     output has the ten digits' bitmaps: num_classes is 10 (lenet5.training.run and lenet5.network.weights check it)."""
 
-    def __init__(self, num_classes=10, dropout=0.0, **kwargs):
+    def __init__(self, num_classes=10, dropout=0.0, init="fan-in", **kwargs):
         super().__init__(**kwargs)
         self.act = Squash()
-        self.c1 = nn.Conv2D(6, 5, in_channels=1, **paper_init("c1"))  # 6@28x28, from the 32x32 field
-        self.s2 = Subsampling("s2", 6)  # 6@14x14
-        self.c3 = TableConv2D(**paper_init("c3"))  # 16@10x10
-        self.s4 = Subsampling("s4", 16)  # 16@5x5
-        self.c5 = nn.Conv2D(120, 5, in_channels=16, **paper_init("c5"))  # 120@1x1
-        self.f6 = nn.Dense(84, in_units=120, **paper_init("f6"))
+        self.c1 = nn.Conv2D(6, 5, in_channels=1, **paper_init("c1", init))  # 6@28x28, from the 32x32 field
+        self.s2 = Subsampling("s2", 6, init)  # 6@14x14
+        self.c3 = TableConv2D(**paper_init("c3", init))  # 16@10x10
+        self.s4 = Subsampling("s4", 16, init)  # 16@5x5
+        self.c5 = nn.Conv2D(120, 5, in_channels=16, **paper_init("c5", init))  # 120@1x1
+        self.f6 = nn.Dense(84, in_units=120, **paper_init("f6", init))
         self.output = RBF()
         self.dropout = nn.Dropout(dropout)  # in training only: before F6 and before the output
 
+    def field(self, F, x):
+        """The paper's input: background -0.1, ink 1.175, in a 32x32 field."""
+        pad = (0, 0, 0, 0) + (lecun98.PAD,) * 4
+        return F.pad(
+            lecun98.SCALE * x + lecun98.OFFSET, mode="constant", pad_width=pad, constant_value=lecun98.BACKGROUND
+        )
+
     def features(self, F, x):
-        """F6's outputs, the RBF units' inputs (for SDLM's Hessian, lenet5/network/sdlm.py)."""
-        x = lecun98.SCALE * x + lecun98.OFFSET  # the paper's input: background -0.1, ink 1.175
-        pad = (0, 0, 0, 0) + (lecun98.PAD,) * 4  # in a 32x32 field
-        x = F.pad(x, mode="constant", pad_width=pad, constant_value=lecun98.BACKGROUND)
-        x = self.act(self.s2(self.act(self.c1(x))))
+        """F6's outputs, the RBF units' inputs."""
+        x = self.act(self.s2(self.act(self.c1(self.field(F, x)))))
         x = self.act(self.s4(self.act(self.c3(x))))
         x = self.act(self.c5(x))
         return self.act(self.f6(self.dropout(F.flatten(x))))
@@ -142,10 +148,10 @@ class LeCun98(HybridBlock):
         return self.output(self.dropout(self.features(F, x)))
 
 
-def build(arch="lenet5", num_classes=10, pooling="max", activation="relu", dropout=0.0):
-    """The model `arch` names (lenet5.config.ARCHS); lecun98 has its own subsampling and squashing."""
+def build(arch="lenet5", num_classes=10, pooling="max", activation="relu", dropout=0.0, init="fan-in"):
+    """The model `arch` names (lenet5.config.ARCHS); lecun98 has its own subsampling, squashing and `init`."""
     if check_choice("architecture", arch, ARCHS) == "lecun98":
-        return LeCun98(num_classes, dropout)
+        return LeCun98(num_classes, dropout, init)
     return LeNet5(num_classes, pooling, activation, dropout)
 
 

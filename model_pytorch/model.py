@@ -90,7 +90,7 @@ class LeCun98(nn.Module):
     """LeNet-5 as the paper built it (lenet5/network/lecun98.py): takes the same normalised images. Its
     output has the ten digits' bitmaps: num_classes is 10 (lenet5.training.run and lenet5.network.weights check it)."""
 
-    def __init__(self, num_classes=10, dropout=0.0):
+    def __init__(self, num_classes=10, dropout=0.0, init="fan-in"):
         super().__init__()
         self.act = Squash()
         self.c1 = nn.Conv2d(1, 6, 5)  # 6@28x28, from the 32x32 field
@@ -101,15 +101,17 @@ class LeCun98(nn.Module):
         self.f6 = nn.Linear(120, 84)
         self.output = RBF()
         self.dropout = nn.Dropout(dropout)  # in training only: before F6 and before the output
-        with torch.no_grad():  # U(+-2.4 / fan-in), the paper's: the same in all three frameworks
+        with torch.no_grad():  # U(+-2.4 / fan-in), the paper's, or --init's: the same in all three frameworks
             for name, param in self.named_parameters():
-                param.uniform_(-1, 1).mul_(torch.from_numpy(lecun98.init_bound(name)))
+                param.uniform_(-1, 1).mul_(torch.from_numpy(lecun98.init_bound(name, init)))
+
+    def field(self, x):
+        """The paper's input: background -0.1, ink 1.175, in a 32x32 field."""
+        return F.pad(lecun98.SCALE * x + lecun98.OFFSET, (lecun98.PAD,) * 4, value=lecun98.BACKGROUND)
 
     def features(self, x):
-        """F6's outputs, the RBF units' inputs (for SDLM's Hessian, lenet5/network/sdlm.py)."""
-        x = lecun98.SCALE * x + lecun98.OFFSET  # the paper's input: background -0.1, ink 1.175
-        x = F.pad(x, (lecun98.PAD,) * 4, value=lecun98.BACKGROUND)  # in a 32x32 field
-        x = self.act(self.s2(self.act(self.c1(x))))
+        """F6's outputs, the RBF units' inputs."""
+        x = self.act(self.s2(self.act(self.c1(self.field(x)))))
         x = self.act(self.s4(self.act(self.c3(x))))
         x = self.act(self.c5(x))
         return self.act(self.f6(self.dropout(torch.flatten(x, 1))))
@@ -118,10 +120,10 @@ class LeCun98(nn.Module):
         return self.output(self.dropout(self.features(x)))
 
 
-def build(arch="lenet5", num_classes=10, pooling="max", activation="relu", dropout=0.0):
-    """The model `arch` names (lenet5.config.ARCHS); lecun98 has its own subsampling and squashing."""
+def build(arch="lenet5", num_classes=10, pooling="max", activation="relu", dropout=0.0, init="fan-in"):
+    """The model `arch` names (lenet5.config.ARCHS); lecun98 has its own subsampling, squashing and `init`."""
     if check_choice("architecture", arch, ARCHS) == "lecun98":
-        return LeCun98(num_classes, dropout)
+        return LeCun98(num_classes, dropout, init)
     return LeNet5(num_classes, pooling, activation, dropout)
 
 

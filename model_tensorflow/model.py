@@ -76,18 +76,18 @@ def squash(x):
 
 @keras.saving.register_keras_serializable(package="lenet5")
 class PaperUniform(keras.initializers.Initializer):
-    """The paper's U(+-2.4 / fan-in) for the neutral array `key` (c1.weight ...), in Keras' layout."""
+    """The paper's U(+-2.4 / fan-in), or `init`'s, for the neutral array `key` (c1.weight ...), in Keras' layout."""
 
-    def __init__(self, key):
-        self.key = key
+    def __init__(self, key, init="fan-in"):
+        self.key, self.init = key, init
 
     def __call__(self, shape, dtype=None):
-        bound = lecun98.init_bound(self.key)
+        bound = lecun98.init_bound(self.key, self.init)
         bound = bound.transpose(2, 3, 1, 0) if bound.ndim == 4 else bound.T
         return keras.random.uniform(shape, -1, 1, dtype=dtype) * bound
 
     def get_config(self):
-        return {"key": self.key}
+        return {"key": self.key, "init": self.init}
 
 
 @keras.saving.register_keras_serializable(package="lenet5")
@@ -103,10 +103,19 @@ class PaperInput(layers.Layer):
 class Subsampling(layers.Layer):
     """S2 and S4: the sum of each 2x2 block, times one trainable coefficient per map, plus a bias."""
 
+    def __init__(self, init="fan-in", **kwargs):
+        super().__init__(**kwargs)
+        self.init = init
+
     def build(self, shape):
         name = self.name  # s2 or s4
-        self.kernel = self.add_weight((shape[-1],), initializer=PaperUniform(f"{name}.weight"), name="kernel")
-        self.bias = self.add_weight((shape[-1],), initializer=PaperUniform(f"{name}.bias"), name="bias")
+        self.kernel = self.add_weight(
+            (shape[-1],), initializer=PaperUniform(f"{name}.weight", self.init), name="kernel"
+        )
+        self.bias = self.add_weight((shape[-1],), initializer=PaperUniform(f"{name}.bias", self.init), name="bias")
+
+    def get_config(self):
+        return {**super().get_config(), "init": self.init}
 
     def call(self, x):
         return 4 * ops.average_pool(x, 2, 2) * self.kernel + self.bias
@@ -132,7 +141,7 @@ class RBF(layers.Layer):
         return -ops.sum((x[:, :, None] - self.kernel[None]) ** 2, axis=1)
 
 
-def LeCun98(num_classes=10, dropout=0.0):
+def LeCun98(num_classes=10, dropout=0.0, init="fan-in"):
     """LeNet-5 as the paper built it (lenet5/network/lecun98.py): takes the same normalised images. Its
     output has the ten digits' bitmaps: num_classes is 10 (lenet5.training.run and lenet5.network.weights check it)."""
 
@@ -144,8 +153,8 @@ def LeCun98(num_classes=10, dropout=0.0):
             filters,
             5,
             name=name,
-            kernel_initializer=PaperUniform(f"{name}.weight"),
-            bias_initializer=PaperUniform(f"{name}.bias"),
+            kernel_initializer=PaperUniform(f"{name}.weight", init),
+            bias_initializer=PaperUniform(f"{name}.bias", init),
         )
 
     return keras.Sequential(
@@ -154,18 +163,21 @@ def LeCun98(num_classes=10, dropout=0.0):
             PaperInput(name="input_field"),  # 1@32x32
             conv(6, "c1"),
             layers.Activation(squash, name="c1_act"),  # 6@28x28
-            Subsampling(name="s2"),
+            Subsampling(init, name="s2"),
             layers.Activation(squash, name="s2_act"),  # 6@14x14
             conv(16, "c3", TableConv2D),
             layers.Activation(squash, name="c3_act"),  # 16@10x10
-            Subsampling(name="s4"),
+            Subsampling(init, name="s4"),
             layers.Activation(squash, name="s4_act"),  # 16@5x5
             conv(120, "c5"),
             layers.Activation(squash, name="c5_act"),  # 120@1x1
             layers.Flatten(name="flatten"),
             *drop("f6_dropout"),
             layers.Dense(
-                84, name="f6", kernel_initializer=PaperUniform("f6.weight"), bias_initializer=PaperUniform("f6.bias")
+                84,
+                name="f6",
+                kernel_initializer=PaperUniform("f6.weight", init),
+                bias_initializer=PaperUniform("f6.bias", init),
             ),
             layers.Activation(squash, name="f6_act"),
             *drop("output_dropout"),
@@ -175,10 +187,10 @@ def LeCun98(num_classes=10, dropout=0.0):
     )
 
 
-def build(arch="lenet5", num_classes=10, pooling="max", activation="relu", dropout=0.0):
-    """The model `arch` names (lenet5.config.ARCHS); lecun98 has its own subsampling and squashing."""
+def build(arch="lenet5", num_classes=10, pooling="max", activation="relu", dropout=0.0, init="fan-in"):
+    """The model `arch` names (lenet5.config.ARCHS); lecun98 has its own subsampling, squashing and `init`."""
     if check_choice("architecture", arch, ARCHS) == "lecun98":
-        return LeCun98(num_classes, dropout)
+        return LeCun98(num_classes, dropout, init)
     return LeNet5(num_classes, pooling, activation, dropout)
 
 

@@ -7,7 +7,7 @@ train.py: Trainer.save_states pickles the optimizer, which must unpickle from an
 import mxnet as mx
 from mxnet import autograd
 
-from lenet5.network import sdlm
+from lenet5.network import lecun98, sdlm
 
 
 @mx.optimizer.register
@@ -36,16 +36,37 @@ class SDLM(mx.optimizer.Optimizer):
 
 
 def estimate_hessian(model, optimizer, split, cfg, epoch, device):
-    """SDLM's Hessian diagonal for pass `epoch`: the mean square of single images' gradients, each
-    backpropagated from F6 with a vector of the loss's curvature there (lenet5/network/sdlm.py)."""
-    x = mx.nd.array(sdlm.samples(split, cfg.seed, epoch), device)
-    v = mx.nd.array(sdlm.curvature_vectors(model.features(mx.nd, x).asnumpy(), cfg.seed, epoch), device)
-    params = [p for p in model.collect_params().values() if p.grad_req != "null"]
-    squares = {p: mx.nd.zeros(p.shape, device) for p in params}
-    for i in range(len(x)):
-        with autograd.record(train_mode=False):  # no dropout
-            f6 = model.features(mx.nd, x[i : i + 1])
-        f6.backward(v[i : i + 1])
-        for p in params:
-            squares[p] += p.grad(device) ** 2
-    optimizer.optimizer.set_hessian({p: total / len(x) for p, total in squares.items()})
+    """SDLM's Hessian diagonal for pass `epoch`: the paper's, on its SAMPLES images (lenet5/network/sdlm.py)."""
+    h = paper_hessian(model, mx.nd.array(sdlm.samples(split, cfg.seed, epoch), device))
+    optimizer.optimizer.set_hessian({p: h[name] for name, p in model.collect_params().items() if name in h})
+
+
+def paper_hessian(model, x):
+    """{parameter name: h} of lecun98 `model` on images x, the paper's backpropagation of second
+    derivatives as one backward pass: each layer runs again on its inputs' squares with its weights
+    squared (its hybrid_forward, given those), and what flows back through a unit is multiplied by
+    f'(a)^2 (lenet5/network/sdlm.py)."""
+    squared = {}  # name: the array standing for a weight's square (a bias's value does not matter)
+    x = model.field(mx.nd, x)
+    u = x * x
+    with autograd.record(train_mode=False):
+        for name in lecun98.LAYERS[:-1]:
+            layer = getattr(model, name)
+            if name == "f6":
+                x, u = x.flatten(), u.flatten()
+            with autograd.pause():
+                x = model.act(layer(x))
+                values = {}
+                for kind, p in layer._reg_params.items():  # by the names hybrid_forward takes
+                    if p.grad_req == "null":  # C3's mask
+                        values[kind] = p.data()
+                        continue
+                    values[kind] = p.data() ** 2 if kind == "weight" else mx.nd.zeros_like(p.data())
+                    values[kind].attach_grad()
+                    squared[p.name] = values[kind]
+            t = layer.hybrid_forward(mx.nd, u, **values)
+            scaled = lecun98.squash_gain(x) ** 2 * t
+            u = x * x + scaled - scaled.detach()  # the value x^2; backward, f'(a)^2 times what reaches x
+        total = (mx.nd.array(sdlm.output_curvature(x.asnumpy()), x.context) * u).sum()
+    total.backward()
+    return {name: v.grad / len(x) for name, v in squared.items()}

@@ -240,7 +240,7 @@ def train(cfg):
     world.check(cfg.batch_size)
     mx.random.seed(cfg.seed)  # same seed, same metrics
     data = splits_of(cfg, channels_last=False)
-    model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout)
+    model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout, cfg.init)
     model.initialize(ctx=devices)
     model.hybridize(static_alloc=True, static_shape=True)
     optimizer = make_optimizer(cfg, model, kv)

@@ -215,7 +215,7 @@ def train(cfg):
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)  # same seed, same metrics
     data = splits_of(cfg, channels_last=False)
-    model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout).to(device)
+    model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout, cfg.init).to(device)
     optimizer = make_optimizer(cfg, model)
     run = Run(cfg, world, functools.partial(all_sum, device=device))
     load = functools.partial(load_checkpoint, model=model, optimizer=optimizer)

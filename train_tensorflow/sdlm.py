@@ -4,12 +4,10 @@ Kept parallel to train_pytorch/sdlm.py and train_mxnet/sdlm.py. The optimizer is
 Keras, so that a checkpoint (a .keras file with the optimizer's state) opens where this is imported.
 """
 
-import functools
-
 import keras
 import tensorflow as tf
 
-from lenet5.network import sdlm
+from lenet5.network import lecun98, sdlm
 
 
 @keras.saving.register_keras_serializable(package="lenet5")
@@ -30,30 +28,34 @@ class SDLM(keras.optimizers.Optimizer):
         self.assign_sub(variable, learning_rate * gradient / (h + sdlm.MU))
 
 
-@functools.cache  # one per model: traced once, not before every pass
-def make_hessian_step(model):
-    """A compiled function of one image and a vector at F6: the squares of the gradient that vector
-    backpropagates (lenet5/network/sdlm.py)."""
-    features = keras.Model(model.inputs, model.get_layer("f6_act").output)  # F6's outputs
-
-    @tf.function
-    def hessian_step(x, v):
-        with tf.GradientTape() as tape:
-            f6 = features(x, training=False)
-        return [g * g for g in tape.gradient(f6, model.trainable_variables, output_gradients=v)]
-
-    return features, hessian_step
-
-
 def estimate_hessian(model, optimizer, split, cfg, epoch):
-    """SDLM's Hessian diagonal for pass `epoch`: the mean square of single images' gradients, each
-    backpropagated from F6 with a vector of the loss's curvature there (lenet5/network/sdlm.py)."""
-    features, hessian_step = make_hessian_step(model)
-    x = sdlm.samples(split, cfg.seed, epoch)
-    v = sdlm.curvature_vectors(features(x, training=False).numpy(), cfg.seed, epoch)
-    squares = [tf.zeros_like(w) for w in model.trainable_variables]
-    for i in range(len(x)):
-        squares = [total + g for total, g in zip(squares, hessian_step(x[i : i + 1], v[i : i + 1]))]
+    """SDLM's Hessian diagonal for pass `epoch`: the paper's, on its SAMPLES images (lenet5/network/sdlm.py)."""
+    h = paper_hessian(model, sdlm.samples(split, cfg.seed, epoch))
     if not optimizer.built:  # train.py builds it first (under its tf.distribute strategy)
         optimizer.build(model.trainable_variables)
-    optimizer.set_hessian([total / len(x) for total in squares])
+    optimizer.set_hessian([h[v.path] for v in model.trainable_variables])
+
+
+def paper_hessian(model, x):
+    """{variable path: h} of lecun98 `model` on images x, the paper's backpropagation of second
+    derivatives as one backward pass: each layer runs again on its inputs' squares with its weights
+    squared (Layer.stateless_call), and what flows back through a unit is multiplied by f'(a)^2
+    (lenet5/network/sdlm.py)."""
+    squared = {}  # path: the tensor standing for a weight's square (a bias's value does not matter)
+    x = model.get_layer("input_field")(x)
+    u = x * x
+    with tf.GradientTape() as tape:
+        for name in lecun98.LAYERS[:-1]:
+            layer = model.get_layer(name)
+            if name == "f6":
+                x, u = tf.reshape(x, (len(x), -1)), tf.reshape(u, (len(u), -1))
+            x = model.get_layer(f"{name}_act")(layer(x))
+            values = [tf.square(v) if v.name == "kernel" else tf.zeros_like(v) for v in layer.trainable_variables]
+            tape.watch(values)
+            squared.update({v.path: value for v, value in zip(layer.trainable_variables, values, strict=True)})
+            t, _ = layer.stateless_call(values, layer.non_trainable_variables, u)
+            scaled = lecun98.squash_gain(x) ** 2 * t
+            u = x * x + scaled - tf.stop_gradient(scaled)  # the value x^2; backward, f'(a)^2 times what reaches x
+        total = tf.reduce_sum(sdlm.output_curvature(x.numpy()) * u)
+    h = tape.gradient(total, list(squared.values()))
+    return {path: (v / len(x)).numpy() for path, v in zip(squared, h)}

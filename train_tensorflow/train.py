@@ -238,7 +238,7 @@ def train(cfg):
     tf.config.experimental.enable_op_determinism()  # same seed, same metrics
     data = splits_of(cfg, channels_last=True)
     with strategy.scope():  # the variables: mirrored on every replica, the same at the start
-        model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout)
+        model = build(cfg.arch, len(data.classes), cfg.pooling, cfg.activation, cfg.dropout, cfg.init)
         optimizer = make_optimizer(cfg)
         model.compile(optimizer=optimizer)  # so that model.save() keeps the optimizer's state
         optimizer.build(model.trainable_variables)  # here, not inside the replicas' step

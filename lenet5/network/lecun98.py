@@ -17,6 +17,7 @@ Two choices the paper leaves open, made here:
 
 import numpy as np
 
+from ..config import INITS, check_choice
 from ..data.splits import MEAN, STD
 
 # Input: background -0.1, ink 1.175 (a mean near 0, a variance near 1), in a 32x32 field.
@@ -120,10 +121,20 @@ def fan_in(key):
     return np.full(shape, float(inputs))
 
 
-def init_bound(key):
-    """The paper's initialisation, U(-2.4 / F_i, 2.4 / F_i), as the bound of each entry (zero for
-    C3's unconnected weights): a framework draws U(-1, 1) and multiplies by it."""
-    bound = 2.4 / fan_in(key) * np.ones(param_shapes()[key])
+def init_bound(key, init="fan-in"):
+    """The initialisation's bound of each entry (zero for C3's unconnected weights): a framework
+    draws U(-1, 1) and multiplies by it.
+
+    fan-in: the paper's U(-2.4 / F_i, 2.4 / F_i) everywhere (Appendix A). It assumes a weighted
+    sum's spread grows like F_i, as it does for highly correlated inputs under one weight: a
+    subsampling unit's. Under C1's, C3's, C5's and F6's weights, of random signs, it grows like
+    sqrt(F_i) whatever the inputs, so the paper's bound shrinks their sums layer by layer (C5's to
+    about 0.01). sqrt-fan-in divides those by sqrt(F_i) and keeps the subsampling coefficients'
+    2.4 / F_i: Appendix A's aim, weighted sums in the squashing's working range in every layer
+    (docs/lecun98.md, "Why the paper's learning rates diverged")."""
+    subsampling = key.split(".")[0] in ("s2", "s4")
+    root = check_choice("initialisation", init, INITS) == "sqrt-fan-in" and not subsampling
+    bound = 2.4 / (np.sqrt(fan_in(key)) if root else fan_in(key)) * np.ones(param_shapes()[key])
     return (bound * C3_MASK if key == "c3.weight" else bound).astype(np.float32)
 
 
@@ -137,6 +148,12 @@ def check_table(c3_weight, source="weights"):
 
 def squash(a):
     return SQUASH_A * np.tanh(SQUASH_S * a)
+
+
+def squash_gain(x):
+    """f'(a) from the unit's output x = f(a), A S (1 - tanh^2(S a)): plain arithmetic, so numpy
+    arrays and every framework's tensors take it alike."""
+    return SQUASH_S * (SQUASH_A - x * x / SQUASH_A)
 
 
 def map_loss(outputs, labels):

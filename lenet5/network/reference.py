@@ -37,7 +37,7 @@ def trace(params, x, pooling="max", activation="relu", arch="lenet5"):
     p = {k: np.asarray(v, np.float64) for k, v in params.items()}
     x = np.asarray(x, np.float64)
     if arch == "lecun98":
-        yield from trace_lecun98(p, x)
+        yield from trace_lecun98(p, paper_field(x))
         return
     act, pool = ACTIVATION[activation], POOLING[pooling]
     yield "c1", (x := act(conv2d(x, p["c1.weight"], p["c1.bias"], padding=2)))
@@ -49,14 +49,21 @@ def trace(params, x, pooling="max", activation="relu", arch="lenet5"):
     yield "output", x @ p["output.weight"].T + p["output.bias"]
 
 
-def trace_lecun98(p, x):
-    """The 1998 paper's network (lenet5/network/lecun98.py), one layer at a time, in float64."""
+def paper_field(x):
+    """The paper's input for normalised images x (N, 1, 28, 28): background -0.1, ink 1.175, in 32x32."""
+    pad = ((0, 0), (0, 0), (lecun98.PAD,) * 2, (lecun98.PAD,) * 2)
+    return np.pad(lecun98.SCALE * x + lecun98.OFFSET, pad, constant_values=lecun98.BACKGROUND)
+
+
+def trace_lecun98(p, field):
+    """The 1998 paper's network (lenet5/network/lecun98.py), one layer at a time, in float64, from
+    the paper's input (paper_field)."""
     f = lecun98.squash
 
     def subsample(x, name):  # the sum of each 2x2 block, times the map's coefficient, plus its bias
         return f(pool2x2(x, np.sum) * p[f"{name}.weight"][:, None, None] + p[f"{name}.bias"][:, None, None])
 
-    x = np.pad(lecun98.SCALE * x + lecun98.OFFSET, ((0, 0), (0, 0), (2, 2), (2, 2)), constant_values=lecun98.BACKGROUND)
+    x = field
     yield "c1", (x := f(conv2d(x, p["c1.weight"], p["c1.bias"])))
     yield "s2", (x := subsample(x, "s2"))
     yield "c3", (x := f(conv2d(x, p["c3.weight"] * lecun98.C3_MASK, p["c3.bias"])))

@@ -21,6 +21,7 @@ from ..config import (
     ACTIVATIONS,
     ARCHS,
     DEVICES,
+    INITS,
     MAX_AUTO_THREADS,
     OPTIMIZERS,
     POOLINGS,
@@ -108,6 +109,12 @@ def build_parser(framework, description=None, with_defaults=True, recipe="defaul
     model.add_argument("--activation", choices=ACTIVATIONS, help="non-linearity after C1, C3, C5 and F6 of lenet5")
     model.add_argument(
         "--dropout", type=fraction, metavar="P", help="dropout rate before F6 and before the output layer, in training"
+    )
+    model.add_argument(
+        "--init",
+        choices=INITS,
+        help="lecun98's initial weights: fan-in, U(+-2.4/F_i) as the paper's Appendix A writes it, or sqrt-fan-in, "
+        "U(+-2.4/sqrt(F_i)) but for the subsampling coefficients, with which the paper's rates train (docs/lecun98.md)",
     )
 
     train = parser.add_argument_group("training")
