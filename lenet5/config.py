@@ -131,16 +131,23 @@ def lr_at(cfg, step, total_steps):
 
 
 # LeNet-5's layers are small: past a few threads a step spends more time handing work out than
-# computing, so --threads 0 (auto) takes the cores this process may use, at most this many.
+# computing, so --threads 0 (auto) takes the cores this process may use, at most this many; and
+# one thread for batches below ONE_THREAD_BELOW images, whose operations are too small to share
+# (--recipe paper's one image a step, PyTorch, beside another run on 2 cores: 9.2 s for 2,000
+# images on one thread, 110 s on two).
 MAX_AUTO_THREADS = 4
+ONE_THREAD_BELOW = 16
 
 
-def resolve_threads(threads=0):
+def resolve_threads(threads=0, batch_size=None):
     """The CPU threads a framework should use: `threads` if given, else $OMP_NUM_THREADS (as set
-    by the sweep for parallel runs), else the usable cores up to MAX_AUTO_THREADS."""
+    by the sweep for parallel runs), else one for a small `batch_size`, else the usable cores up
+    to MAX_AUTO_THREADS."""
     if threads:
         return threads
     if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
         return int(os.environ["OMP_NUM_THREADS"])
+    if batch_size is not None and batch_size < ONE_THREAD_BELOW:
+        return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return min(cores, MAX_AUTO_THREADS)

@@ -43,9 +43,9 @@ FRAMEWORK = "pytorch"
 warnings.filterwarnings("ignore", "Grad strides do not match bucket view strides")
 
 
-def set_threads(n):
+def set_threads(n, batch_size):
     """Use --threads N CPU threads (0: auto, see resolve_threads); returns how many."""
-    torch.set_num_threads(resolve_threads(n))
+    torch.set_num_threads(resolve_threads(n, batch_size))
     return torch.get_num_threads()
 
 
@@ -208,7 +208,7 @@ def save_model(folder, name, model):
 
 def train(cfg):
     """Train, test and save one run as `cfg` says; returns its result (result.json)."""
-    threads = set_threads(cfg.threads)
+    threads = set_threads(cfg.threads, cfg.batch_size)
     device = select_device(cfg.device)
     world = join_world(cfg, device)
     world.check(cfg.batch_size)

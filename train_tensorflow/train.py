@@ -38,11 +38,11 @@ from train_tensorflow.sdlm import SDLM, estimate_hessian
 FRAMEWORK = "tensorflow"
 
 
-def set_threads(n):
+def set_threads(n, batch_size):
     """Use --threads N CPU threads (0: auto, see resolve_threads); returns how many. Called before
     TensorFlow runs its first op: its pools are fixed from then on. LeNet-5's graph is one chain
     of ops: one inter-op thread runs it as fast as TensorFlow's default of one per core."""
-    n = resolve_threads(n)
+    n = resolve_threads(n, batch_size)
     try:
         tf.config.threading.set_intra_op_parallelism_threads(n)
         tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -230,7 +230,7 @@ def save_model(folder, name, model):
 
 def train(cfg):
     """Train, test and save one run as `cfg` says; returns its result (result.json)."""
-    threads = set_threads(cfg.threads)
+    threads = set_threads(cfg.threads, cfg.batch_size)
     device = select_device(cfg.device)
     strategy, world = join_world(cfg, device)
     world.check(cfg.batch_size)

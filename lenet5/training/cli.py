@@ -23,6 +23,7 @@ from ..config import (
     DEVICES,
     INITS,
     MAX_AUTO_THREADS,
+    ONE_THREAD_BELOW,
     OPTIMIZERS,
     POOLINGS,
     RECIPES,
@@ -219,7 +220,8 @@ def build_parser(framework, description=None, with_defaults=True, recipe="defaul
         "--threads",
         type=non_negative_int,
         metavar="N",
-        help=f"CPU threads (0: $OMP_NUM_THREADS if set, else the cores, at most {MAX_AUTO_THREADS})",
+        help=f"CPU threads (0: $OMP_NUM_THREADS if set, else 1 for batches under {ONE_THREAD_BELOW} images, "
+        f"else the cores, at most {MAX_AUTO_THREADS})",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bars (the per-epoch lines remain)")
     run.add_argument(

@@ -231,7 +231,7 @@ def test_envs_call_runs_a_function_in_another_environment_and_hands_back_its_res
 
 
 def test_threads_reach_mxnet_before_its_import_as_omp_num_threads(monkeypatch):
-    from lenet5.config import MAX_AUTO_THREADS, resolve_threads
+    from lenet5.config import MAX_AUTO_THREADS, ONE_THREAD_BELOW, resolve_threads
     from lenet5.training.cli import threads_before_import
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -240,8 +240,11 @@ def test_threads_reach_mxnet_before_its_import_as_omp_num_threads(monkeypatch):
         assert "OMP_NUM_THREADS" not in os.environ
     threads_before_import(["--pooling", "avg", "--threads", "3"])
     assert os.environ["OMP_NUM_THREADS"] == "3" and resolve_threads(0) == 3 and resolve_threads(5) == 5
+    assert resolve_threads(0, batch_size=1) == 3  # the environment's choice stands
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert 1 <= resolve_threads(0) <= MAX_AUTO_THREADS
+    assert resolve_threads(0, batch_size=1) == 1 and resolve_threads(2, batch_size=1) == 2  # one image a step
+    assert resolve_threads(0, batch_size=ONE_THREAD_BELOW) == resolve_threads(0)
 
 
 @pytest.mark.parametrize(
