@@ -286,9 +286,8 @@ def run_command(framework, train, argv=None, description=None, grouped=None):
 
 def _run_command(framework, train, argv, description):
     with signals_raise():  # until training starts (lenet5.training.run.Run.stopping), a signal stops at once
-        cfg = parse_args(framework, argv, description)
         try:
-            train(cfg)
+            train(parse_args(framework, argv, description))  # a signal may come while the options are read
         except Stopped as stop:  # a checkpoint at the end of the current step
             print(f"\n{printable(str(stop))}", file=sys.stderr)
             return 128 + stop.signum

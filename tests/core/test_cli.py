@@ -309,3 +309,20 @@ def test_every_function_the_code_calls_in_another_environment_is_there():
     assert ("lenet5.convert", "read_step") in named  # the scan finds them
     for module, function in sorted(named):
         assert callable(getattr(importlib.import_module(module), function)), f"{module}:{function}"
+
+
+def test_a_signal_while_the_options_are_read_stops_with_one_line(monkeypatch, capsys):
+    """SIGTERM can come before training starts, while argparse reads the options (the soak test's
+    random kills once did): the run stops with its one line and 143, no traceback."""
+    import signal
+
+    from lenet5.training import cli
+    from lenet5.training.stopping import Interrupted
+
+    def interrupted(*args):
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(cli, "parse_args", interrupted)
+    assert cli.run_command("pytorch", lambda cfg: None, []) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert "stopped before training began" in err and "Traceback" not in err
