@@ -13,7 +13,8 @@
 #   make recipe                    the validation runs that chose the default recipe
 #   make recipe-best recipe-fast   the validation runs that chose the best and fast recipes
 #   make recipes                   the README's recipes table: fast and best x 3 frameworks x 3 seeds
-#   make lecun98-paper lecun98-paper-mxnet lecun98-adam  the 1998 paper's network: its training, and Adam (docs/lecun98.md)
+#   make lecun98-paper lecun98-paper-distorted lecun98-paper-mxnet lecun98-adam
+#                                  the 1998 paper's network: its training, on its distortions, and Adam (docs/lecun98.md)
 #   make bench                     training speed of each framework against its idiomatic baseline
 #   make serve ARGS=runs/<run>     a page to draw digits on and watch the run's LeNet-5 see them
 #   make models                    the shipped models/lenet5/model.npz, from a seeded run of the default recipe
@@ -42,8 +43,10 @@ RECIPE_FAST_SWEEPS := "--batch-size 96 128 192 256 --lr 0.003 0.005 0.008 --outp
 	"--batch-size 96 128 --lr 0.004 0.006 --label-smoothing 0.1 0.2 --output-dir results/recipe-fast-smoothing"
 
 # The 1998 paper's network (docs/lecun98.md): its own training (20 passes, one image a step: about 1.5 hours
-# on 2 cores; MXNet's, twice as slow, apart), and today's Adam with and without distortions.
+# on 2 cores; MXNet's, twice as slow, apart), the same on its distortions, and today's Adam with and without.
 LECUN98_PAPER_ARGS := --frameworks pytorch tensorflow --recipe paper --seeds 0 1 2 --jobs 2 --output-dir results/lecun98-paper
+LECUN98_DISTORTED_ARGS := --frameworks pytorch tensorflow --recipe paper-distorted --seeds 0 1 2 --jobs 2 \
+	--output-dir results/lecun98-paper-distorted
 LECUN98_PAPER_MXNET_ARGS := --frameworks mxnet --recipe paper --seeds 0 --output-dir results/lecun98-paper-mxnet
 LECUN98_ADAM_ARGS := --frameworks pytorch --arch lecun98 --batch-size 32 --lr 0.001 --epochs 15 --augment none affine \
 	--seeds 0 1 2 --jobs 2 --output-dir results/lecun98-adam
@@ -51,7 +54,7 @@ LECUN98_ADAM_ARGS := --frameworks pytorch --arch lecun98 --batch-size 32 --lr 0.
 # The recipes in every framework (the README's table): fast one run at a time, for its timings.
 RECIPES_ARGS := --frameworks pytorch tensorflow mxnet --seeds 0 1 2
 
-.PHONY: train test test-quick test-tools lint serve models sweep table recipe recipe-best recipe-fast recipes bench envs $(addprefix test-,$(FRAMEWORKS)) $(addprefix env-,$(FRAMEWORKS))
+.PHONY: train test test-quick test-tools lint serve models sweep table recipe recipe-best recipe-fast recipes lecun98-paper lecun98-paper-distorted lecun98-paper-mxnet lecun98-adam bench envs $(addprefix test-,$(FRAMEWORKS)) $(addprefix env-,$(FRAMEWORKS))
 
 train:
 	$(PYTHON) -m lenet5 train --framework $(FRAMEWORK) $(ARGS)
@@ -111,6 +114,9 @@ recipe-fast:
 
 lecun98-paper:
 	$(ENVS) run pytorch -m lenet5.sweep $(LECUN98_PAPER_ARGS) $(ARGS)
+
+lecun98-paper-distorted:
+	$(ENVS) run pytorch -m lenet5.sweep $(LECUN98_DISTORTED_ARGS) $(ARGS)
 
 lecun98-paper-mxnet:
 	$(ENVS) run pytorch -m lenet5.sweep $(LECUN98_PAPER_MXNET_ARGS) $(ARGS)

@@ -5,6 +5,7 @@ a command names itself."""
 import argparse
 import math
 import os
+import textwrap
 from pathlib import Path
 
 
@@ -36,6 +37,10 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.default is False or action.default == "":
             return action.help
         return super()._get_help_string(action)
+
+    def _split_lines(self, text, width):
+        """argparse's, but never at a hyphen: an option or a recipe (paper-distorted) stays whole."""
+        return textwrap.wrap(self._whitespace_matcher.sub(" ", text).strip(), width, break_on_hyphens=False)
 
 
 def _number(kind, low, low_ok):

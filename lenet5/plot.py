@@ -205,7 +205,7 @@ def is_ours(path, maker=MAKER):
 def make_plots(run_dir, output_dir=None, what=PLOTS, per_class=10, max_errors=60, kinds=None):
     """Write the plots `what` of a run folder into output_dir (default <run>/plots); returns
     (paths written, notes on what was skipped and why). The augmented images are distorted by
-    `kinds` (an --augment value), else by the run's own --augment, else by every kind."""
+    `kinds` (an --augment value), else by the run's own --augment, else by augment.SHOWN."""
     run = RunFolder(run_dir)
     output_dir = Path(output_dir) if output_dir else run.dir / "plots"
     targets = {name: output_dir / f"{name}.png" for name in what}
@@ -239,7 +239,7 @@ def make_plots(run_dir, output_dir=None, what=PLOTS, per_class=10, max_errors=60
         figures["samples"] = samples_figure(images, labels, names, per_class)
     if "augmented" in what:
         images, labels = load_images(cfg, "train")
-        used = kinds or (cfg.augment if cfg.augment != augment.NONE else ",".join(augment.KINDS))
+        used = kinds or (cfg.augment if cfg.augment != augment.NONE else augment.SHOWN)
         figures["augmented"] = augmented_figure(images, labels, names, used, cfg.seed, per_class, used == cfg.augment)
     try:
         for name, fig in figures.items():
@@ -268,7 +268,7 @@ def build_parser():
         "--augment",
         type=augmentation,
         metavar="KINDS",
-        help="distortions of the augmented plot (default: the run's --augment, or all of them for a run without)",
+        help=f"distortions of the augmented plot (default: the run's --augment, or {augment.SHOWN} for a run without)",
     )
     parser.add_argument(
         "--max-errors", type=positive_int, default=60, metavar="N", help="misclassified images shown at most"

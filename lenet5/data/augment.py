@@ -1,7 +1,8 @@
 """Data augmentation of training batches, in numpy alone, so that every framework trains on the
-same distorted images: random affine maps (shift, rotation, scale, shear) and Simard's elastic
-distortion (Simard, Steinkraus and Platt 2003), composed into one displacement of each image's
-sampling grid and read off by bilinear interpolation.
+same distorted images: random affine maps (shift, rotation, scale, shear), the 1998 paper's
+distortions (shift, scale, squeeze, horizontal shear, 1 image in 10 left as it is) and Simard's
+elastic distortion (Simard, Steinkraus and Platt 2003), composed into one displacement of each
+image's sampling grid and read off by bilinear interpolation.
 
 The random numbers of a batch come from (seed, epoch, batch), as the batch order does, so a
 resumed run sees the images an uninterrupted one would. The three environments hold different
@@ -18,8 +19,10 @@ import math
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-KINDS = ("affine", "elastic")  # --augment: none, or one or more of these joined by ','
+KINDS = ("affine", "paper", "elastic")  # --augment: none, or one or more of these joined by ','
+AFFINE = ("affine", "paper")  # each draws the image's one affine map: one of them at most
 NONE = "none"
+SHOWN = "affine,elastic"  # what `lenet5 plot` shows of a run trained without augmentation
 STREAM = 0xA06  # keeps augmentation's random numbers apart from the batch order's
 GRID = 64  # sampling coordinates are multiples of 1/GRID pixel (exact in float32)
 SHIFT_BITS = GRID.bit_length() - 1
@@ -30,6 +33,13 @@ SHIFT = 2.0  # pixels, in x and in y
 ROTATE = math.radians(12)
 SCALE = 0.1  # 1 - SCALE .. 1 + SCALE, the same in x and y
 SHEAR = 0.2  # a horizontal shear of up to 0.2 pixel per pixel, either way
+# The paper's (LeCun et al. 1998, Section III-B): "horizontal and vertical translations, scaling,
+# squeezing (simultaneous horizontal compression and vertical elongation, or the reverse), and
+# horizontal shearing", no rotation; its training set, 60,000 images and 540,000 distortions. It
+# gives no ranges: SHIFT, SCALE and SHEAR as above, and a squeeze of width by 1 - SQUEEZE .. 1 +
+# SQUEEZE, height by its reverse (docs/lecun98.md).
+SQUEEZE = 0.1
+KEPT = 0.1  # the images left undistorted: the paper's 60,000 in 600,000
 # Elastic: a field of uniform(-1, 1) displacements, smoothed by a Gaussian of ELASTIC_SIGMA
 # pixels and scaled by ELASTIC_ALPHA pixels, Simard's values for MNIST.
 ELASTIC_ALPHA, ELASTIC_SIGMA = 34.0, 4.0
@@ -47,6 +57,8 @@ def parse(text):
         raise ValueError(
             f"unknown augmentation {text!r}; choose {NONE}, or one or more of {', '.join(KINDS)} joined by ','"
         )
+    if set(AFFINE) <= set(names):
+        raise ValueError(f"augmentation {text!r}: {' and '.join(AFFINE)} are two kinds of affine map; choose one")
     return tuple(kind for kind in KINDS if kind in names)
 
 
@@ -116,6 +128,13 @@ class Augmenter:
             scale = 1 / (1 + SCALE * u[:, 3])  # the inverse map: output pixel -> input pixel
             shear = SHEAR * u[:, 4]
             rows = (scale * cos, -scale * sin, scale * (sin + shear * cos), scale * (cos - shear * sin))
+        elif "paper" in self.kinds:
+            u = rng.random((n, 6)) * 2 - 1  # shift y, shift x, scale, squeeze, shear; then kept or not
+            u[u[:, 5] < 2 * KEPT - 1, :5] = 0  # the identity map: the image exactly
+            height = 1 / ((1 + SCALE * u[:, 2]) * (1 + SQUEEZE * u[:, 3]))  # the inverse map, again
+            width = 1 / ((1 + SCALE * u[:, 2]) * (1 - SQUEEZE * u[:, 3]))
+            rows = (height, 0 * height, SHEAR * u[:, 4] * height, width)
+        if set(AFFINE) & set(self.kinds):
             shifts = (self.centre + GRID * SHIFT * v for v in u[:, :2].T)
             affine = np.stack([row.astype(np.float32) for row in (*rows, *shifts)], axis=1)
         if "elastic" in self.kinds:

@@ -162,8 +162,9 @@ def build_parser(framework, description=None, with_defaults=True, recipe="defaul
         "--augment",
         type=augmentation,
         metavar="KINDS",
-        help=f"distort training batches: {augment.NONE}, or {' and '.join(augment.KINDS)} (random shift, "
-        "rotation, scale and shear; Simard's elastic distortion), joined by ',' to combine them",
+        help=f"distort training batches: {augment.NONE}, or {', '.join(augment.KINDS)} (random shift, "
+        "rotation, scale and shear; the 1998 paper's shift, scale, squeeze and shear; Simard's elastic "
+        "distortion), joined by ',' to combine them (affine or paper, not both)",
     )
     data.add_argument(
         "--val-size",

@@ -10,7 +10,7 @@ from lenet5.config import FRAMEWORKS, ROOT
 from lenet5.data import augment
 from lenet5.data.splits import Split, augmenter, batches, normalize
 
-KINDS = ["affine", "elastic", "affine,elastic"]
+KINDS = ["affine", "elastic", "affine,elastic", "paper", "paper,elastic"]
 
 
 def digits(n=64, channels_last=False, seed=0):
@@ -115,3 +115,31 @@ def test_augment_values(text, kinds):
 def test_unknown_augmentations_are_refused(text):
     with pytest.raises(ValueError, match="unknown augmentation"):
         augment.parse(text)
+
+
+def test_affine_and_paper_are_alternatives():
+    with pytest.raises(ValueError, match="affine and paper are two kinds of affine map; choose one"):
+        augment.parse("paper,affine")
+
+
+def test_the_papers_distortions_are_the_kinds_its_text_names_and_one_image_in_ten_is_kept():
+    """Section III-B: translations, scaling, squeezing (narrower and taller, or the reverse) and
+    horizontal shearing, no rotation; 60,000 originals in 600,000 images."""
+    n, distort = 5000, augmenter("paper")
+    x = digits(n)
+    affine, noise = distort.draw(n, 28, (0, 1, 0))
+    a, b, c, d, dy, dx = (affine[:, i].astype(np.float64) for i in range(6))
+    centre = (augment.PAD + 27 / 2) * augment.GRID
+    kept = (a == 1) & (c == 0) & (d == 1) & (dy == centre) & (dx == centre)
+    assert noise is None and abs(kept.mean() - augment.KEPT) < 0.02
+    assert np.array_equal(distort(x, (0, 1, 0))[kept], x[kept])  # the images themselves, bit for bit
+    a, c, d, dy, dx = a[~kept], c[~kept], d[~kept], dy[~kept], dx[~kept]
+    assert (b == 0).all()  # no rotation, and a shear of x alone: y reads from y
+    scale = 1 / np.sqrt(a * d)  # the inverse maps: the geometric mean of height and width
+    squeeze = a / d  # the output's width over its height, (1 - q) / (1 + q)
+    shear = c / a
+    for values, bound in [(scale, 1.1), (squeeze, 1.1 / 0.9), (1 / squeeze, 1.1 / 0.9)]:
+        assert values.max() <= bound * 1.0001 and values.max() > 1 + 0.8 * (bound - 1)  # both ways
+    assert np.abs(shear).max() <= augment.SHEAR * 1.0001 and np.abs(shear).max() > 0.9 * augment.SHEAR
+    shift = np.abs(np.concatenate([dy, dx]) - centre) / augment.GRID
+    assert shift.max() <= augment.SHIFT * 1.0001 and shift.max() > 0.9 * augment.SHIFT

@@ -78,7 +78,7 @@ def test_help_states_every_default(capsys):
         (["--label-smoothing", "nan"], "--label-smoothing: must be >= 0.0"),
         (["--augment", "rotate"], "--augment: unknown augmentation 'rotate'"),
         (["--augment", "none,affine"], "--augment: unknown augmentation 'none,affine'"),
-        (["--recipe", "slow"], "invalid choice: 'slow' (choose from default, best, fast, paper)"),
+        (["--recipe", "slow"], "invalid choice: 'slow' (choose from default, best, fast, paper, paper-distorted)"),
         (
             ["--optimizer", "sdlm"],
             "--optimizer sdlm: its Hessian is derived for lecun98's output and loss; use --arch lecun98",
@@ -109,7 +109,7 @@ def test_help_shows_what_each_recipe_sets(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for name, options in config.RECIPES.items():
         assert f"{name}: " + (" ".join(f"{cli.flag(k)} {v}" for k, v in options.items()) or "the defaults") in text
-    assert "--recipe {default,best,fast,paper}" in text and "(default: default)" in text
+    assert "--recipe {default,best,fast,paper,paper-distorted}" in text and "(default: default)" in text
 
 
 def test_val_size_is_checked_by_load_splits_alone(tiny_mnist):
