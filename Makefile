@@ -35,8 +35,11 @@ RECIPE_ARGS := --frameworks pytorch --epochs 1 10 15 20 --lr 0.001 0.002 0.003 0
 	--jobs 2 --output-dir results/recipe
 
 # How the best and fast recipes were chosen, on the validation split (docs/results.md).
-RECIPE_BEST_ARGS := --frameworks pytorch --augment affine affine,elastic --dropout 0 0.25 \
-	--label-smoothing 0 0.1 --epochs 20 --seeds 0 --jobs 2 --output-dir results/recipe-best
+RECIPE_BEST_ARGS := --frameworks pytorch --jobs 2
+RECIPE_BEST_SWEEPS := "--augment affine affine,elastic --dropout 0 0.25 --label-smoothing 0 0.1 --epochs 20 --seeds 0 \
+	--output-dir results/recipe-best" \
+	"--recipe best --augment affine --label-smoothing 0.1 --epochs 30 40 --seeds 0 1 2 --output-dir results/recipe-best-epochs" \
+	"--recipe best --augment paper affine --label-smoothing 0.1 0.2 --seeds 0 1 2 --output-dir results/recipe-best-distortions"
 RECIPE_FAST_ARGS := --frameworks pytorch --epochs 2 --seeds 0 1 2 --jobs 1
 RECIPE_FAST_SWEEPS := "--batch-size 96 128 192 256 --lr 0.003 0.005 0.008 --output-dir results/recipe-fast-batches" \
 	"--batch-size 48 64 96 --lr 0.002 0.003 0.005 --label-smoothing 0 0.1 --output-dir results/recipe-fast-small" \
@@ -107,7 +110,7 @@ recipe:
 	$(ENVS) run pytorch -m lenet5.sweep $(RECIPE_ARGS) $(ARGS)
 
 recipe-best:
-	$(ENVS) run pytorch -m lenet5.sweep $(RECIPE_BEST_ARGS) $(ARGS)
+	for sweep in $(RECIPE_BEST_SWEEPS); do $(ENVS) run pytorch -m lenet5.sweep $(RECIPE_BEST_ARGS) $$sweep $(ARGS) || exit; done
 
 recipe-fast:
 	for sweep in $(RECIPE_FAST_SWEEPS); do $(ENVS) run pytorch -m lenet5.sweep $(RECIPE_FAST_ARGS) $$sweep $(ARGS) || exit; done
