@@ -355,7 +355,7 @@ def test_any_command_line_ends_in_a_finished_run_or_one_line(framework, mnist_di
         "--recipe": arguments("default", "best", "fast", "paper", "slow"),
         "--dropout": reals(),
         "--label-smoothing": reals(),
-        "--augment": arguments("none", "affine", "elastic", "affine,elastic", "rotate", ""),
+        "--augment": arguments("none", "affine", "elastic", "affine,elastic", "paper", "paper,affine", "rotate", ""),
         "--momentum": reals(),
         "--weight-decay": reals(),
         "--scheduler": arguments("cosine", "none", "paper", "step"),
