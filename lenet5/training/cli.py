@@ -164,7 +164,7 @@ def build_parser(framework, description=None, with_defaults=True, recipe="defaul
         metavar="KINDS",
         help=f"distort training batches: {augment.NONE}, or {', '.join(augment.KINDS)} (random shift, "
         "rotation, scale and shear; the 1998 paper's shift, scale, squeeze and shear; Simard's elastic "
-        "distortion), joined by ',' to combine them (affine or paper, not both)",
+        f"distortion), joined by ',' to combine them ({' or '.join(augment.AFFINE)}, not both)",
     )
     data.add_argument(
         "--val-size",
