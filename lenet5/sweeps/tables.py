@@ -58,20 +58,27 @@ def collect(sweep_study):
     return rows
 
 
+def option(row, key):
+    """A run's option as the tables show it: lecun98 has no pooling or activation (it has the paper's
+    subsampling and squashing), whatever the run's config holds for them."""
+    return "-" if key in ("pooling", "activation") and row.get("arch") == "lecun98" else row[key]
+
+
 def cells(rows):
-    """Finished runs grouped by everything but framework and seed: {(options...): {framework: [acc %]}}."""
+    """Finished runs grouped by everything but framework and seed: {(options...): {framework: [acc %]}}.
+    COLUMNS are shown even when every run has the same value, unless no run has one."""
     if not rows:
         return [], {}
     varying = [
         k
         for k in rows[0]
         if k not in ("name", "framework", "seed", "status", "host", "val_acc_per_epoch", "log_tail", *RESULTS)
-        and (k in COLUMNS or len({r[k] for r in rows}) > 1)
+        and (len({option(r, k) for r in rows}) > 1 or (k in COLUMNS and any(option(r, k) != "-" for r in rows)))
     ]
     groups = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if r["status"] == "ok":
-            groups[tuple(r[k] for k in varying)][r["framework"]].append(r)
+            groups[tuple(option(r, k) for k in varying)][r["framework"]].append(r)
     return varying, groups
 
 

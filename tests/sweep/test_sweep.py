@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT
 
 from lenet5 import report
-from lenet5.sweeps import worker
+from lenet5.sweeps import tables, worker
 
 GRID = [
     "--frameworks",
@@ -96,6 +96,29 @@ def test_sweep_reports_failures_skips_finished_runs_and_rebuilds_its_report(tmp_
         [sys.executable, "-m", "lenet5.report", str(sweep_dir)], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert (sweep_dir / "results.md").read_text() == md and "### MXNet" in proc.stdout
+
+
+def test_the_tables_give_the_papers_network_no_pooling_or_activation():
+    """lecun98 has the paper's subsampling and squashing: the max and relu its config holds are not its."""
+
+    def row(arch, seed, accuracy):
+        options = {"arch": arch, "pooling": "max", "activation": "relu", "batch_size": 1, "seed": seed}
+        return {"name": f"{arch}-{seed}", "framework": "pytorch", **options, "status": "ok", "host": ""} | {
+            "val_acc_per_epoch": "",
+            "val_accuracy": float("nan"),
+            "test_accuracy": accuracy,
+            "test_loss": 0.1,
+            "train_seconds": 60.0,
+            "seconds_per_epoch": 3.0,
+        }
+
+    paper = [row("lecun98", seed, 0.98) for seed in (0, 1)]
+    md = tables.markdown(paper)
+    assert "| Batch-size | Accuracy |" in md and "| 1 | 98.00 ± 0.00% |" in md
+    assert "Pooling" not in md and "relu" not in md and "Original" not in md
+    md = tables.markdown(paper + [row("lenet5", seed, 0.99) for seed in (0, 1)])
+    assert "| arch | Pooling | Activation | Batch-size | Accuracy |" in md
+    assert "| lecun98 | - | - | 1 | 98.00 ± 0.00% |" in md and "| lenet5 | max | relu | 1 | 99.00 ± 0.00% |" in md
 
 
 def test_bad_grid_values_are_refused_before_anything_runs(tmp_path, mnist_dir):
