@@ -21,6 +21,16 @@ XXX...XXX..X.XXX
 PAPER_PARAMS = {"c1": 156, "s2": 12, "c3": 1516, "s4": 32, "c5": 48_120, "f6": 10_164, "output": 0}
 
 
+# Every trainable array, drawn as the models draw it (U(-1, 1) times the bound), then the fixed bitmaps.
+TRAINABLE = {k: shape for k, shape in lecun98.param_shapes().items() if k != "output.weight"}
+
+
+def initial_params(init, seed):
+    rng = np.random.default_rng(seed)
+    params = {k: rng.uniform(-1, 1, shape) * lecun98.init_bound(k, init) for k, shape in TRAINABLE.items()}
+    return {**params, "output.weight": lecun98.RBF_CENTRES}
+
+
 def test_each_layer_has_the_papers_parameter_count():
     assert lecun98.layer_params() == PAPER_PARAMS
     assert shapes.expected_num_params(arch="lecun98") == 60_000 == sum(PAPER_PARAMS.values())
@@ -100,11 +110,7 @@ def test_the_papers_bound_shrinks_the_weighted_sums_layer_by_layer_and_sqrt_fan_
     x = load_splits(0, limit_train=200, limit_test=1, data_dir=mnist_dir, progress=False).train.x
 
     def spreads(init, seed):  # the standard deviation of each layer's weighted sums a = f^-1(x)
-        rng = np.random.default_rng(seed)
-        shapes = {k: s for k, s in lecun98.param_shapes().items() if k != "output.weight"}
-        p = {k: rng.uniform(-1, 1, s) * lecun98.init_bound(k, init) for k, s in shapes.items()}
-        p["output.weight"] = lecun98.RBF_CENTRES
-        trace = list(reference.trace(p, x, arch="lecun98"))[:-1]
+        trace = list(reference.trace(initial_params(init, seed), x, arch="lecun98"))[:-1]
         return {name: (np.arctanh(out / lecun98.SQUASH_A) / lecun98.SQUASH_S).std() for name, out in trace}
 
     for seed in range(3):
@@ -121,13 +127,10 @@ def test_the_papers_first_pass_rates_fit_sqrt_fan_in_not_its_bound_as_written(mn
     small to curve the loss), few of sqrt-fan-in's leave it (docs/lecun98.md). Three draws."""
     x = load_splits(0, limit_train=200, limit_test=1, data_dir=mnist_dir, progress=False).train.x
     slowest, fastest = 7e-5, 0.016
-    shapes = {k: s for k, s in lecun98.param_shapes().items() if k != "output.weight"}
 
     def rates(init, seed):  # lr / (mu + h) of every trainable parameter at the start
-        rng = np.random.default_rng(seed)
-        p = {k: rng.uniform(-1, 1, s) * lecun98.init_bound(k, init) for k, s in shapes.items()}
-        h = sdlm.paper_hessian({**p, "output.weight": lecun98.RBF_CENTRES}, x)
-        return np.concatenate([(config.PAPER["lr"] / (sdlm.MU + h[k]))[lecun98.init_bound(k) != 0] for k in shapes])
+        h = sdlm.paper_hessian(initial_params(init, seed), x)
+        return np.concatenate([(config.PAPER["lr"] / (sdlm.MU + h[k]))[lecun98.init_bound(k) != 0] for k in TRAINABLE])
 
     for seed in range(3):
         paper, sqrt = rates("fan-in", seed), rates("sqrt-fan-in", seed)
@@ -176,14 +179,11 @@ def test_the_papers_hessian_is_appendix_c_summed_connection_by_connection(mnist_
     connection, from d2E/dx^2 at F6 by finite differences of the loss: for each weight, the sum over
     the connections sharing it of x_j^2 d2E/da_i^2, with d2E/da_i^2 = f'(a_i)^2 sum_k u_ki^2 d2E/da_k^2
     over the connections leaving unit i."""
-    rng = np.random.default_rng(1)
-    shapes = {k: s for k, s in lecun98.param_shapes().items() if k != "output.weight"}
-    p = {k: rng.uniform(-1, 1, s) * lecun98.init_bound(k, "sqrt-fan-in") for k, s in shapes.items()}
-    p["output.weight"] = lecun98.RBF_CENTRES
+    p = initial_params("sqrt-fan-in", seed=1)
     image = load_splits(0, limit_train=1, limit_test=1, data_dir=mnist_dir, progress=False).train.x  # (1, 1, 28, 28)
     field = reference.paper_field(image)[0]
     out = {name: x[0] for name, x in reference.trace_lecun98(p, field[None])}
-    h = {k: np.zeros(s) for k, s in shapes.items()}
+    h = {k: np.zeros(s) for k, s in TRAINABLE.items()}
 
     def gain2(x):
         return lecun98.squash_gain(x) ** 2
