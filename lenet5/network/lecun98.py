@@ -126,15 +126,22 @@ def init_bound(key, init="fan-in"):
     draws U(-1, 1) and multiplies by it.
 
     fan-in: the paper's U(-2.4 / F_i, 2.4 / F_i) everywhere (Appendix A). It assumes a weighted
-    sum's spread grows like F_i, as it does for highly correlated inputs under one weight: a
-    subsampling unit's. Under C1's, C3's, C5's and F6's weights, of random signs, it grows like
-    sqrt(F_i) whatever the inputs, so the paper's bound shrinks their sums layer by layer (C5's to
-    about 0.01). sqrt-fan-in divides those by sqrt(F_i) and keeps the subsampling coefficients'
-    2.4 / F_i: Appendix A's aim, weighted sums in the squashing's working range in every layer
+    sum's spread grows like F_i, as it does for highly correlated inputs under one weight. Under
+    C1's, C3's, C5's and F6's weights, of random signs, it grows like sqrt(F_i) whatever the
+    inputs, so the paper's bound shrinks their sums layer by layer (C5's to about 0.01).
+    sqrt-fan-in divides by sqrt(F_i) instead, the subsampling coefficients too, read as Section
+    II-A writes them: a coefficient of the average of the F_i inputs, 2.4 / sqrt(F_i) there, so
+    2.4 / (F_i sqrt(F_i)) on the sum S2 and S4 take (II-B). Their biases keep 2.4 / F_i. Then
+    every layer's weighted sums start in the squashing's working range, Appendix A's aim
     (docs/lecun98.md, "Why the paper's learning rates diverged")."""
-    subsampling = key.split(".")[0] in ("s2", "s4")
-    root = check_choice("initialisation", init, INITS) == "sqrt-fan-in" and not subsampling
-    bound = 2.4 / (np.sqrt(fan_in(key)) if root else fan_in(key)) * np.ones(param_shapes()[key])
+    n = fan_in(key)
+    if check_choice("initialisation", init, INITS) == "fan-in" or key in ("s2.bias", "s4.bias"):
+        bound = 2.4 / n
+    elif key in ("s2.weight", "s4.weight"):
+        bound = 2.4 / np.sqrt(n) / n
+    else:
+        bound = 2.4 / np.sqrt(n)
+    bound = bound * np.ones(param_shapes()[key])
     return (bound * C3_MASK if key == "c3.weight" else bound).astype(np.float32)
 
 

@@ -94,11 +94,14 @@ def test_the_initialisation_bounds_are_the_papers():
     c3 = lecun98.init_bound("c3.weight")
     assert c3[0, 0, 0, 0] == pytest.approx(2.4 / 75) and c3[15, 0, 0, 0] == pytest.approx(2.4 / 150)
     assert (c3[~lecun98.CONNECTED] == 0).all()  # nothing where Table I has no connection
-    # sqrt-fan-in: 2.4 / sqrt(F_i) under weights of random signs; the subsampling coefficients keep 2.4 / F_i
+    assert lecun98.init_bound("s2.weight").max() == lecun98.init_bound("s4.bias").max() == pytest.approx(2.4 / 4)
+    # sqrt-fan-in: 2.4 / sqrt(F_i) under weights of random signs, and on the average a subsampling
+    # coefficient multiplies (a quarter of the sum it is applied to); the subsampling biases keep 2.4 / F_i
     assert lecun98.init_bound("c5.weight", "sqrt-fan-in").max() == pytest.approx(2.4 / 20)
     assert lecun98.init_bound("c3.weight", "sqrt-fan-in")[15, 0, 0, 0] == pytest.approx(2.4 / 150**0.5)
-    assert lecun98.init_bound("s2.weight", "sqrt-fan-in").max() == lecun98.init_bound("s2.weight").max()
-    assert lecun98.init_bound("s2.weight").max() == pytest.approx(2.4 / 4)
+    assert lecun98.init_bound("c1.bias", "sqrt-fan-in").max() == pytest.approx(2.4 / 5)
+    assert lecun98.init_bound("s2.weight", "sqrt-fan-in").max() == pytest.approx(2.4 / 2 / 4)
+    assert lecun98.init_bound("s4.bias", "sqrt-fan-in").max() == pytest.approx(2.4 / 4)
     with pytest.raises(ValueError, match="unknown initialisation 'xavier'"):
         lecun98.init_bound("c1.weight", "xavier")
 
