@@ -16,8 +16,8 @@ FRAMEWORK_NAMES = {"pytorch": "PyTorch", "tensorflow": "TensorFlow", "mxnet": "M
 ARCHS = ("lenet5", "lecun98")  # today's LeNet-5; the network of the 1998 paper (lenet5/network/lecun98.py)
 ARCH_NAMES = {"lenet5": "LeNet-5", "lecun98": "LeNet-5 of 1998"}
 POOLINGS = ("max", "avg")
-# lecun98's initial weights: the paper's U(+-2.4 / F_i), or sqrt(F_i) for its weights of random signs
-# (lenet5/network/lecun98.py)
+# lecun98's initial weights: the paper's U(+-2.4 / F_i), or U(+-2.4 / sqrt(F_i)), with which its learning
+# rates train (lenet5/network/lecun98.py)
 INITS = ("fan-in", "sqrt-fan-in")
 ACTIVATIONS = ("relu", "leakyrelu", "tanh", "sigmoid")
 OPTIMIZERS = ("adam", "adamw", "sgd", "sdlm")

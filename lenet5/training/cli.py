@@ -115,7 +115,8 @@ def build_parser(framework, description=None, with_defaults=True, recipe="defaul
         "--init",
         choices=INITS,
         help="lecun98's initial weights: fan-in, U(+-2.4/F_i) as the paper's Appendix A writes it, or sqrt-fan-in, "
-        "U(+-2.4/sqrt(F_i)) but for the subsampling coefficients, with which the paper's rates train (docs/lecun98.md)",
+        "U(+-2.4/sqrt(F_i)), a subsampling coefficient's on the average of its inputs, with which the paper's rates "
+        "train (docs/lecun98.md)",
     )
 
     train = parser.add_argument_group("training")

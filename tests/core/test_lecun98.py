@@ -109,7 +109,9 @@ def test_the_initialisation_bounds_are_the_papers():
 def test_the_papers_bound_shrinks_the_weighted_sums_layer_by_layer_and_sqrt_fan_in_does_not(mnist_dir):
     """Why the paper's rates diverge with its initialisation as written (docs/lecun98.md): its
     weighted sums shrink layer by layer, to about 1% of the input's spread at F6; with sqrt-fan-in
-    they stay near it. Measured on 200 training images, at three draws of the weights."""
+    every layer's stay near it (with the subsampling coefficients at 2.4 / F_i on the sum, S4's,
+    C5's and F6's reached 1.3, and the paper recipe's second pass destabilised one seed in three).
+    Measured on 200 training images, at three draws of the weights."""
     x = load_splits(0, limit_train=200, limit_test=1, data_dir=mnist_dir, progress=False).train.x
 
     def spreads(init, seed):  # the standard deviation of each layer's weighted sums a = f^-1(x)
@@ -119,7 +121,7 @@ def test_the_papers_bound_shrinks_the_weighted_sums_layer_by_layer_and_sqrt_fan_
     for seed in range(3):
         paper, sqrt = spreads("fan-in", seed), spreads("sqrt-fan-in", seed)
         assert paper["c5"] < 0.05 and paper["f6"] < 0.03 and paper["f6"] < paper["c3"] < paper["c1"]
-        assert all(0.4 < sqrt[name] < 2 for name in ("c1", "c3", "c5", "f6")), sqrt
+        assert all(0.35 < spread < 1.2 for spread in sqrt.values()), sqrt
 
 
 def test_the_papers_first_pass_rates_fit_sqrt_fan_in_not_its_bound_as_written(mnist_dir):
