@@ -74,6 +74,7 @@ NUM_CLASSES = len(BITMAPS)  # bitmaps exist for the ten digits only
 J = 0.1
 
 LAYERS = ("c1", "s2", "c3", "s4", "c5", "f6", "output")
+SUBSAMPLING = ("s2", "s4")  # each 2x2 block summed, times one coefficient per map, plus a bias
 
 
 def param_shapes():
@@ -112,7 +113,7 @@ def fan_in(key):
     """The inputs of each unit a parameter belongs to, broadcastable to its shape: the paper's F_i.
     A subsampling unit sums 4 inputs; a C3 unit sees 25 per S2 map that Table I gives it."""
     name, shape = key.split(".")[0], param_shapes()[key]
-    if name in ("s2", "s4"):
+    if name in SUBSAMPLING:
         return np.full(shape, 4.0)
     if name == "c3":
         per_map = CONNECTED.sum(axis=1) * 25.0  # (16,)
@@ -134,10 +135,11 @@ def init_bound(key, init="fan-in"):
     2.4 / (F_i sqrt(F_i)) on the sum S2 and S4 take (II-B). Their biases keep 2.4 / F_i. Then
     every layer's weighted sums start in the squashing's working range, Appendix A's aim
     (docs/lecun98.md, "Why the paper's learning rates diverged")."""
+    name, param = key.split(".")
     n = fan_in(key)
-    if check_choice("initialisation", init, INITS) == "fan-in" or key in ("s2.bias", "s4.bias"):
+    if check_choice("initialisation", init, INITS) == "fan-in" or (name in SUBSAMPLING and param == "bias"):
         bound = 2.4 / n
-    elif key in ("s2.weight", "s4.weight"):
+    elif name in SUBSAMPLING:  # a coefficient of the average (II-A), applied to the sum (II-B)
         bound = 2.4 / np.sqrt(n) / n
     else:
         bound = 2.4 / np.sqrt(n)
