@@ -25,7 +25,7 @@ MODES = {
     "train": (None, "train LeNet-5 with one framework (--framework, default pytorch) and train.py's options"),
     "predict": ("lenet5.predict", "classify digits in pictures, folders of them and videos"),
     "serve": ("lenet5.serve", "a page to draw digits on and watch LeNet-5 read them, and a JSON API"),
-    "plot": ("lenet5.plot", "a run's curves, confusion matrix, mistakes and samples, as PNG files"),
+    "plot": ("lenet5.plot", "a run's curves, confusion matrix, mistakes, samples and layers, as PNG files"),
     "convert": ("lenet5.convert", "a run's weights as another framework's files, or as model.npz"),
     "export": ("lenet5.onnx_export", "a run's LeNet-5 as an ONNX file"),
     "sweep": ("lenet5.sweep", "grids and searches over options, seeds and frameworks, on an Optuna study"),

@@ -1,12 +1,14 @@
 """Plots of a run folder: training curves, the confusion matrix and the misclassified images of
-the test set, a sample of the dataset and of its augmented images, as PNG files.
+the test set, a sample of the dataset and of its augmented images, and what each layer of the
+trained network does, as PNG files.
 
-    python -m lenet5.plot runs/<run folder>                       # all five, into <run folder>/plots/
+    python -m lenet5.plot runs/<run folder>                       # all six, into <run folder>/plots/
     python -m lenet5.plot RUN --what curves errors --output-dir figures/
 
 The curves come from metrics.csv, the confusion matrix and the misclassified images from
-test_predictions.npz (which train.py writes at the end of a run), their pixels and the sample
-from the dataset the run trained on, loaded as config.json says. Framework-neutral: numpy and
+test_predictions.npz (which train.py writes at the end of a run), the layers from model.npz
+(through the numpy network, whichever framework trained it), their pixels and the sample from
+the dataset the run trained on, loaded as config.json says. Framework-neutral: numpy and
 matplotlib only, through Figure objects rather than pyplot, so that no GUI backend is involved.
 """
 
@@ -22,27 +24,33 @@ from PIL import Image
 from .arguments import HelpFormatter, Parser, folder, positive_int, prog
 from .data import augment
 from .data.idx import DataError
-from .data.splits import MEAN, STD, augmenter, load_dataset, normalize
+from .data.splits import MEAN, STD, augmenter, load_dataset, load_splits, normalize
 from .files import atomic_path, describe
+from .network import lecun98, reference, sdlm, weights
 from .training.cli import augmentation
 from .training.runfolder import PREDICTIONS, RunError, RunFolder
 from .training.stopping import stops_cleanly
 
-PLOTS = ("curves", "confusion", "errors", "samples", "augmented")
+PLOTS = ("curves", "confusion", "errors", "samples", "augmented", "layers")
 MAKER = "lenet5.plot"  # written into each PNG's metadata: a file that says so may be replaced
 TRAIN, VAL = "tab:blue", "tab:orange"
+SATURATED = 0.25  # a unit whose slope f' is below this share of its largest counts as saturated
 
 
 class PlotError(Exception):
     """The run folder cannot be plotted; the message says why."""
 
 
+def data_dir(cfg):
+    """Where the run's dataset is: its --data-dir if that is still there, else the default cache."""
+    return cfg.data_dir if cfg.data_dir and Path(cfg.data_dir).is_dir() else None
+
+
 def load_images(cfg, split):
     """(uint8 images (N, H, W), labels) of the "train" or "test" split as the run `cfg` used them
     (the test set cut to --limit-test): MNIST, or the run's --dataset."""
-    data_dir = cfg.data_dir if cfg.data_dir and Path(cfg.data_dir).is_dir() else None  # else the default cache
     try:
-        mnist = load_dataset(cfg.dataset, data_dir, progress=False)
+        mnist = load_dataset(cfg.dataset, data_dir(cfg), progress=False)
     except DataError as error:
         raise PlotError(error) from None
     if split == "test":
@@ -193,6 +201,63 @@ def augmented_figure(images, labels, names, kinds, seed=0, per_class=10, used=Tr
     )
 
 
+def training_split(cfg):
+    """The run's training images (normalised) and labels, its validation images left out, as it
+    split them; undistorted."""
+    try:
+        split = load_splits(
+            cfg.val_size, cfg.limit_train, cfg.limit_test, data_dir=data_dir(cfg), progress=False, dataset=cfg.dataset
+        ).train
+    except DataError as error:
+        raise PlotError(error) from None
+    return split.x, split.y
+
+
+def layers_figure(params, meta, x, y, test_error=None, title=""):
+    """What each layer of the trained network `params` (neutral, `meta` its header) does with
+    the training images `x` (normalised) and labels `y`, through the numpy network: a histogram
+    of each layer's outputs on the first sdlm.SAMPLES images, with the share of them saturated
+    (f' below SATURATED of its largest: a unit that passes little gradient back) and the layer's
+    largest weight; for lecun98, the paper's h of each layer's weights (Appendix C) on the same
+    images, against SDLM's mu. The title gives the error on all of `x`: how well the network fits
+    the images it trained on, undistorted."""
+    arch, activation = meta.get("arch", "lenet5"), meta["activation"]
+
+    def trace(images):
+        return reference.trace(params, images, meta["pooling"], activation, arch)
+
+    logits = weights.batched(lambda b: dict(trace(b))["output"], x, desc="layers: the training error")
+    layers = [(name, out) for name, out in trace(x[: sdlm.SAMPLES]) if f"{name}.weight" in params and name != "output"]
+    slope = reference.SLOPE["lecun98" if arch == "lecun98" else activation]
+    panels = len(layers) + (arch == "lecun98")
+    fig = Figure(figsize=(3.2 * min(panels, 4), 2.8 * -(-panels // 4) + 0.6), layout="constrained")
+    axes = fig.subplots(-(-panels // 4), min(panels, 4), squeeze=False).flat
+    for (name, out), ax in zip(layers, axes):  # layers first: zip then takes no extra axes
+        saturated = (slope(out) < SATURATED).mean()
+        ax.hist(out.ravel(), bins=60, color=TRAIN, log=True)
+        largest = np.abs(params[f"{name}.weight"]).max()
+        ax.set_title(f"{name.upper()}: {saturated:.0%} saturated\nlargest |weight| {largest:.3g}", fontsize=9)
+        ax.set_xlabel("unit output", fontsize=8)
+    if arch == "lecun98":
+        ax = next(axes)
+        h = sdlm.paper_hessian(params, x[: sdlm.SAMPLES])
+        names = [name for name in lecun98.LAYERS if f"{name}.weight" in h]
+        ax.bar([n.upper() for n in names], [np.median(h[f"{n}.weight"]) for n in names], color=VAL, log=True)
+        ax.axhline(sdlm.MU, color="black", lw=1, ls="--")
+        ax.set_title(f"the paper's h, median of each layer's weights\ndashed: mu = {sdlm.MU}", fontsize=9)
+    for ax in axes:  # the grid's empty cells
+        ax.set_axis_off()
+    wrong = (logits.argmax(axis=1) != y).mean()
+    tested = "" if test_error is None else f", test error {test_error:.2%}"
+    fig.suptitle(
+        f"{title}: training error {wrong:.2%} on its {len(y):,} training images as they are{tested}\n"
+        f"outputs of {min(len(x), sdlm.SAMPLES)} of them; saturated: f' under {SATURATED:.0%} of its largest "
+        "(ReLU: at 0)",
+        fontsize=10,
+    )
+    return fig
+
+
 def is_ours(path, maker=MAKER):
     """Whether `path` is a PNG that `maker` wrote (and may therefore replace)."""
     try:
@@ -241,6 +306,13 @@ def make_plots(run_dir, output_dir=None, what=PLOTS, per_class=10, max_errors=60
         images, labels = load_images(cfg, "train")
         used = kinds or (cfg.augment if cfg.augment != augment.NONE else augment.SHOWN)
         figures["augmented"] = augmented_figure(images, labels, names, used, cfg.seed, per_class, used == cfg.augment)
+    if "layers" in what:
+        if run.neutral_model().is_file():
+            params, meta = load_weights(run.neutral_model())
+            test_error = None if predictions is None else (predictions["prediction"] != predictions["label"]).mean()
+            figures["layers"] = layers_figure(params, meta, *training_split(cfg), test_error, run.dir.name)
+        else:
+            notes.append(f"layers: no {weights.FILENAME} in the run folder (a run that has not finished)")
     try:
         for name, fig in figures.items():
             with atomic_path(targets[name]) as tmp:  # whole or not at all
@@ -248,6 +320,13 @@ def make_plots(run_dir, output_dir=None, what=PLOTS, per_class=10, max_errors=60
     except OSError as error:  # not allowed, a full disk
         raise PlotError(f"{describe(error)}; choose another --output-dir") from None
     return [targets[name] for name in figures], notes
+
+
+def load_weights(path):
+    try:
+        return weights.load(path)
+    except weights.WeightsError as error:
+        raise PlotError(error) from None
 
 
 def build_parser():

@@ -15,6 +15,15 @@ ACTIVATION = {
     "tanh": np.tanh,
     "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
 }
+# Each activation's slope from its output x = f(a), as a share of its largest: where it is small,
+# a unit passes little gradient back (saturated, or a ReLU at 0).
+SLOPE = {
+    "relu": lambda x: (x > 0).astype(x.dtype),
+    "leakyrelu": lambda x: np.where(x > 0, 1, LEAKY_SLOPE),
+    "tanh": lambda x: 1 - x**2,
+    "sigmoid": lambda x: 4 * x * (1 - x),
+    "lecun98": lambda x: lecun98.squash_gain(x) / (lecun98.SQUASH_A * lecun98.SQUASH_S),
+}
 POOLING = {"max": np.max, "avg": np.mean}
 LAYERS = ("c1", "c3", "c5", "f6", "output")  # the layers with weights, in order (lecun98.LAYERS: its own)
 

@@ -15,6 +15,7 @@ import json
 import zipfile
 
 import numpy as np
+from tqdm import tqdm
 
 from ..config import ACTIVATIONS, ARCH_NAMES, ARCHS, POOLINGS
 from ..files import write_npz
@@ -156,9 +157,9 @@ def load(path, num_classes=None):
     return params, meta
 
 
-def batched(logits_of, images, batch_size=1024):
+def batched(logits_of, images, batch_size=1024, desc=None):
     """`logits_of` applied to `images` `batch_size` at a time, concatenated: memory stays bounded
-    for any number of images (for the converters' and ONNX's checks of whole test sets)."""
-    return np.concatenate(
-        [logits_of(np.ascontiguousarray(images[i : i + batch_size])) for i in range(0, max(len(images), 1), batch_size)]
-    )
+    for any number of images (for the converters' and ONNX's checks of whole test sets). With
+    `desc`, a progress bar of that name, on a terminal only."""
+    starts = tqdm(range(0, max(len(images), 1), batch_size), desc, disable=desc is None or None, leave=False)
+    return np.concatenate([logits_of(np.ascontiguousarray(images[i : i + batch_size])) for i in starts])

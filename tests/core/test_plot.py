@@ -10,6 +10,7 @@ from PIL import Image
 
 from lenet5 import plot
 from lenet5.config import Config
+from lenet5.network import lecun98, sdlm, weights
 from lenet5.training.run import Run
 from lenet5.training.runfolder import PREDICTIONS, RunError, RunFolder
 
@@ -20,11 +21,13 @@ EPOCHS = [
 
 
 def make_run(tmp_path, data_dir="", tensorboard=False, name="run", epochs=EPOCHS, logits=None, labels=None):
-    """A finished run folder as train.py leaves it, without the framework's files."""
+    """A finished run folder as train.py leaves it, without the framework's files (model.npz: random
+    weights, with the predictions)."""
     cfg = Config(
         output_dir=str(tmp_path / "runs"),
         run_name=name,
         data_dir=str(data_dir),
+        val_size=2,  # of the tiny MNIST's 12 training images
         epochs=len(epochs),
         no_progress=True,
         tensorboard=tensorboard,
@@ -35,6 +38,8 @@ def make_run(tmp_path, data_dir="", tensorboard=False, name="run", epochs=EPOCHS
         run.log_epoch(**row)
     if logits is not None:  # else as a run stopped before its test predictions
         run.save_predictions(labels, logits)
+        rng = np.random.default_rng(0)
+        run.save_weights({k: rng.normal(0, 0.1, shape).astype(np.float32) for k, shape in weights.shapes().items()})
     run.finish(0.4, 0.75, 61_706, "0", "cpu")
     return run.dir
 
@@ -134,12 +139,13 @@ def test_plot_writes_every_png_and_replaces_only_its_own(run_with_predictions, c
 def test_a_run_without_predictions_still_gets_its_curves(tmp_path, tiny_mnist, capsys):
     _, cache, _ = tiny_mnist
     run_dir = make_run(tmp_path, data_dir=cache)  # without test_predictions.npz
-    assert plot.main([str(run_dir), "--what", "curves", "confusion", "errors"]) == 0
+    assert plot.main([str(run_dir), "--what", "curves", "confusion", "errors", "layers"]) == 0
     out, err = capsys.readouterr()
     assert out.strip().endswith("curves.png") and sorted(p.name for p in (run_dir / "plots").iterdir()) == [
         "curves.png"
     ]
-    assert err.count("\n") == 1 and f"skipped confusion, errors: no {PREDICTIONS}" in err
+    assert err.count("\n") == 2 and f"skipped confusion, errors: no {PREDICTIONS}" in err
+    assert f"skipped layers: no {weights.FILENAME}" in err
     assert plot.main([str(run_dir), "--what", "confusion"]) == 1  # nothing it was asked for could be made
 
 
@@ -189,3 +195,26 @@ def test_augmented_shows_each_class_then_its_distortions(kinds):
         original, *distorted = shown[row * 4 : row * 4 + 4]
         assert np.abs(original - images[first]).max() < 0.01
         assert all(d.min() >= 0 and d.max() <= 255 and np.abs(d - original).mean() > 1 for d in distorted)
+
+
+def test_layers_shows_saturation_the_training_error_and_the_papers_h():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(0, 1, (40, 1, 28, 28)), np.arange(40) % 10
+    params = {k: rng.normal(0, 0.1, shape) for k, shape in weights.shapes().items()}
+    params["c1.bias"][:] = [-100, 100] * 3  # three of C1's six maps never fire, three always do: half at 0
+    params["output.weight"][:] = 0
+    params["output.bias"][:] = np.eye(10)[3]  # every image read as a 3: 36 of 40 wrong
+    fig = plot.layers_figure(params, weights.make_meta("max", "relu"), x, y, test_error=0.25, title="run")
+    title = "run: training error 90.00% on its 40 training images as they are, test error 25.00%"
+    assert fig.get_suptitle().startswith(title)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 4 and titles[0].startswith("C1: 50% saturated") and titles[1].startswith("C3: ")
+
+    params = {k: rng.uniform(-1, 1, shape) for k, shape in lecun98.param_shapes().items() if k != "output.weight"}
+    params = {k: v * lecun98.init_bound(k, "sqrt-fan-in") for k, v in params.items()}
+    params["output.weight"] = lecun98.RBF_CENTRES
+    fig = plot.layers_figure(params, weights.make_meta("max", "relu", arch="lecun98"), x, y)
+    h = sdlm.paper_hessian(params, x)
+    bars = [bar.get_height() for bar in fig.axes[6].patches]
+    np.testing.assert_allclose(bars, [np.median(h[f"{n}.weight"]) for n in lecun98.LAYERS[:-1]], rtol=1e-6)
+    assert [ax.get_title().split(":")[0] for ax in fig.axes[:6]] == [n.upper() for n in lecun98.LAYERS[:-1]]
