@@ -10,7 +10,7 @@ from PIL import Image
 
 from lenet5 import plot
 from lenet5.config import Config
-from lenet5.network import lecun98, sdlm, weights
+from lenet5.network import lecun98, reference, sdlm, weights
 from lenet5.training.run import Run
 from lenet5.training.runfolder import PREDICTIONS, RunError, RunFolder
 
@@ -218,3 +218,11 @@ def test_layers_shows_saturation_the_training_error_and_the_papers_h():
     bars = [bar.get_height() for bar in fig.axes[6].patches]
     np.testing.assert_allclose(bars, [np.median(h[f"{n}.weight"]) for n in lecun98.LAYERS[:-1]], rtol=1e-6)
     assert [ax.get_title().split(":")[0] for ax in fig.axes[:6]] == [n.upper() for n in lecun98.LAYERS[:-1]]
+
+
+@pytest.mark.parametrize("name", [*reference.ACTIVATION, "lecun98"])
+def test_each_slope_is_the_activations_derivative_over_its_largest(name):
+    f = lecun98.squash if name == "lecun98" else reference.ACTIVATION[name]
+    a = np.linspace(-4, 4, 800)  # +-0.005 nearest 0: not at ReLU's kink, and the others' slopes there their largest
+    slope = (f(a + 1e-6) - f(a - 1e-6)) / 2e-6
+    np.testing.assert_allclose(reference.SLOPE[name](f(a)), slope / slope.max(), atol=1e-4)
