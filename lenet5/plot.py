@@ -13,6 +13,7 @@ matplotlib only, through Figure objects rather than pyplot, so that no GUI backe
 """
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from PIL import Image
 from .arguments import HelpFormatter, Parser, folder, positive_int, prog
 from .data import augment
 from .data.idx import DataError
-from .data.splits import MEAN, STD, augmenter, load_dataset, load_splits, normalize
+from .data.splits import MEAN, STD, augmenter, load_dataset, normalize, splits_of
 from .files import atomic_path, describe
 from .network import lecun98, reference, sdlm, weights
 from .training.cli import augmentation
@@ -205,9 +206,7 @@ def training_split(cfg):
     """The run's training images (normalised) and labels, its validation images left out, as it
     split them; undistorted."""
     try:
-        split = load_splits(
-            cfg.val_size, cfg.limit_train, cfg.limit_test, data_dir=data_dir(cfg), progress=False, dataset=cfg.dataset
-        ).train
+        split = splits_of(replace(cfg, data_dir=data_dir(cfg) or "", no_progress=True)).train
     except DataError as error:
         raise PlotError(error) from None
     return split.x, split.y
