@@ -50,6 +50,7 @@ class Config:
     lr: float = 5e-3
     optimizer: str = "adam"
     momentum: float = 0.9
+    mu: float = 0.02  # sdlm's: each step is lr / (mu + h) times the gradient, at most lr / mu; the paper's
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
     scheduler: str = "cosine"
@@ -79,11 +80,13 @@ class Config:
 
 # The 1998 paper's own training: SDLM at its rates, one image a step, 20 passes over all 60,000
 # training images; but for the initialisation, whose weighted sums vanish as Appendix A writes it,
-# and then diverge at these rates (docs/lecun98.md).
+# and then diverge at these rates, and mu, twice the paper's: its 0.02 on half its loss, as the
+# authors' later library EBLearn writes the Euclidean energy, 0.5 sum (x - t)^2 (docs/lecun98.md).
 PAPER = {
     "arch": "lecun98",
     "init": "sqrt-fan-in",
     "optimizer": "sdlm",
+    "mu": 0.04,
     "scheduler": "paper",
     "lr": 5e-4,
     "epochs": 20,

@@ -212,14 +212,14 @@ def training_split(cfg):
     return split.x, split.y
 
 
-def layers_figure(params, meta, x, y, test_error=None, title=""):
+def layers_figure(params, meta, x, y, test_error=None, title="", mu=None):
     """What each layer of the trained network `params` (neutral, `meta` its header) does with
     the training images `x` (normalised) and labels `y`, through the numpy network: a histogram
     of each layer's outputs on the first sdlm.SAMPLES images, with the share of them saturated
     (f' below SATURATED of its largest: a unit that passes little gradient back) and the layer's
     largest weight; for lecun98, the paper's h of each layer's weights (Appendix C) on the same
-    images, against SDLM's mu. The title gives the error on all of `x`: how well the network fits
-    the images it trained on, undistorted."""
+    images, against `mu`, the run's SDLM mu if it trained with SDLM. The title gives the error on
+    all of `x`: how well the network fits the images it trained on, undistorted."""
     arch, activation = meta.get("arch", "lenet5"), meta["activation"]
 
     def trace(images):
@@ -242,8 +242,10 @@ def layers_figure(params, meta, x, y, test_error=None, title=""):
         h = sdlm.paper_hessian(params, x[: sdlm.SAMPLES])
         names = [name for name in lecun98.LAYERS if f"{name}.weight" in h]
         ax.bar([n.upper() for n in names], [np.median(h[f"{n}.weight"]) for n in names], color=VAL, log=True)
-        ax.axhline(sdlm.MU, color="black", lw=1, ls="--")
-        ax.set_title(f"the paper's h, median of each layer's weights\ndashed: mu = {sdlm.MU}", fontsize=9)
+        ax.set_title("the paper's h, median of each layer's weights", fontsize=9)
+        if mu is not None:  # the steps of weights with h well below it are at their ceiling, lr / mu
+            ax.axhline(mu, color="black", lw=1, ls="--")
+            ax.set_title(f"{ax.get_title()}\ndashed: SDLM's mu = {mu:g}", fontsize=9)
     for ax in axes:  # the grid's empty cells
         ax.set_axis_off()
     wrong = (logits.argmax(axis=1) != y).mean()
@@ -309,7 +311,8 @@ def make_plots(run_dir, output_dir=None, what=PLOTS, per_class=10, max_errors=60
         if run.neutral_model().is_file():
             params, meta = load_weights(run.neutral_model())
             test_error = None if predictions is None else (predictions["prediction"] != predictions["label"]).mean()
-            figures["layers"] = layers_figure(params, meta, *training_split(cfg), test_error, run.dir.name)
+            mu = cfg.mu if cfg.optimizer == "sdlm" else None
+            figures["layers"] = layers_figure(params, meta, *training_split(cfg), test_error, run.dir.name, mu)
         else:
             notes.append(f"layers: no {weights.FILENAME} in the run folder (a run that has not finished)")
     try:

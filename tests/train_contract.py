@@ -357,6 +357,7 @@ def test_any_command_line_ends_in_a_finished_run_or_one_line(framework, mnist_di
         "--label-smoothing": reals(),
         "--augment": arguments("none", "affine", "elastic", "affine,elastic", "paper", "paper,affine", "rotate", ""),
         "--momentum": reals(),
+        "--mu": reals(),
         "--weight-decay": reals(),
         "--scheduler": arguments("cosine", "none", "paper", "step"),
         "--seed": numbers(-1, 2**40),

@@ -7,6 +7,7 @@ train.py: Trainer.save_states pickles the optimizer, which must unpickle from an
 import mxnet as mx
 from mxnet import autograd
 
+from lenet5.config import Config
 from lenet5.network import lecun98, sdlm
 
 
@@ -16,8 +17,11 @@ class SDLM(mx.optimizer.Optimizer):
     lr / (mu + h) times its gradient, h its Hessian diagonal (an attribute: Trainer.save_states
     pickles the optimizer, so checkpoints keep it)."""
 
-    def __init__(self, **kwargs):
+    mu = Config.mu  # what an optimizer pickled in a checkpoint before --mu steps by
+
+    def __init__(self, mu, **kwargs):
         super().__init__(**kwargs)
+        self.mu = mu
         self.hessians = {}
 
     def set_hessian(self, diagonals):
@@ -32,7 +36,7 @@ class SDLM(mx.optimizer.Optimizer):
         h = self.hessians.get(index, 0)
         if isinstance(h, mx.nd.NDArray) and h.context != weight.context:  # the copy on another GPU
             h = h.as_in_context(weight.context)
-        weight[:] -= self._get_lr(index) * grad * self.rescale_grad / (h + sdlm.MU)
+        weight[:] -= self._get_lr(index) * grad * self.rescale_grad / (h + self.mu)
 
 
 def estimate_hessian(model, optimizer, split, cfg, epoch, device):

@@ -109,7 +109,7 @@ def make_optimizer(cfg, model, kv=None):
     # a kvstore sums the workers' or devices' gradients; each updates its own copy of the weights
     kvstore = dict(kvstore=kv, update_on_kvstore=False) if kv else {}
     if cfg.optimizer == "sdlm":
-        return gluon.Trainer(model.collect_params(), "sdlm", {"learning_rate": cfg.lr}, **kvstore)
+        return gluon.Trainer(model.collect_params(), "sdlm", {"learning_rate": cfg.lr, "mu": cfg.mu}, **kvstore)
     if cfg.optimizer == "sgd":
         options = {"momentum": cfg.momentum}
     else:

@@ -12,8 +12,9 @@ class SDLM(torch.optim.Optimizer):
     """Stochastic diagonal Levenberg-Marquardt (lenet5/network/sdlm.py): each parameter steps by
     lr / (mu + h) times its gradient, h its Hessian diagonal (in the state, so checkpoints keep it)."""
 
-    def __init__(self, params, lr):
+    def __init__(self, params, lr, mu):
         super().__init__(params, dict(lr=lr))
+        self.mu = mu  # not in the groups: a checkpoint's groups replace them, and those saved before --mu have none
 
     def set_hessian(self, diagonals):
         for p, h in zip(self.param_groups[0]["params"], diagonals, strict=True):
@@ -24,7 +25,7 @@ class SDLM(torch.optim.Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
-                    p.addcdiv_(p.grad, self.state[p].get("hessian", torch.zeros_like(p)) + sdlm.MU, value=-group["lr"])
+                    p.addcdiv_(p.grad, self.state[p].get("hessian", torch.zeros_like(p)) + self.mu, value=-group["lr"])
 
 
 def estimate_hessian(model, optimizer, split, cfg, epoch, device):

@@ -95,7 +95,7 @@ def peers_lost():
 
 def make_optimizer(cfg, model):
     if cfg.optimizer == "sdlm":
-        return SDLM(model.parameters(), cfg.lr)
+        return SDLM(model.parameters(), cfg.lr, cfg.mu)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     adam = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam  # decoupled decay, or L2

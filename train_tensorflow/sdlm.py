@@ -7,6 +7,7 @@ Keras, so that a checkpoint (a .keras file with the optimizer's state) opens whe
 import keras
 import tensorflow as tf
 
+from lenet5.config import Config
 from lenet5.network import lecun98, sdlm
 
 
@@ -14,6 +15,13 @@ from lenet5.network import lecun98, sdlm
 class SDLM(keras.optimizers.Optimizer):
     """Stochastic diagonal Levenberg-Marquardt (lenet5/network/sdlm.py): each parameter steps by
     lr / (mu + h) times its gradient, h its Hessian diagonal (a variable, so checkpoints keep it)."""
+
+    def __init__(self, mu=Config.mu, **kwargs):  # the default opens a checkpoint saved before --mu
+        super().__init__(**kwargs)
+        self.mu = mu
+
+    def get_config(self):  # a checkpoint's optimizer is rebuilt from it
+        return {**super().get_config(), "mu": self.mu}
 
     def build(self, variables):
         super().build(variables)
@@ -25,7 +33,7 @@ class SDLM(keras.optimizers.Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         h = self.hessians[self._get_variable_index(variable)]
-        self.assign_sub(variable, learning_rate * gradient / (h + sdlm.MU))
+        self.assign_sub(variable, learning_rate * gradient / (h + self.mu))
 
 
 def estimate_hessian(model, optimizer, split, cfg, epoch):

@@ -111,7 +111,7 @@ def peers_lost():
 
 def make_optimizer(cfg):
     if cfg.optimizer == "sdlm":
-        return SDLM(learning_rate=cfg.lr)
+        return SDLM(learning_rate=cfg.lr, mu=cfg.mu)
     if cfg.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate=cfg.lr, momentum=cfg.momentum)
     adam = dict(learning_rate=cfg.lr, beta_1=ADAM_BETAS[0], beta_2=ADAM_BETAS[1], epsilon=ADAM_EPS)

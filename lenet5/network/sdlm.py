@@ -1,8 +1,9 @@
 """Stochastic diagonal Levenberg-Marquardt (LeCun et al. 1998, Appendix C): `--optimizer sdlm`.
 
-Each parameter steps by lr / (MU + h) times its gradient, where h is its entry of the Hessian's
+Each parameter steps by lr / (mu + h) times its gradient, where h is its entry of the Hessian's
 diagonal, re-estimated on SAMPLES training images before each pass: a parameter the loss curves
-sharply along takes small steps, a flat one large steps, at most lr / MU. The frameworks' train.py
+sharply along takes small steps, a flat one large steps, at most lr / mu (`--mu`, Config.mu: the
+paper's 0.02; the paper recipes take 0.04, lenet5.config.PAPER). The frameworks' train.py
 do the steps; what they share is here, in numpy.
 
 The Hessian diagonal is the paper's (Appendix C), with its three approximations:
@@ -21,7 +22,6 @@ import numpy as np
 
 from . import lecun98, reference
 
-MU = 0.02  # the paper's: bounds each step to lr / MU times the gradient
 SAMPLES = 500  # the paper's: images the Hessian diagonal is re-estimated on, before each pass
 STREAM = 0x5D1  # keeps these draws apart from the batch order's, augmentation's and dropout's
 

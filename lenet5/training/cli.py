@@ -131,6 +131,13 @@ def build_parser(framework, description=None, with_defaults=True, recipe="defaul
     )
     train.add_argument("--momentum", type=non_negative_float, metavar="M", help="momentum of sgd (ignored by adam)")
     train.add_argument(
+        "--mu",
+        type=positive_float,
+        metavar="MU",
+        help="sdlm: each parameter steps by lr / (MU + h) times its gradient, h its Hessian diagonal, so at most "
+        "lr / MU (the paper's: 0.02; the paper recipes': 0.04, docs/lecun98.md)",
+    )
+    train.add_argument(
         "--weight-decay",
         type=non_negative_float,
         metavar="WD",

@@ -135,7 +135,8 @@ def test_the_papers_first_pass_rates_fit_sqrt_fan_in_not_its_bound_as_written(mn
 
     def rates(init, seed):  # lr / (mu + h) of every trainable parameter at the start
         h = sdlm.paper_hessian(initial_params(init, seed), x)
-        return np.concatenate([(config.PAPER["lr"] / (sdlm.MU + h[k]))[lecun98.init_bound(k) != 0] for k in TRAINABLE])
+        rate = {k: config.PAPER["lr"] / (config.Config.mu + h[k]) for k in TRAINABLE}  # the paper's mu
+        return np.concatenate([rate[k][lecun98.init_bound(k) != 0] for k in TRAINABLE])
 
     for seed in range(3):
         paper, sqrt = rates("fan-in", seed), rates("sqrt-fan-in", seed)

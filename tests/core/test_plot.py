@@ -213,11 +213,12 @@ def test_layers_shows_saturation_the_training_error_and_the_papers_h():
     params = {k: rng.uniform(-1, 1, shape) for k, shape in lecun98.param_shapes().items() if k != "output.weight"}
     params = {k: v * lecun98.init_bound(k, "sqrt-fan-in") for k, v in params.items()}
     params["output.weight"] = lecun98.RBF_CENTRES
-    fig = plot.layers_figure(params, weights.make_meta("max", "relu", arch="lecun98"), x, y)
+    fig = plot.layers_figure(params, weights.make_meta("max", "relu", arch="lecun98"), x, y, mu=0.04)
     h = sdlm.paper_hessian(params, x)
     bars = [bar.get_height() for bar in fig.axes[6].patches]
     np.testing.assert_allclose(bars, [np.median(h[f"{n}.weight"]) for n in lecun98.LAYERS[:-1]], rtol=1e-6)
     assert [ax.get_title().split(":")[0] for ax in fig.axes[:6]] == [n.upper() for n in lecun98.LAYERS[:-1]]
+    assert fig.axes[6].get_title().endswith("mu = 0.04") and fig.axes[6].lines[0].get_ydata()[0] == 0.04
 
 
 @pytest.mark.parametrize("name", [*reference.ACTIVATION, "lecun98"])

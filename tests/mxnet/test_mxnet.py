@@ -142,7 +142,7 @@ def test_sdlm_steps_by_the_papers_hessian_as_numpy_computes_it(mnist_dir):
     mx.random.seed(0)
     model = LeCun98(init="sqrt-fan-in")  # every layer's h well above float32's rounding
     model.initialize()
-    cfg = Config(arch="lecun98", optimizer="sdlm", lr=1e-5)
+    cfg = Config(arch="lecun98", optimizer="sdlm", lr=1e-2, mu=0.05)
     trainer = make_optimizer(cfg, model)
     estimate_hessian(model, trainer, split, cfg, 1, mx.cpu())
     hessians = trainer.optimizer.hessians
@@ -153,3 +153,12 @@ def test_sdlm_steps_by_the_papers_hessian_as_numpy_computes_it(mnist_dir):
         layer, kind = name.split(".")
         got = h[getattr(getattr(model, layer), kind)]
         np.testing.assert_allclose(got, value, rtol=1e-3, atol=1e-3 * np.abs(value).max(), err_msg=name)
+
+    before = {p: p.data().asnumpy() for p in h}
+    with autograd.record():
+        loss = loss_of(model(mx.nd.array(split.x[:4])), mx.nd.array(split.y[:4]), "lecun98").sum()
+    loss.backward()
+    trainer.step(1)  # each parameter by lr / (mu + h) times its gradient
+    for p, old in before.items():
+        step = 1e-2 * p.grad().asnumpy() / (h[p] + 0.05)
+        np.testing.assert_allclose(old - p.data().asnumpy(), step, rtol=1e-3, atol=1e-6, err_msg=p.name)

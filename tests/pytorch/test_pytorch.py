@@ -91,13 +91,20 @@ def test_sdlm_steps_by_the_papers_hessian_as_numpy_computes_it(mnist_dir):
     split = load_splits(0, limit_train=600, limit_test=1, data_dir=mnist_dir, progress=False).train
     torch.manual_seed(0)
     model = LeCun98(init="sqrt-fan-in")  # every layer's h well above float32's rounding
-    optimizer = SDLM(model.parameters(), 1e-5)
+    optimizer = SDLM(model.parameters(), 1e-2, mu=0.05)
     estimate_hessian(model, optimizer, split, Config(arch="lecun98", optimizer="sdlm"), 1, "cpu")
     h = {name: optimizer.state[p]["hessian"].numpy() for name, p in model.named_parameters()}
     expected = sdlm.paper_hessian(to_neutral(model), sdlm.samples(split, 0, 1))
     assert h.keys() == expected.keys()
     for name, value in expected.items():
         np.testing.assert_allclose(h[name], value, rtol=1e-3, atol=1e-3 * np.abs(value).max(), err_msg=name)
+
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    loss_of(model(torch.from_numpy(split.x[:4])), torch.from_numpy(split.y[:4]), "lecun98", reduction="sum").backward()
+    optimizer.step()  # each parameter by lr / (mu + h) times its gradient
+    for name, p in model.named_parameters():
+        step = 1e-2 * p.grad.numpy() / (h[name] + 0.05)
+        np.testing.assert_allclose((before[name] - p.detach()).numpy(), step, rtol=1e-3, atol=1e-6, err_msg=name)
 
 
 def test_the_split_kept_on_the_device_gives_the_host_paths_batches(mnist_dir):

@@ -110,7 +110,7 @@ def test_sdlm_steps_by_the_papers_hessian_as_numpy_computes_it(mnist_dir):
     split = load_splits(0, limit_train=600, limit_test=1, channels_last=True, data_dir=mnist_dir, progress=False).train
     keras.utils.set_random_seed(0)
     model = LeCun98(init="sqrt-fan-in")  # every layer's h well above float32's rounding
-    optimizer = SDLM(learning_rate=1e-5)
+    optimizer = SDLM(learning_rate=1e-2, mu=0.05)
     estimate_hessian(model, optimizer, split, Config(arch="lecun98", optimizer="sdlm"), 1)
     diagonals = {id(v): h.numpy() for v, h in zip(model.trainable_variables, optimizer.hessians, strict=True)}
     x = sdlm.samples(split, 0, 1).transpose(0, 3, 1, 2)  # channels first, as the neutral layout
@@ -121,3 +121,12 @@ def test_sdlm_steps_by_the_papers_hessian_as_numpy_computes_it(mnist_dir):
         got = diagonals[id(getattr(model.get_layer(layer), "kernel" if kind == "weight" else "bias"))]
         got = got.transpose(3, 2, 0, 1) if got.ndim == 4 else got.T
         np.testing.assert_allclose(got, value, rtol=1e-3, atol=1e-3 * np.abs(value).max(), err_msg=name)
+
+    before = [v.numpy() for v in model.trainable_variables]
+    with tf.GradientTape() as tape:
+        loss = loss_of(model(split.x[:4]), tf.constant(split.y[:4]), "lecun98")
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))  # each by lr / (mu + h) times its gradient
+    for v, old, g, h in zip(model.trainable_variables, before, gradients, optimizer.hessians, strict=True):
+        step = 1e-2 * g.numpy() / (h.numpy() + 0.05)
+        np.testing.assert_allclose(old - v.numpy(), step, rtol=1e-3, atol=1e-6, err_msg=v.path)
