@@ -109,7 +109,7 @@ def test_a_worker_that_dies_ends_the_other_with_one_line(mnist_dir, tmp_path):
 def test_a_worker_that_hangs_ends_the_other_after_the_peer_timeout(mnist_dir, tmp_path):
     rank0, rank1 = workers(mnist_dir, tmp_path, "run", *SMALL, "--checkpoint-every", "2", "--peer-timeout", "5")
     code, _, stderr = lose_a_peer(rank0, rank1, tmp_path / "run", "hangs")
-    assert code == 1
+    assert code == 1, stderr[-2000:]  # a rare SIGSEGV of TensorFlow's: where it came, if it comes
     line = one_line(stderr)
     lost = "train.py: error: rank 0 of 2: lost the other processes: Collective has timed out during execution."
     assert line.startswith(lost), line  # the timeout's own words: a hang, told from a death
