@@ -135,7 +135,7 @@ def build_parser(framework, description=None, with_defaults=True, recipe="defaul
         type=positive_float,
         metavar="MU",
         help="sdlm: each parameter steps by lr / (MU + h) times its gradient, h its Hessian diagonal, so at most "
-        "lr / MU (the paper's: 0.02; the paper recipes': 0.04, docs/lecun98.md)",
+        f"lr / MU (the paper's: {Config.mu}; the paper recipes': {RECIPES['paper']['mu']}, docs/lecun98.md)",
     )
     train.add_argument(
         "--weight-decay",
