@@ -242,10 +242,11 @@ def layers_figure(params, meta, x, y, test_error=None, title="", mu=None):
         h = sdlm.paper_hessian(params, x[: sdlm.SAMPLES])
         names = [name for name in lecun98.LAYERS if f"{name}.weight" in h]
         ax.bar([n.upper() for n in names], [np.median(h[f"{n}.weight"]) for n in names], color=VAL, log=True)
-        ax.set_title("the paper's h, median of each layer's weights", fontsize=9)
+        heading = "the paper's h, median of each layer's weights"
         if mu is not None:  # the steps of weights with h well below it are at their ceiling, lr / mu
             ax.axhline(mu, color="black", lw=1, ls="--")
-            ax.set_title(f"{ax.get_title()}\ndashed: SDLM's mu = {mu:g}", fontsize=9)
+            heading += f"\ndashed: SDLM's mu = {mu:g}"
+        ax.set_title(heading, fontsize=9)
     for ax in axes:  # the grid's empty cells
         ax.set_axis_off()
     wrong = (logits.argmax(axis=1) != y).mean()
