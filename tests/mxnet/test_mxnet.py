@@ -1,6 +1,7 @@
 """MXNet (Gluon): the model against the paper and the numpy reference, native checkpoints, the
 import-failure message, and the shared train.py contract (train_contract.py) on real MNIST."""
 
+import pickle
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ from lenet5.network import lecun98, reference, sdlm
 from lenet5.network.shapes import expected_num_params
 from model_mxnet import LeCun98, LeNet5, num_params
 from model_mxnet.convert import to_neutral
-from train_mxnet.sdlm import estimate_hessian
+from train_mxnet.sdlm import SDLM, estimate_hessian
 from train_mxnet.train import loss_of, make_optimizer
 
 FRAMEWORK = "mxnet"
@@ -162,3 +163,11 @@ def test_sdlm_steps_by_the_papers_hessian_as_numpy_computes_it(mnist_dir):
     for p, old in before.items():
         step = 1e-2 * p.grad().asnumpy() / (h[p] + 0.05)
         np.testing.assert_allclose(old - p.data().asnumpy(), step, rtol=1e-3, atol=1e-6, err_msg=p.name)
+
+
+def test_a_checkpointed_sdlm_keeps_its_mu_and_one_pickled_before_mu_steps_by_the_papers():
+    """Trainer.save_states pickles the optimizer, and load_states puts the unpickled one in place."""
+    assert pickle.loads(pickle.dumps(SDLM(mu=0.04))).mu == 0.04
+    old = SDLM(mu=0.04)
+    del old.mu  # as an optimizer pickled before --mu: no mu of its own
+    assert pickle.loads(pickle.dumps(old)).mu == Config.mu == 0.02

@@ -130,3 +130,11 @@ def test_sdlm_steps_by_the_papers_hessian_as_numpy_computes_it(mnist_dir):
     for v, old, g, h in zip(model.trainable_variables, before, gradients, optimizer.hessians, strict=True):
         step = 1e-2 * g.numpy() / (h.numpy() + 0.05)
         np.testing.assert_allclose(old - v.numpy(), step, rtol=1e-3, atol=1e-6, err_msg=v.path)
+
+
+def test_a_checkpointed_sdlm_keeps_its_mu_and_one_saved_before_mu_opens_with_the_papers():
+    """load_checkpoint opens the .keras file, whose optimizer Keras rebuilds from its get_config."""
+    config = SDLM(learning_rate=1e-3, mu=0.04).get_config()
+    assert SDLM.from_config(config).mu == 0.04
+    del config["mu"]  # as a checkpoint saved before --mu
+    assert SDLM.from_config(config).mu == Config.mu == 0.02
