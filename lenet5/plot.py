@@ -65,8 +65,11 @@ def columns(rows):
     return {key: np.array([float(row[key]) for row in rows]) for key in rows[0]} if rows else {}
 
 
-def curves_figure(metrics, title=""):
-    """Loss and accuracy per epoch, training vs validation."""
+def curves_figure(metrics, cfg, title=""):
+    """Loss and accuracy per epoch, training vs the held-out split: the validation split, or the
+    test set for a run with --validate-on-test (the paper's Fig. 5 for a paper recipe's run)."""
+    held_out = "test" if cfg.validate_on_test else "validation"
+    loss = "MAP criterion" if cfg.arch == "lecun98" else "cross-entropy"
     fig = Figure(figsize=(10, 4), layout="constrained")
     for ax, what, scale in zip(fig.subplots(1, 2), ("loss", "acc"), (1, 100)):
         for split, color in (("train", TRAIN), ("val", VAL)):
@@ -78,11 +81,11 @@ def curves_figure(metrics, title=""):
                     "o-",
                     color=color,
                     markersize=3,
-                    label="training" if split == "train" else "validation",
+                    label="training" if split == "train" else held_out,
                 )
         ax.set(
             xlabel="epoch",
-            ylabel="cross-entropy" if what == "loss" else "accuracy (%)",
+            ylabel=loss if what == "loss" else "accuracy (%)",
             title="loss" if what == "loss" else "accuracy",
         )
         if what == "loss":
@@ -284,7 +287,7 @@ def make_plots(run_dir, output_dir=None, what=PLOTS, per_class=10, max_errors=60
     figures, notes = {}, []
     if "curves" in what:
         if metrics:
-            figures["curves"] = curves_figure(metrics, run.dir.name)
+            figures["curves"] = curves_figure(metrics, cfg, run.dir.name)
         else:
             notes.append("curves: no finished epoch in metrics.csv yet")
     if {"confusion", "errors"} & set(what):

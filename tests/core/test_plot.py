@@ -149,6 +149,18 @@ def test_a_run_without_predictions_still_gets_its_curves(tmp_path, tiny_mnist, c
     assert plot.main([str(run_dir), "--what", "confusion"]) == 1  # nothing it was asked for could be made
 
 
+def test_curves_name_the_held_out_split_and_the_criterion():
+    metrics = plot.columns(EPOCHS)
+    for cfg, held_out, loss in (
+        (Config(), "validation", "cross-entropy"),
+        (Config(arch="lecun98", validate_on_test=True), "test", "MAP criterion"),
+    ):
+        fig = plot.curves_figure(metrics, cfg)
+        for ax in fig.axes:
+            assert [t.get_text() for t in ax.get_legend().get_texts()] == ["training", held_out]
+        assert fig.axes[0].get_ylabel() == loss
+
+
 def test_bad_input_gets_one_line(tmp_path, capsys):
     for argv in ([str(tmp_path)], [str(tmp_path / "missing")], [str(tmp_path), "--what", "bars"]):
         with pytest.raises(SystemExit) as exit_:
