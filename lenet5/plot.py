@@ -254,10 +254,10 @@ def layers_figure(params, meta, x, y, test_error=None, title="", mu=None):
         ax.set_axis_off()
     wrong = (logits.argmax(axis=1) != y).mean()
     tested = "" if test_error is None else f", test error {test_error:.2%}"
+    relu = " (ReLU: at 0)" if arch != "lecun98" and activation == "relu" else ""  # lecun98 ignores --activation
     fig.suptitle(
         f"{title}: training error {wrong:.2%} on its {len(y):,} training images as they are{tested}\n"
-        f"outputs of {min(len(x), sdlm.SAMPLES)} of them; saturated: f' under {SATURATED:.0%} of its largest "
-        "(ReLU: at 0)",
+        f"outputs of {min(len(x), sdlm.SAMPLES)} of them; saturated: f' under {SATURATED:.0%} of its largest{relu}",
         fontsize=10,
     )
     return fig

@@ -218,7 +218,7 @@ def test_layers_shows_saturation_the_training_error_and_the_papers_h():
     params["output.bias"][:] = np.eye(10)[3]  # every image read as a 3: 36 of 40 wrong
     fig = plot.layers_figure(params, weights.make_meta("max", "relu"), x, y, test_error=0.25, title="run")
     title = "run: training error 90.00% on its 40 training images as they are, test error 25.00%"
-    assert fig.get_suptitle().startswith(title)
+    assert fig.get_suptitle().startswith(title) and fig.get_suptitle().endswith("(ReLU: at 0)")
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert len(titles) == 4 and titles[0].startswith("C1: 50% saturated") and titles[1].startswith("C3: ")
 
@@ -231,6 +231,7 @@ def test_layers_shows_saturation_the_training_error_and_the_papers_h():
     np.testing.assert_allclose(bars, [np.median(h[f"{n}.weight"]) for n in lecun98.LAYERS[:-1]], rtol=1e-6)
     assert [ax.get_title().split(":")[0] for ax in fig.axes[:6]] == [n.upper() for n in lecun98.LAYERS[:-1]]
     assert fig.axes[6].get_title().endswith("mu = 0.04") and fig.axes[6].lines[0].get_ydata()[0] == 0.04
+    assert "ReLU" not in fig.get_suptitle()  # lecun98's units squash; its config's --activation means nothing
 
 
 @pytest.mark.parametrize("name", [*reference.ACTIVATION, "lecun98"])
