@@ -230,7 +230,8 @@ def layers_figure(params, meta, x, y, test_error=None, title="", mu=None):
 
     logits = weights.batched(lambda b: dict(trace(b))["output"], x, desc="layers: the training error")
     layers = [(name, out) for name, out in trace(x[: sdlm.SAMPLES]) if f"{name}.weight" in params and name != "output"]
-    slope = reference.SLOPE["lecun98" if arch == "lecun98" else activation]
+    unit = "lecun98" if arch == "lecun98" else activation  # lecun98's units squash, whatever --activation says
+    slope = reference.SLOPE[unit]
     panels = len(layers) + (arch == "lecun98")
     fig = Figure(figsize=(3.2 * min(panels, 4), 2.8 * -(-panels // 4) + 0.6), layout="constrained")
     axes = fig.subplots(-(-panels // 4), min(panels, 4), squeeze=False).flat
@@ -254,7 +255,7 @@ def layers_figure(params, meta, x, y, test_error=None, title="", mu=None):
         ax.set_axis_off()
     wrong = (logits.argmax(axis=1) != y).mean()
     tested = "" if test_error is None else f", test error {test_error:.2%}"
-    relu = " (ReLU: at 0)" if arch != "lecun98" and activation == "relu" else ""  # lecun98 ignores --activation
+    relu = " (ReLU: at 0)" if unit == "relu" else ""
     fig.suptitle(
         f"{title}: training error {wrong:.2%} on its {len(y):,} training images as they are{tested}\n"
         f"outputs of {min(len(x), sdlm.SAMPLES)} of them; saturated: f' under {SATURATED:.0%} of its largest{relu}",
