@@ -9,6 +9,7 @@ the next resume of a run removes.
 
 import errno
 import io
+import itertools
 import json
 import os
 import re
@@ -35,9 +36,11 @@ SOURCE_LOCATION = re.compile(r"^\[[^\]]*\.(?:cc|cpp|h):\d+\]\s*")  # "[../gloo/t
 def first_line(error, sentences=0):
     """What a library's exception says, in one line: its first line that is not a traceback's,
     without a C++ source location or MXNet's "MXNetError: Check failed: ", cut after its first
-    `sentences` sentences if given (gloo's advice and emoji follow them); its name if it says nothing."""
+    `sentences` sentences if given (gloo's advice and emoji follow them); its name if it says nothing.
+    A line that ends in a colon takes the next with it (TensorFlow's lost worker is named there)."""
     message = (getattr(error, "message", None) or str(error)).strip()  # TensorFlow's .message: no traceback
-    line = next((line for line in message.splitlines() if not NOT_THE_MESSAGE.match(line)), "")
+    lines = list(itertools.dropwhile(NOT_THE_MESSAGE.match, message.splitlines()))
+    line = " ".join(lines[:2]) if lines and lines[0].endswith(":") else "".join(lines[:1])
     line = SOURCE_LOCATION.sub("", line).removeprefix("MXNetError: ").removeprefix("Check failed: ")
     if sentences:
         line = " ".join(re.split(r"(?<=\.)\s+", line)[:sentences]).rstrip(".")

@@ -246,7 +246,7 @@ def train(cfg):
     optimizer = make_optimizer(cfg, model, kv)
     run = Run(cfg, world, watch and functools.partial(all_sum, kv=kv, watch=watch))
     if watch:  # its line says, as the run's own would, what is kept
-        watch.lost(watch.what, lambda: run.checkpoints.kept() if run.writes else "rank 0 says what is kept")
+        watch.keeps(run.kept)
     load = functools.partial(load_checkpoint, model=model, optimizer=optimizer, devices=devices)
     start = run.load_checkpoint(load) if cfg.resume else 0
     if watch:

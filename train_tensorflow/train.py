@@ -29,7 +29,7 @@ from lenet5.data.splits import batches, splits_of
 from lenet5.files import first_line
 from lenet5.network import lecun98
 from lenet5.training.cli import run_command
-from lenet5.training.distributed import World, deadline
+from lenet5.training.distributed import PeerWatch, World, deadline
 from lenet5.training.loop import Steps, fit
 from lenet5.training.run import Run
 from lenet5.training.runfolder import RunError
@@ -65,34 +65,38 @@ def select_device(name):
 
 
 def join_world(cfg, device):
-    """The tf.distribute strategy and this process's place among the workers TF_CONFIG names:
+    """The tf.distribute strategy, this process's place among the workers TF_CONFIG names, and
+    the watch that ends this process when they are lost (PeerWatch, for TensorFlow's timeout):
     MultiWorkerMirroredStrategy for several, MirroredStrategy for several GPUs in one process,
-    else TensorFlow's default (one device, as without tf.distribute)."""
+    else TensorFlow's default (one device, as without tf.distribute); no watch but for workers."""
     cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
     workers = [*cluster.get("chief", []), *cluster.get("worker", [])]  # the chief, if any, is rank 0
     if len(workers) > 1:
         where = ", ".join(workers)
-        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=cfg.peer_timeout)
         try:  # it waits for every worker with no timeout of its own
             with deadline(
                 cfg.peer_timeout,
                 f"cannot start the cluster {where}: not every worker came within --peer-timeout {cfg.peer_timeout:g} s",
             ):
-                strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+                strategy = tf.distribute.MultiWorkerMirroredStrategy()
         except (tf.errors.OpError, RuntimeError, ValueError) as error:  # a port in use, a bad TF_CONFIG
             raise RunError(f"cannot start the cluster {where}: {first_line(error)}") from None
         task = strategy.cluster_resolver
         rank = task.task_id + (len(cluster.get("chief", [])) if task.task_type == "worker" else 0)
-        return strategy, World(rank, len(workers))
+        watch = PeerWatch(cfg.peer_timeout, f"rank {rank} of {len(workers)}: lost the other processes: ")
+        return strategy, World(rank, len(workers)), watch
     if device.endswith("GPUs"):
-        return tf.distribute.MirroredStrategy(), World()
-    return tf.distribute.get_strategy(), World()
+        return tf.distribute.MirroredStrategy(), World(), None
+    return tf.distribute.get_strategy(), World(), None
 
 
-def all_sum(values, strategy, world):
+def all_sum(values, strategy, world, watch):
     """`values` summed over the processes (lenet5.training.stopping agrees on sums and stop signals with it)."""
     local = strategy.num_replicas_in_sync // world.size  # each process's replicas share its values
-    return _all_sum(strategy, tf.constant(values, tf.float64) / local).numpy().tolist()
+    watch.alive()
+    result = _all_sum(strategy, tf.constant(values, tf.float64) / local).numpy().tolist()
+    watch.alive()
+    return result
 
 
 @tf.function(reduce_retracing=True)
@@ -102,7 +106,7 @@ def _all_sum(strategy, values):
 
 @contextmanager
 def peers_lost():
-    """A collective that fails (a process died, or hangs past --peer-timeout) ends this one with one line."""
+    """A collective that fails (a process died; one that hangs: PeerWatch) ends this one with one line."""
     try:
         yield
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError) as error:
@@ -232,7 +236,7 @@ def train(cfg):
     """Train, test and save one run as `cfg` says; returns its result (result.json)."""
     threads = set_threads(cfg.threads, cfg.batch_size)
     device = select_device(cfg.device)
-    strategy, world = join_world(cfg, device)
+    strategy, world, watch = join_world(cfg, device)
     world.check(cfg.batch_size)
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()  # same seed, same metrics
@@ -242,7 +246,9 @@ def train(cfg):
         optimizer = make_optimizer(cfg)
         model.compile(optimizer=optimizer)  # so that model.save() keeps the optimizer's state
         optimizer.build(model.trainable_variables)  # here, not inside the replicas' step
-    run = Run(cfg, world, functools.partial(all_sum, strategy=strategy, world=world))
+    run = Run(cfg, world, watch and functools.partial(all_sum, strategy=strategy, world=world, watch=watch))
+    if watch:  # its line says, as the run's own would, what is kept
+        watch.keeps(run.kept)
     load = functools.partial(load_checkpoint, model=model, optimizer=optimizer)
     start = run.load_checkpoint(load) if cfg.resume else 0
     run.start(data.classes)
@@ -258,7 +264,10 @@ def train(cfg):
         test_loss, test_acc, test_logits = fit(run, data, steps, start)
         save = functools.partial(save_model, model=model)
         run.save_final(save, to_neutral(model), data.test.y, test_logits)  # model.npz: lenet5.convert, ONNX
-        return run.finish(test_loss, test_acc, num_params(model), tf.__version__, device)
+        result = run.finish(test_loss, test_acc, num_params(model), tf.__version__, device)
+        if watch:  # nothing waits for the other workers after this
+            watch.close()
+        return result
 
 
 def is_worker():

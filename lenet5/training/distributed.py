@@ -111,9 +111,11 @@ def deadline(seconds, message):
 
 
 class PeerWatch:
-    """ps-lite waits for ever for a worker that died or hangs, and for one that never comes: this
-    watch ends the process with one line when the workers have not agreed (all_sum) for
-    --peer-timeout seconds, where Python cannot raise (the main thread waits inside MXNet)."""
+    """Ends the process with one line when the workers have not agreed (all_sum) for
+    --peer-timeout seconds, where Python cannot raise (the main thread waits inside the framework).
+    MXNet's ps-lite waits for ever for a worker that died or hangs, and for one that never comes.
+    TensorFlow's heartbeats tell a frozen worker, not one alive but stuck, and its own timeout
+    (CommunicationOptions) once ended the surviving worker by SIGSEGV (docs/distributed.md)."""
 
     def __init__(self, timeout, what):
         self.timeout, self.what, self.kept = timeout, what, None
@@ -123,6 +125,10 @@ class PeerWatch:
     def lost(self, what, kept=None):
         self.what, self.kept = what, kept
         self.alive()
+
+    def keeps(self, kept):
+        """`kept()`: what is kept, said after the line (lenet5.training.run.Run.kept)."""
+        self.kept = kept
 
     def alive(self):
         self.deadline = time.monotonic() + self.timeout

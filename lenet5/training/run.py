@@ -113,19 +113,20 @@ class Run:
             self._close_tensorboard()
             signum = getattr(stop, "signum", signal.SIGINT)
             what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-            raise Stopped(f"{self._who()}{what}; {self._kept()}", signum) from None
+            raise Stopped(f"{self._who()}{what}; {self.kept()}", signum) from None
         except OSError as error:  # a full disk, a quota, an I/O error: the file written is named
             self._close_tensorboard()
-            raise RunError(f"{self._who()}{describe(error)}; {self._kept()}") from None
+            raise RunError(f"{self._who()}{describe(error)}; {self.kept()}") from None
         except RunError as error:
             self._close_tensorboard()
-            raise RunError(f"{self._who()}{error}; {self._kept()}") from None
+            raise RunError(f"{self._who()}{error}; {self.kept()}") from None
 
     def _who(self):
         """Which process a line is from, in a data-parallel run: each may print its last."""
         return f"rank {self.world.rank} of {self.world.size}: " if self.world.size > 1 else ""
 
-    def _kept(self):
+    def kept(self):
+        """What a run that stops now keeps, for its one line."""
         return self.checkpoints.kept() if self.writes else "rank 0 says what is kept"
 
     def path(self, name):

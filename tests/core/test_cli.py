@@ -295,6 +295,12 @@ def test_first_line_keeps_what_each_librarys_error_says():
         "Graph execution error:\n\nDetected at node x\n  File a.py\nCollective ops is aborted by: x"
     )
     assert files.first_line(tensorflow) == "Collective ops is aborted by: x"
+    heartbeats = RuntimeError(
+        "Graph execution error:\n\nCollective ops is aborted by: Error reported from /job:worker/task:1: The "
+        "following tasks are unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:1\nThe tasks have "
+        "crashed. Check the task logs for an earlier error."
+    )
+    assert files.first_line(heartbeats).endswith("(stopped sending heartbeats): /job:worker/replica:0/task:1")
     assert files.first_line(OSError(28, "No space left on device", "/x")) == "[Errno 28] No space left on device: '/x'"
     assert files.first_line(ValueError("  \n")) == "ValueError"
 
