@@ -66,9 +66,9 @@ def select_device(name):
 
 def join_world(cfg, device):
     """The tf.distribute strategy, this process's place among the workers TF_CONFIG names, and
-    the watch that ends this process when they are lost (PeerWatch, for TensorFlow's timeout):
-    MultiWorkerMirroredStrategy for several, MirroredStrategy for several GPUs in one process,
-    else TensorFlow's default (one device, as without tf.distribute); no watch but for workers."""
+    the watch that ends this process when one is stuck (PeerWatch; TensorFlow's heartbeats tell a
+    frozen one): MultiWorkerMirroredStrategy for several, MirroredStrategy for several GPUs in one
+    process, else TensorFlow's default (one device, as without tf.distribute); and no watch."""
     cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
     workers = [*cluster.get("chief", []), *cluster.get("worker", [])]  # the chief, if any, is rank 0
     if len(workers) > 1:
@@ -106,7 +106,7 @@ def _all_sum(strategy, values):
 
 @contextmanager
 def peers_lost():
-    """A collective that fails (a process died; one that hangs: PeerWatch) ends this one with one line."""
+    """A collective that fails (a process died, or froze: TensorFlow's heartbeats) ends this one with one line."""
     try:
         yield
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError) as error:
