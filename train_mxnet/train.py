@@ -244,9 +244,7 @@ def train(cfg):
     model.initialize(ctx=devices)
     model.hybridize(static_alloc=True, static_shape=True)
     optimizer = make_optimizer(cfg, model, kv)
-    run = Run(cfg, world, watch and functools.partial(all_sum, kv=kv, watch=watch))
-    if watch:  # its line says, as the run's own would, what is kept
-        watch.keeps(run.kept)
+    run = Run(cfg, world, watch and functools.partial(all_sum, kv=kv, watch=watch), watch)
     load = functools.partial(load_checkpoint, model=model, optimizer=optimizer, devices=devices)
     start = run.load_checkpoint(load) if cfg.resume else 0
     if watch:

@@ -246,9 +246,7 @@ def train(cfg):
         optimizer = make_optimizer(cfg)
         model.compile(optimizer=optimizer)  # so that model.save() keeps the optimizer's state
         optimizer.build(model.trainable_variables)  # here, not inside the replicas' step
-    run = Run(cfg, world, watch and functools.partial(all_sum, strategy=strategy, world=world, watch=watch))
-    if watch:  # its line says, as the run's own would, what is kept
-        watch.keeps(run.kept)
+    run = Run(cfg, world, watch and functools.partial(all_sum, strategy=strategy, world=world, watch=watch), watch)
     load = functools.partial(load_checkpoint, model=model, optimizer=optimizer)
     start = run.load_checkpoint(load) if cfg.resume else 0
     run.start(data.classes)

@@ -58,7 +58,8 @@ class Run:
     `world` is this process's place in a data-parallel run, and `all_sum` the framework's sum of
     a list of numbers over its processes (needed when there are several)."""
 
-    def __init__(self, cfg, world=None, all_sum=None):
+    def __init__(self, cfg, world=None, all_sum=None, watch=None):
+        """`watch`: a data-parallel run's PeerWatch, whose line says, as the run's own would, what is kept."""
         self.cfg, self.world = cfg, world or World()
         world = self.world
         self.agreement = Agreement(world, all_sum)  # the stop signal and loss check of every process
@@ -72,6 +73,8 @@ class Run:
         self.epoch_started = self.epoch_trained = 0.0  # perf_counter() times (lenet5.training.loop)
         self._tensorboard = None  # a tensorboardX SummaryWriter with --tensorboard
         self.classes = list(DIGITS)
+        if watch:
+            watch.keeps(self.kept)
 
     def start(self, classes=None):
         """Write config.json, classes.json (the class names in label order, for predict) and,
